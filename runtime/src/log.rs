@@ -1,0 +1,178 @@
+//! Container output: stdout and stderr become lines tagged with the pod and
+//! container, handed to a [`LogSink`] and kept per container for later reading.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// Which output a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One line a container printed, without its newline.
+#[derive(Debug, Clone, Copy)]
+pub struct LogLine<'a> {
+    pub pod: &'a str,
+    pub container: &'a str,
+    pub stream: Stream,
+    /// The line's bytes as the guest wrote them (not necessarily UTF-8).
+    pub text: &'a [u8],
+}
+
+/// Receives containers' output, line by line. Called from the thread running
+/// the guest: keep it quick (hand off to a channel for slow work).
+///
+/// # Examples
+///
+/// ```
+/// struct Print;
+/// impl wpod::LogSink for Print {
+///     fn line(&self, line: wpod::LogLine<'_>) {
+///         println!("[{}] {}", line.container, String::from_utf8_lossy(line.text));
+///     }
+/// }
+/// ```
+pub trait LogSink: Send + Sync + 'static {
+    fn line(&self, line: LogLine<'_>);
+}
+
+/// Drops every line (the default sink: the library never prints).
+#[derive(Debug, Default)]
+pub struct DiscardLogs;
+
+impl LogSink for DiscardLogs {
+    fn line(&self, _: LogLine<'_>) {}
+}
+
+/// The last lines of each container, kept for [`crate::PodHandle::logs`].
+#[derive(Debug, Default)]
+pub(crate) struct LogStore {
+    lines: Mutex<HashMap<String, VecDeque<String>>>,
+}
+
+/// How many lines of each container are kept.
+const KEPT_LINES: usize = 10_000;
+
+impl LogStore {
+    fn push(&self, container: &str, text: &[u8]) {
+        let mut lines = self.lines.lock().expect("log store poisoned");
+        let kept = lines.entry(container.to_owned()).or_default();
+        if kept.len() == KEPT_LINES {
+            kept.pop_front();
+        }
+        kept.push_back(String::from_utf8_lossy(text).into_owned());
+    }
+
+    pub(crate) fn lines(&self, container: &str) -> Vec<String> {
+        let lines = self.lines.lock().expect("log store poisoned");
+        lines
+            .get(container)
+            .map(|kept| kept.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A container's stdout or stderr, as WASI sees it.
+#[derive(Clone)]
+pub(crate) struct ContainerOutput {
+    pub pod: Arc<str>,
+    pub container: Arc<str>,
+    pub stream: Stream,
+    pub sink: Arc<dyn LogSink>,
+    pub store: Arc<LogStore>,
+}
+
+impl IsTerminal for ContainerOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for ContainerOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            output: self.clone(),
+            pending: Vec::new(),
+        })
+    }
+}
+
+/// Splits what the guest writes into lines; a partial line waits for its
+/// newline, or is emitted when the stream ends or grows past [`MAX_LINE`].
+struct LineWriter {
+    output: ContainerOutput,
+    pending: Vec<u8>,
+}
+
+/// A line longer than this is emitted in pieces.
+const MAX_LINE: usize = 64 * 1024;
+
+impl LineWriter {
+    fn emit(&self, text: &[u8]) {
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let output = &self.output;
+        output.store.push(&output.container, text);
+        output.sink.line(LogLine {
+            pod: &output.pod,
+            container: &output.container,
+            stream: output.stream,
+            text,
+        });
+    }
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut rest = buf;
+        while let Some(newline) = rest.iter().position(|b| *b == b'\n') {
+            if this.pending.is_empty() {
+                this.emit(&rest[..newline]);
+            } else {
+                this.pending.extend_from_slice(&rest[..newline]);
+                let line = std::mem::take(&mut this.pending);
+                this.emit(&line);
+            }
+            rest = &rest[newline + 1..];
+        }
+        this.pending.extend_from_slice(rest);
+        if this.pending.len() >= MAX_LINE {
+            let line = std::mem::take(&mut this.pending);
+            this.emit(&line);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pending.is_empty() {
+            let line = std::mem::take(&mut this.pending);
+            this.emit(&line);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line);
+        }
+    }
+}

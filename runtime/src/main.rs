@@ -1,0 +1,266 @@
+//! The `wpod` command: parses arguments, calls the library, prints results and
+//! picks the exit code. Everything else lives in the library.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use wpod::{
+    Backoff, EgressPolicy, ImagePath, LogLine, LogSink, PodOptions, PodPhase, PodSpec, PodStatus,
+    Runtime, RuntimeConfig, Stream,
+};
+
+/// Run Kubernetes Pods whose containers are WebAssembly programs.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pods of a manifest until they end.
+    Run(RunArgs),
+    /// Check a manifest without running it.
+    Validate {
+        /// The Pod manifest (YAML; several documents separated by `---`).
+        manifest: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The Pod manifest (YAML; several documents separated by `---`).
+    manifest: PathBuf,
+    /// Print the final status: json or yaml, in the shape of a Kubernetes PodStatus.
+    #[arg(short, long, value_enum)]
+    output: Option<Format>,
+    /// Print containers' output without the `[container]` tag.
+    #[arg(long)]
+    no_tags: bool,
+    /// Compile every program afresh and write nothing to the compile cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// First restart back-off (doubles up to 5 min), e.g. `100ms`; the kubelet's is 10s.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    restart_backoff: Duration,
+    /// Allow egress to these destinations (CIDR or address, optional port;
+    /// comma-separated, `*` for all), for every pod of the manifest.
+    #[arg(long, value_name = "RULES")]
+    allow_egress: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+/// Exit code for bad input: the manifest, an image, a volume.
+const EXIT_BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WPOD_LOG")
+                .unwrap_or_else(|_| "wpod=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    let result = match cli.command {
+        Command::Validate { manifest } => validate(&manifest),
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            let bad_input = error
+                .downcast_ref::<wpod::Error>()
+                .is_some_and(wpod::Error::is_bad_input)
+                || error.downcast_ref::<wpod::ManifestError>().is_some()
+                || error.downcast_ref::<BadInput>().is_some();
+            eprintln!("wpod: error: {error:#}");
+            ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
+        }
+    }
+}
+
+/// Bad input found by the CLI itself (a flag's value).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+fn validate(manifest: &PathBuf) -> anyhow::Result<ExitCode> {
+    let pods = PodSpec::from_yaml_file(manifest)?;
+    for pod in &pods {
+        println!(
+            "{}: pod `{}` is valid ({} init, {} app containers)",
+            manifest.display(),
+            pod.name,
+            pod.init_containers.len(),
+            pod.containers.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let pods = PodSpec::from_yaml_file(&args.manifest)?;
+    let egress = match &args.allow_egress {
+        Some(rules) => {
+            EgressPolicy::parse(rules).map_err(|e| BadInput(format!("--allow-egress: {e}")))?
+        }
+        None => EgressPolicy::default(),
+    };
+    let mut config = RuntimeConfig::from_env();
+    if args.no_cache {
+        config.cache_dir = None;
+    }
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    tokio.block_on(async move {
+        let runtime = Runtime::new(config)?;
+        let options = PodOptions {
+            image_path: ImagePath::from_env(),
+            egress,
+            backoff: Backoff {
+                initial: args.restart_backoff,
+                max: Backoff::KUBELET.max.max(args.restart_backoff),
+            },
+            // With -o, stdout holds only the status: containers' lines go to stderr.
+            log_sink: Arc::new(Terminal {
+                tags: !args.no_tags,
+                all_to_stderr: args.output.is_some(),
+            }),
+            ..PodOptions::default()
+        };
+        let mut handles = Vec::new();
+        for pod in pods {
+            handles.push(runtime.start(pod, options.clone()).await?);
+        }
+        let stop_all: Vec<_> = handles.iter().map(|h| h.stopper()).collect();
+        let signal = tokio::spawn(async move {
+            let code = wait_for_signal().await;
+            for stop in &stop_all {
+                stop();
+            }
+            code
+        });
+        let mut statuses = Vec::new();
+        for handle in handles {
+            let name = handle.name().to_owned();
+            statuses.push((name, handle.wait().await));
+        }
+        let signalled = if signal.is_finished() {
+            signal.await.ok()
+        } else {
+            None
+        };
+        report(&statuses, args.output)?;
+        if let Some(code) = signalled {
+            return Ok(ExitCode::from(code));
+        }
+        let succeeded = statuses
+            .iter()
+            .all(|(_, status)| status.phase == PodPhase::Succeeded);
+        Ok(if succeeded {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
+/// Waits for Ctrl-C (exit 130) or SIGTERM (exit 143).
+async fn wait_for_signal() -> u8 {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => 130,
+            _ = terminate.recv() => 143,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        130
+    }
+}
+
+fn report(statuses: &[(String, PodStatus)], format: Option<Format>) -> anyhow::Result<()> {
+    for (name, status) in statuses {
+        if let Some((container, termination)) = status.failed_container() {
+            let detail = termination
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            eprintln!(
+                "wpod: pod `{name}` {:?}: container `{}` exited with code {} ({}){detail}",
+                status.phase, container.name, termination.exit_code, termination.reason
+            );
+        } else if status.phase != PodPhase::Succeeded {
+            eprintln!(
+                "wpod: pod `{name}` {:?}{}",
+                status.phase,
+                status
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let Some(format) = format else { return Ok(()) };
+    let value = if statuses.len() == 1 {
+        serde_json::to_value(&statuses[0].1)?
+    } else {
+        let items: Vec<_> = statuses
+            .iter()
+            .map(|(name, status)| serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "status": status}))
+            .collect();
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+    };
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(&value)? + "\n",
+        Format::Yaml => serde_yaml_ng::to_string(&value)?,
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Prints containers' lines: stdout to stdout, stderr to stderr.
+struct Terminal {
+    tags: bool,
+    all_to_stderr: bool,
+}
+
+impl LogSink for Terminal {
+    fn line(&self, line: LogLine<'_>) {
+        let mut buffer = Vec::with_capacity(line.text.len() + line.container.len() + 4);
+        if self.tags {
+            buffer.extend_from_slice(b"[");
+            buffer.extend_from_slice(line.container.as_bytes());
+            buffer.extend_from_slice(b"] ");
+        }
+        buffer.extend_from_slice(line.text);
+        buffer.push(b'\n');
+        // A closed terminal is no reason to disturb the pod.
+        let _ = match line.stream {
+            Stream::Stdout if !self.all_to_stderr => std::io::stdout().lock().write_all(&buffer),
+            Stream::Stdout => std::io::stderr().lock().write_all(&buffer),
+            Stream::Stderr => std::io::stderr().lock().write_all(&buffer),
+        };
+    }
+}

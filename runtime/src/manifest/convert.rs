@@ -1,0 +1,548 @@
+//! From the serde types in `raw` to the model, by hand: required fields,
+//! enumerations and quantities are checked here, then `validate` checks the
+//! model as a whole.
+
+use super::raw;
+use super::validate::Problem;
+use super::{
+    ContainerSpec, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol, Resources,
+    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, quantity,
+};
+use std::path::Path;
+use std::time::Duration;
+
+pub(crate) fn pods_from_yaml(
+    text: &str,
+    file: &Path,
+    base_dir: &Path,
+) -> Result<Vec<PodSpec>, ManifestError> {
+    let mut pods = Vec::new();
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let pod: Option<raw::Pod> = match serde_path_to_error::deserialize(document) {
+            Ok(pod) => pod,
+            Err(error) => return Err(deserialize_error(file, index, error)),
+        };
+        // An empty document (a trailing `---`) holds no pod.
+        let Some(pod) = pod else { continue };
+        let mut problems = Vec::new();
+        let pod = Converter {
+            problems: &mut problems,
+            base_dir,
+        }
+        .pod(pod);
+        if let Some(pod) = &pod {
+            problems.extend(pod.validate().err().unwrap_or_default());
+        }
+        match pod {
+            Some(pod) if problems.is_empty() => pods.push(pod),
+            _ => {
+                return Err(ManifestError::Invalid {
+                    file: file.to_owned(),
+                    problems,
+                });
+            }
+        }
+    }
+    if pods.is_empty() {
+        return Err(ManifestError::Invalid {
+            file: file.to_owned(),
+            problems: vec![Problem::new(
+                "",
+                "the manifest holds no Pod",
+                "write a Pod: apiVersion: v1, kind: Pod, metadata.name and spec.containers",
+            )],
+        });
+    }
+    Ok(pods)
+}
+
+fn deserialize_error(
+    file: &Path,
+    index: usize,
+    error: serde_path_to_error::Error<serde_yaml_ng::Error>,
+) -> ManifestError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    let location = inner.location().map(|l| (l.line(), l.column()));
+    let message = strip_location(&inner.to_string());
+    if path == "." || path.is_empty() {
+        // No field reached: the text is not YAML, or not a mapping.
+        let message = match index {
+            0 => message,
+            _ => format!("in document {}: {message}", index + 1),
+        };
+        return ManifestError::Syntax {
+            file: file.to_owned(),
+            location,
+            message,
+        };
+    }
+    let problem = if message == raw::NOT_SUPPORTED {
+        let hint = unsupported_hint(&path);
+        Problem::new(path, "not supported yet", hint)
+    } else if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let hint = match closest_field(field, expected) {
+            Some(close) => format!("did you mean `{close}`? field names are case-sensitive"),
+            None => "remove it; it is not a field of this Kubernetes object".to_owned(),
+        };
+        Problem::new(path, format!("unknown field `{field}`"), hint)
+    } else {
+        let at = location
+            .map(|(line, column)| format!(" (line {line}, column {column})"))
+            .unwrap_or_default();
+        Problem::new(
+            path,
+            format!("{message}{at}"),
+            "see the Pod fields wpod supports in its README",
+        )
+    };
+    ManifestError::Invalid {
+        file: file.to_owned(),
+        problems: vec![problem],
+    }
+}
+
+/// serde_yaml_ng appends " at line L column C"; the location is kept apart.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn unsupported_hint(path: &str) -> String {
+    let field = path.rsplit('.').next().unwrap_or(path);
+    match field {
+        "livenessProbe" | "readinessProbe" | "startupProbe" => {
+            "remove it: wpod has no probes yet (a container is ready once started)".into()
+        }
+        "configMap" | "secret" | "projected" | "downwardAPI" => {
+            "put the files in a directory and mount it with hostPath".into()
+        }
+        "valueFrom" | "envFrom" => "give each variable a literal `value`".into(),
+        _ => "remove it; see the Pod fields wpod supports in its README".into(),
+    }
+}
+
+fn closest_field<'a>(field: &str, expected: &'a str) -> Option<&'a str> {
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|candidate| {
+            (
+                edit_distance(&field.to_lowercase(), &candidate.to_lowercase()),
+                candidate,
+            )
+        })
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+struct Converter<'a> {
+    problems: &'a mut Vec<Problem>,
+    base_dir: &'a Path,
+}
+
+impl Converter<'_> {
+    fn problem(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.problems.push(Problem::new(path, message, hint));
+    }
+
+    fn required<T>(&mut self, value: Option<T>, path: &str, hint: &str) -> Option<T> {
+        if value.is_none() {
+            self.problem(path, "required field is missing", hint);
+        }
+        value
+    }
+
+    fn pod(&mut self, pod: raw::Pod) -> Option<PodSpec> {
+        match pod.api_version.as_deref() {
+            Some("v1") => {}
+            Some(other) => self.problem(
+                "apiVersion",
+                format!("`{other}` is not a Pod's API version"),
+                "write `apiVersion: v1`",
+            ),
+            None => self.problem(
+                "apiVersion",
+                "required field is missing",
+                "write `apiVersion: v1`",
+            ),
+        }
+        match pod.kind.as_deref() {
+            Some("Pod") => {}
+            Some(other) => self.problem(
+                "kind",
+                format!("`{other}` is not supported: wpod runs Pods"),
+                "write `kind: Pod` (for a Deployment or Job, run its pod template as a Pod)",
+            ),
+            None => self.problem("kind", "required field is missing", "write `kind: Pod`"),
+        }
+        let metadata = self.required(pod.metadata, "metadata", "add `metadata: {name: my-pod}`");
+        let spec = self.required(pod.spec, "spec", "add `spec.containers`");
+        let metadata = metadata?;
+        let name = self.required(
+            metadata.name,
+            "metadata.name",
+            "name the pod, e.g. `name: my-pod`",
+        );
+        let spec = spec?;
+        let containers = self.containers(spec.containers, "spec.containers");
+        let init_containers = self.containers(spec.init_containers, "spec.initContainers");
+        if containers.is_empty() && self.problems.is_empty() {
+            self.problem(
+                "spec.containers",
+                "a pod needs at least one container",
+                "add a container with a `name` and an `image`",
+            );
+        }
+        let volumes = spec
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, volume)| self.volume(volume, &format!("spec.volumes[{i}]")))
+            .collect();
+        let restart_policy = match spec.restart_policy.as_deref() {
+            None | Some("Always") => RestartPolicy::Always,
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            Some("Never") => RestartPolicy::Never,
+            Some(other) => {
+                self.problem(
+                    "spec.restartPolicy",
+                    format!("unknown restart policy `{other}`"),
+                    "use Always, OnFailure or Never",
+                );
+                RestartPolicy::Always
+            }
+        };
+        let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+        if grace < 0 {
+            self.problem(
+                "spec.terminationGracePeriodSeconds",
+                "must not be negative",
+                "use 0 or more seconds",
+            );
+        }
+        let name = name?;
+        Some(PodSpec {
+            hostname: spec.hostname.unwrap_or_else(|| name.clone()),
+            name,
+            namespace: metadata.namespace.unwrap_or_else(|| "default".into()),
+            labels: metadata.labels,
+            annotations: metadata.annotations,
+            init_containers,
+            containers,
+            volumes,
+            restart_policy,
+            host_network: spec.host_network.unwrap_or(false),
+            termination_grace_period: Duration::from_secs(grace.max(0) as u64),
+            base_dir: self.base_dir.to_owned(),
+        })
+    }
+
+    fn containers(
+        &mut self,
+        containers: Option<Vec<raw::Container>>,
+        path: &str,
+    ) -> Vec<ContainerSpec> {
+        containers
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, container)| self.container(container, &format!("{path}[{i}]")))
+            .collect()
+    }
+
+    fn container(&mut self, container: raw::Container, path: &str) -> Option<ContainerSpec> {
+        let name = self.required(
+            container.name,
+            &format!("{path}.name"),
+            "name the container",
+        );
+        let image = self.required(
+            container.image,
+            &format!("{path}.image"),
+            "give the path of a .wasm file or an image reference",
+        );
+        let env = container
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, var)| {
+                let path = format!("{path}.env[{i}]");
+                let name = self.required(var.name, &format!("{path}.name"), "name the variable")?;
+                Some(EnvVar {
+                    name,
+                    value: var.value.unwrap_or_default(),
+                })
+            })
+            .collect();
+        let volume_mounts = container
+            .volume_mounts
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, mount)| {
+                let path = format!("{path}.volumeMounts[{i}]");
+                let name = self.required(
+                    mount.name,
+                    &format!("{path}.name"),
+                    "name one of spec.volumes",
+                );
+                let mount_path = self.required(
+                    mount.mount_path,
+                    &format!("{path}.mountPath"),
+                    "give an absolute path",
+                );
+                Some(VolumeMount {
+                    name: name?,
+                    mount_path: mount_path?,
+                    read_only: mount.read_only.unwrap_or(false),
+                    sub_path: mount.sub_path.filter(|sub_path| !sub_path.is_empty()),
+                })
+            })
+            .collect();
+        let ports = container
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, port)| self.port(port, &format!("{path}.ports[{i}]")))
+            .collect();
+        let resources = self.resources(container.resources, &format!("{path}.resources"));
+        Some(ContainerSpec {
+            name: name?,
+            image: image?,
+            command: container.command,
+            args: container.args,
+            env,
+            working_dir: container.working_dir.filter(|dir| !dir.is_empty()),
+            volume_mounts,
+            ports,
+            resources,
+        })
+    }
+
+    fn port(&mut self, port: raw::ContainerPort, path: &str) -> Option<PortSpec> {
+        let container_port = self.required(
+            port.container_port,
+            &format!("{path}.containerPort"),
+            "give the port the container listens on",
+        );
+        let container_port = self.port_number(container_port?, &format!("{path}.containerPort"))?;
+        let host_port = match port.host_port {
+            None | Some(0) => None,
+            Some(number) => Some(self.port_number(number, &format!("{path}.hostPort"))?),
+        };
+        let host_ip = match port.host_ip.as_deref() {
+            None | Some("") => None,
+            Some(text) => match text.parse() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    self.problem(
+                        format!("{path}.hostIP"),
+                        format!("`{text}` is not an IP address"),
+                        "write an address such as 127.0.0.1, or leave it out for all addresses",
+                    );
+                    return None;
+                }
+            },
+        };
+        let protocol = match port.protocol.as_deref() {
+            None | Some("TCP") => Protocol::Tcp,
+            Some("UDP") => Protocol::Udp,
+            Some(other) => {
+                self.problem(
+                    format!("{path}.protocol"),
+                    format!("protocol `{other}` is not supported"),
+                    "use TCP or UDP",
+                );
+                return None;
+            }
+        };
+        Some(PortSpec {
+            name: port.name,
+            container_port,
+            host_port,
+            host_ip,
+            protocol,
+        })
+    }
+
+    fn port_number(&mut self, number: i64, path: &str) -> Option<u16> {
+        match u16::try_from(number) {
+            Ok(port) if port > 0 => Some(port),
+            _ => {
+                self.problem(
+                    path,
+                    format!("{number} is not a port number"),
+                    "use a number from 1 to 65535",
+                );
+                None
+            }
+        }
+    }
+
+    fn resources(&mut self, resources: Option<raw::Resources>, path: &str) -> Resources {
+        let mut result = Resources::default();
+        let Some(resources) = resources else {
+            return result;
+        };
+        for (kind, map) in [
+            ("limits", resources.limits),
+            ("requests", resources.requests),
+        ] {
+            for (name, value) in map.unwrap_or_default() {
+                let field = format!("{path}.{kind}.{name}");
+                let text = value.text();
+                let parsed = match name.as_str() {
+                    "memory" => quantity::parse(&text, 1),
+                    "cpu" => quantity::parse(&text, 1000),
+                    _ => {
+                        self.problem(
+                            field,
+                            format!("resource `{name}` is not supported"),
+                            "use cpu and memory",
+                        );
+                        continue;
+                    }
+                };
+                let Some(parsed) = parsed else {
+                    self.problem(
+                        field,
+                        format!("`{text}` is not a quantity"),
+                        "write e.g. `64Mi` for memory or `500m` for cpu",
+                    );
+                    continue;
+                };
+                let slot = match (kind, name.as_str()) {
+                    ("limits", "memory") => &mut result.memory_limit,
+                    ("limits", _) => &mut result.cpu_limit_millis,
+                    (_, "memory") => &mut result.memory_request,
+                    _ => &mut result.cpu_request_millis,
+                };
+                *slot = Some(parsed);
+            }
+        }
+        result
+    }
+
+    fn volume(&mut self, volume: raw::Volume, path: &str) -> Option<VolumeSpec> {
+        let name = self.required(volume.name, &format!("{path}.name"), "name the volume");
+        let source = match (volume.empty_dir, volume.host_path) {
+            (Some(empty_dir), None) => {
+                let memory = match empty_dir.medium.as_deref() {
+                    None | Some("") => false,
+                    Some("Memory") => true,
+                    Some(other) => {
+                        self.problem(
+                            format!("{path}.emptyDir.medium"),
+                            format!("medium `{other}` is not supported"),
+                            "use \"\" (disk) or Memory",
+                        );
+                        false
+                    }
+                };
+                let size_limit = match empty_dir.size_limit.map(|q| q.text()) {
+                    None => None,
+                    Some(text) => match quantity::parse(&text, 1) {
+                        Some(bytes) => Some(bytes),
+                        None => {
+                            self.problem(
+                                format!("{path}.emptyDir.sizeLimit"),
+                                format!("`{text}` is not a quantity"),
+                                "write e.g. `64Mi`",
+                            );
+                            None
+                        }
+                    },
+                };
+                VolumeSource::EmptyDir { memory, size_limit }
+            }
+            (None, Some(host_path)) => {
+                let host_path_path = format!("{path}.hostPath.path");
+                let host = self.required(
+                    host_path.path,
+                    &host_path_path,
+                    "give an absolute host path",
+                );
+                let kind = match host_path.kind.as_deref() {
+                    None | Some("") => HostPathType::Unchecked,
+                    Some("Directory") => HostPathType::Directory,
+                    Some("DirectoryOrCreate") => HostPathType::DirectoryOrCreate,
+                    Some("File") => HostPathType::File,
+                    Some("FileOrCreate") => HostPathType::FileOrCreate,
+                    Some(other @ ("Socket" | "CharDevice" | "BlockDevice")) => {
+                        self.problem(format!("{path}.hostPath.type"), format!("`{other}` cannot be given to a Wasm container: WASI has no sockets or devices as files"), "use Directory, DirectoryOrCreate, File or FileOrCreate");
+                        return None;
+                    }
+                    Some(other) => {
+                        self.problem(
+                            format!("{path}.hostPath.type"),
+                            format!("unknown hostPath type `{other}`"),
+                            "use \"\", Directory, DirectoryOrCreate, File or FileOrCreate",
+                        );
+                        return None;
+                    }
+                };
+                let host = host?;
+                if !Path::new(&host).is_absolute() {
+                    self.problem(
+                        host_path_path,
+                        format!("`{host}` is not an absolute path"),
+                        "hostPath.path must start with /",
+                    );
+                    return None;
+                }
+                VolumeSource::HostPath {
+                    path: host.into(),
+                    kind,
+                }
+            }
+            (None, None) => {
+                self.problem(
+                    path,
+                    "the volume has no source",
+                    "add `emptyDir: {}` or `hostPath: {path: /some/dir}`",
+                );
+                return None;
+            }
+            (Some(_), Some(_)) => {
+                self.problem(
+                    path,
+                    "the volume has two sources, emptyDir and hostPath",
+                    "keep one of them",
+                );
+                return None;
+            }
+        };
+        Some(VolumeSpec {
+            name: name?,
+            source,
+        })
+    }
+}

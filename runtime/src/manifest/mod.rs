@@ -1,0 +1,457 @@
+//! Pod manifests: YAML in, a validated [`PodSpec`] out.
+//!
+//! This is the only module that knows YAML. `raw` holds the serde types (the
+//! boundary); `convert` turns them into the model below by hand; `validate`
+//! checks the model as the API server would, for manifests and for pods built
+//! in code alike. The module does no IO beyond reading the manifest file:
+//! image paths and hostPaths are checked later, by `image` and `volume`.
+
+mod convert;
+mod quantity;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::Problem;
+
+/// A validated Pod: what wpod runs. Build one from YAML with
+/// [`PodSpec::from_yaml_file`] / [`PodSpec::from_yaml_str`], or in code with
+/// [`PodSpec::builder`].
+///
+/// # Examples
+///
+/// ```
+/// let pods = wpod::PodSpec::from_yaml_str(
+///     "apiVersion: v1\nkind: Pod\nmetadata: {name: demo}\nspec:\n  containers:\n  - {name: app, image: app.wasm}\n",
+///     "demo.yaml",
+/// )?;
+/// assert_eq!(pods[0].name, "demo");
+/// assert_eq!(pods[0].containers[0].image, "app.wasm");
+/// # Ok::<(), wpod::ManifestError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodSpec {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`, `default` when absent.
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.initContainers`, run one at a time, in order, each to completion.
+    pub init_containers: Vec<ContainerSpec>,
+    /// `spec.containers`, run together once every init container succeeded.
+    pub containers: Vec<ContainerSpec>,
+    pub volumes: Vec<VolumeSpec>,
+    pub restart_policy: RestartPolicy,
+    /// `spec.hostname`, else the pod's name.
+    pub hostname: String,
+    /// `spec.hostNetwork`: the pod uses the host's network directly.
+    pub host_network: bool,
+    /// `spec.terminationGracePeriodSeconds` (default 30 s).
+    pub termination_grace_period: Duration,
+    /// The folder that relative image paths are resolved against: the
+    /// manifest's folder, or the current directory for pods built in code.
+    pub base_dir: PathBuf,
+}
+
+/// One container of a pod (`spec.containers[]` or `spec.initContainers[]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// A path to a `.wasm` file (absolute or relative to the manifest) or an
+    /// image reference (`name[:tag]`) looked up in the image path.
+    pub image: String,
+    /// Replaces the image's entrypoint (Kubernetes' `command`).
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's default arguments (Kubernetes' `args`).
+    pub args: Option<Vec<String>>,
+    /// `env[]` in order, values not yet expanded (`$(VAR)` is expanded when the
+    /// container starts, as the kubelet does).
+    pub env: Vec<EnvVar>,
+    pub working_dir: Option<String>,
+    pub volume_mounts: Vec<VolumeMount>,
+    pub ports: Vec<PortSpec>,
+    pub resources: Resources,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The name of a volume in [`PodSpec::volumes`].
+    pub name: String,
+    /// Absolute path inside the container.
+    pub mount_path: String,
+    pub read_only: bool,
+    /// A relative path inside the volume to mount instead of its root.
+    pub sub_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub name: Option<String>,
+    pub container_port: u16,
+    pub host_port: Option<u16>,
+    /// Where a hostPort is published; all addresses when `None`.
+    pub host_ip: Option<IpAddr>,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// `resources`: limits and requests in bytes and millicores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `limits.memory`: the cap on all of the container's Wasm memories.
+    pub memory_limit: Option<u64>,
+    /// `limits.cpu` in millicores, enforced by the OS wall's cgroup.
+    pub cpu_limit_millis: Option<u64>,
+    pub memory_request: Option<u64>,
+    pub cpu_request_millis: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub source: VolumeSource,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum VolumeSource {
+    /// A fresh directory per pod, removed when the pod ends.
+    EmptyDir {
+        /// `medium: Memory` (tmpfs under the OS wall).
+        memory: bool,
+        size_limit: Option<u64>,
+    },
+    /// A directory or file of the host.
+    HostPath { path: PathBuf, kind: HostPathType },
+}
+
+/// `hostPath.type`. Kinds WASI cannot express (sockets, devices) are refused
+/// when the manifest is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPathType {
+    /// `""`: no check.
+    Unchecked,
+    Directory,
+    DirectoryOrCreate,
+    File,
+    FileOrCreate,
+}
+
+/// `spec.restartPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestartPolicy::Always => "Always",
+            RestartPolicy::OnFailure => "OnFailure",
+            RestartPolicy::Never => "Never",
+        })
+    }
+}
+
+/// A manifest that could not be read or is not a valid Pod.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{}: cannot read the manifest: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}{}: YAML syntax error: {message}", file.display(), location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    Syntax {
+        file: PathBuf,
+        /// Line and column, 1-based, where the parser stopped.
+        location: Option<(usize, usize)>,
+        message: String,
+    },
+    /// The YAML is well formed, but not a valid Pod: every problem found.
+    #[error("{}", render_problems(file, problems))]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ManifestError {
+    /// The problems of an [`ManifestError::Invalid`] manifest, else empty.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ManifestError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+}
+
+fn render_problems(file: &Path, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|problem| format!("{}: {problem}", file.display()))
+        .collect();
+    lines.join("\n")
+}
+
+impl PodSpec {
+    /// Reads every Pod of a manifest file (documents separated by `---`).
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError`] naming the file and, for invalid pods, each field path.
+    pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Vec<PodSpec>, ManifestError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        let base_dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        convert::pods_from_yaml(&text, path, &base_dir)
+    }
+
+    /// Reads every Pod of a YAML text; `origin` names it in errors. Relative
+    /// image paths resolve against the current directory.
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError`] naming `origin` and each field path.
+    pub fn from_yaml_str(
+        text: &str,
+        origin: impl AsRef<Path>,
+    ) -> Result<Vec<PodSpec>, ManifestError> {
+        convert::pods_from_yaml(text, origin.as_ref(), Path::new("."))
+    }
+
+    /// Starts a pod in code; see [`PodBuilder`].
+    pub fn builder(name: impl Into<String>) -> PodBuilder {
+        PodBuilder::new(name.into())
+    }
+
+    /// Every container, init containers first, in order.
+    pub fn all_containers(&self) -> impl Iterator<Item = &ContainerSpec> {
+        self.init_containers.iter().chain(&self.containers)
+    }
+
+    /// Checks the pod as the API server would.
+    ///
+    /// # Errors
+    ///
+    /// Every [`Problem`] found, each with its field path.
+    pub fn validate(&self) -> Result<(), Vec<Problem>> {
+        let problems = validate::pod(self);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+impl ContainerSpec {
+    /// A container running `image` with the image's own entrypoint and
+    /// arguments, no environment, no mounts and no limits.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> ContainerSpec {
+        ContainerSpec {
+            name: name.into(),
+            image: image.into(),
+            command: None,
+            args: None,
+            env: Vec::new(),
+            working_dir: None,
+            volume_mounts: Vec::new(),
+            ports: Vec::new(),
+            resources: Resources::default(),
+        }
+    }
+
+    /// Sets `command` (replaces the entrypoint).
+    pub fn command<S: Into<String>>(mut self, command: impl IntoIterator<Item = S>) -> Self {
+        self.command = Some(command.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets `args` (replaces the default arguments).
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Appends an environment variable.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push(EnvVar {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// Mounts the pod's volume `volume` at `mount_path`.
+    pub fn mount(
+        mut self,
+        volume: impl Into<String>,
+        mount_path: impl Into<String>,
+        read_only: bool,
+    ) -> Self {
+        self.volume_mounts.push(VolumeMount {
+            name: volume.into(),
+            mount_path: mount_path.into(),
+            read_only,
+            sub_path: None,
+        });
+        self
+    }
+
+    /// Caps the container's Wasm memories, all together, at `bytes`.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.resources.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Publishes `container_port` on the host's `host_port` (TCP).
+    pub fn host_port(mut self, container_port: u16, host_port: u16) -> Self {
+        self.ports.push(PortSpec {
+            name: None,
+            container_port,
+            host_port: Some(host_port),
+            host_ip: None,
+            protocol: Protocol::Tcp,
+        });
+        self
+    }
+}
+
+/// Builds a [`PodSpec`] in code, checked by the same rules as a manifest.
+///
+/// # Examples
+///
+/// ```
+/// use wpod::{ContainerSpec, PodSpec, RestartPolicy};
+///
+/// let pod = PodSpec::builder("hello")
+///     .empty_dir("shared")
+///     .init_container(ContainerSpec::new("fetch", "fetch.wasm").mount("shared", "/data", false))
+///     .container(ContainerSpec::new("serve", "serve.wasm").mount("shared", "/data", true))
+///     .restart_policy(RestartPolicy::Never)
+///     .build()?;
+/// assert_eq!(pod.init_containers.len(), 1);
+/// # Ok::<(), wpod::ManifestError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PodBuilder {
+    pod: PodSpec,
+}
+
+impl PodBuilder {
+    fn new(name: String) -> PodBuilder {
+        PodBuilder {
+            pod: PodSpec {
+                hostname: name.clone(),
+                name,
+                namespace: "default".into(),
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                init_containers: Vec::new(),
+                containers: Vec::new(),
+                volumes: Vec::new(),
+                restart_policy: RestartPolicy::Always,
+                host_network: false,
+                termination_grace_period: Duration::from_secs(30),
+                base_dir: PathBuf::from("."),
+            },
+        }
+    }
+
+    pub fn init_container(mut self, container: ContainerSpec) -> Self {
+        self.pod.init_containers.push(container);
+        self
+    }
+
+    pub fn container(mut self, container: ContainerSpec) -> Self {
+        self.pod.containers.push(container);
+        self
+    }
+
+    /// Adds an `emptyDir` volume.
+    pub fn empty_dir(mut self, name: impl Into<String>) -> Self {
+        self.pod.volumes.push(VolumeSpec {
+            name: name.into(),
+            source: VolumeSource::EmptyDir {
+                memory: false,
+                size_limit: None,
+            },
+        });
+        self
+    }
+
+    /// Adds a `hostPath` volume.
+    pub fn host_path(
+        mut self,
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        kind: HostPathType,
+    ) -> Self {
+        self.pod.volumes.push(VolumeSpec {
+            name: name.into(),
+            source: VolumeSource::HostPath {
+                path: path.into(),
+                kind,
+            },
+        });
+        self
+    }
+
+    pub fn restart_policy(mut self, policy: RestartPolicy) -> Self {
+        self.pod.restart_policy = policy;
+        self
+    }
+
+    pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.pod.annotations.insert(key.into(), value.into());
+        self
+    }
+
+    /// Resolves relative image paths against `dir`.
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pod.base_dir = dir.into();
+        self
+    }
+
+    /// Checks the pod and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError::Invalid`] (file `<builder>`) listing every problem.
+    pub fn build(self) -> Result<PodSpec, ManifestError> {
+        match self.pod.validate() {
+            Ok(()) => Ok(self.pod),
+            Err(problems) => Err(ManifestError::Invalid {
+                file: PathBuf::from("<builder>"),
+                problems,
+            }),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The Pod manifest as serde reads it: the YAML boundary, converted by hand into
+//! [`PodSpec`](super::PodSpec) by `super::convert`.
+//!
+//! Every struct denies unknown fields, so a typo is an error with its path.
+//! Kubernetes fields are sorted into three kinds:
+//! - read: typed fields that wpod implements;
+//! - `Ignored`: real fields that change nothing for a single-host Wasm pod
+//!   (scheduling hints, pull policy, ...), accepted and dropped;
+//! - `Unsupported`: real fields wpod does not implement yet; reading one fails
+//!   with [`NOT_SUPPORTED`], and serde_path_to_error adds its path, so no field
+//!   is ever silently ignored and no list of names is kept twice.
+
+// Ignored and unsupported fields are declared only so that serde accepts or
+// refuses them by name; nothing reads them.
+#![allow(dead_code)]
+
+use serde::de::{Error as _, IgnoredAny};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+
+/// The message of a refused field; `convert` recognises it to add a hint.
+pub(crate) const NOT_SUPPORTED: &str = "not supported yet";
+
+/// A field accepted and dropped because it changes nothing here.
+pub(crate) type Ignored = Option<IgnoredAny>;
+/// A field refused with "not supported yet" when present (and not null).
+pub(crate) type Unsupported = Option<Refused>;
+
+/// Fails to deserialize, whatever the value: see [`Unsupported`].
+pub(crate) struct Refused;
+
+impl<'de> Deserialize<'de> for Refused {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(D::Error::custom(NOT_SUPPORTED))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Pod {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub metadata: Option<ObjectMeta>,
+    pub spec: Option<PodSpec>,
+    pub status: Ignored,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ObjectMeta {
+    pub name: Option<String>,
+    pub generate_name: Unsupported,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub uid: Ignored,
+    pub resource_version: Ignored,
+    pub generation: Ignored,
+    pub creation_timestamp: Ignored,
+    pub deletion_timestamp: Ignored,
+    pub deletion_grace_period_seconds: Ignored,
+    pub owner_references: Ignored,
+    pub finalizers: Ignored,
+    pub managed_fields: Ignored,
+    pub self_link: Ignored,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct PodSpec {
+    pub containers: Option<Vec<Container>>,
+    pub init_containers: Option<Vec<Container>>,
+    pub volumes: Option<Vec<Volume>>,
+    pub restart_policy: Option<String>,
+    pub hostname: Option<String>,
+    pub host_network: Option<bool>,
+    pub termination_grace_period_seconds: Option<i64>,
+    // Scheduling and API-server bookkeeping: one host, no scheduler.
+    pub node_name: Ignored,
+    pub node_selector: Ignored,
+    pub affinity: Ignored,
+    pub tolerations: Ignored,
+    pub scheduler_name: Ignored,
+    pub priority: Ignored,
+    pub priority_class_name: Ignored,
+    pub preemption_policy: Ignored,
+    pub topology_spread_constraints: Ignored,
+    pub scheduling_gates: Ignored,
+    pub runtime_class_name: Ignored,
+    pub service_account: Ignored,
+    pub service_account_name: Ignored,
+    pub automount_service_account_token: Ignored,
+    pub image_pull_secrets: Ignored,
+    pub enable_service_links: Ignored,
+    pub dns_policy: Ignored,
+    pub subdomain: Ignored,
+    pub os: Ignored,
+    pub overhead: Ignored,
+    pub readiness_gates: Ignored,
+    // Real behaviour wpod does not have yet.
+    pub active_deadline_seconds: Unsupported,
+    pub security_context: Unsupported,
+    pub host_pid: Unsupported,
+    #[serde(rename = "hostIPC")]
+    pub host_ipc: Unsupported,
+    pub share_process_namespace: Unsupported,
+    pub dns_config: Unsupported,
+    pub host_aliases: Unsupported,
+    pub ephemeral_containers: Unsupported,
+    pub set_hostname_as_fqdn: Unsupported,
+    pub host_users: Unsupported,
+    pub resource_claims: Unsupported,
+    pub resources: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Container {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    pub env: Option<Vec<EnvVar>>,
+    pub working_dir: Option<String>,
+    pub volume_mounts: Option<Vec<VolumeMount>>,
+    pub ports: Option<Vec<ContainerPort>>,
+    pub resources: Option<Resources>,
+    pub image_pull_policy: Ignored,
+    pub termination_message_path: Ignored,
+    pub termination_message_policy: Ignored,
+    pub resize_policy: Ignored,
+    pub liveness_probe: Unsupported,
+    pub readiness_probe: Unsupported,
+    pub startup_probe: Unsupported,
+    pub lifecycle: Unsupported,
+    pub security_context: Unsupported,
+    pub env_from: Unsupported,
+    pub stdin: Unsupported,
+    pub stdin_once: Unsupported,
+    pub tty: Unsupported,
+    pub volume_devices: Unsupported,
+    pub restart_policy: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct EnvVar {
+    pub name: Option<String>,
+    pub value: Option<String>,
+    pub value_from: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct VolumeMount {
+    pub name: Option<String>,
+    pub mount_path: Option<String>,
+    pub read_only: Option<bool>,
+    pub sub_path: Option<String>,
+    pub sub_path_expr: Unsupported,
+    pub mount_propagation: Unsupported,
+    pub recursive_read_only: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ContainerPort {
+    pub container_port: Option<i64>,
+    pub host_port: Option<i64>,
+    #[serde(rename = "hostIP")]
+    pub host_ip: Option<String>,
+    pub protocol: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Resources {
+    pub limits: Option<BTreeMap<String, Quantity>>,
+    pub requests: Option<BTreeMap<String, Quantity>>,
+    pub claims: Unsupported,
+}
+
+/// Kubernetes quantities are written both as strings (`"64Mi"`) and as bare
+/// numbers (`1`, `0.5`); both mean the same.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Quantity {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+}
+
+impl Quantity {
+    pub fn text(&self) -> String {
+        match self {
+            Quantity::Text(text) => text.clone(),
+            Quantity::Integer(number) => number.to_string(),
+            Quantity::Float(number) => number.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Volume {
+    pub name: Option<String>,
+    pub empty_dir: Option<EmptyDir>,
+    pub host_path: Option<HostPath>,
+    // Volume sources wpod does not provide yet, by their Kubernetes names.
+    pub config_map: Unsupported,
+    pub secret: Unsupported,
+    pub persistent_volume_claim: Unsupported,
+    pub projected: Unsupported,
+    #[serde(rename = "downwardAPI")]
+    pub downward_api: Unsupported,
+    pub ephemeral: Unsupported,
+    pub csi: Unsupported,
+    pub image: Unsupported,
+    pub nfs: Unsupported,
+    pub iscsi: Unsupported,
+    pub git_repo: Unsupported,
+    pub aws_elastic_block_store: Unsupported,
+    pub gce_persistent_disk: Unsupported,
+    pub azure_disk: Unsupported,
+    pub azure_file: Unsupported,
+    pub cephfs: Unsupported,
+    pub cinder: Unsupported,
+    pub fc: Unsupported,
+    pub flex_volume: Unsupported,
+    pub flocker: Unsupported,
+    pub glusterfs: Unsupported,
+    pub photon_persistent_disk: Unsupported,
+    pub portworx_volume: Unsupported,
+    pub quobyte: Unsupported,
+    pub rbd: Unsupported,
+    #[serde(rename = "scaleIO")]
+    pub scale_io: Unsupported,
+    pub storageos: Unsupported,
+    pub vsphere_volume: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct EmptyDir {
+    pub medium: Option<String>,
+    pub size_limit: Option<Quantity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct HostPath {
+    pub path: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}

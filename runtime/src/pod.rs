@@ -1,0 +1,723 @@
+//! Pods: the lifecycle. A [`Runtime`] holds what is built once per process
+//! (the wasmtime engine, linkers, compile cache); [`Runtime::start`] prepares
+//! a pod (images, volumes, network: every check before any container runs)
+//! and hands back a [`PodHandle`] while one task drives the pod: init
+//! containers one at a time, in order, each to completion; then the app
+//! containers together, restarted as `restartPolicy` says with the kubelet's
+//! back-off.
+
+use crate::container::{self, ContainerPlan, Linkers, Program};
+use crate::image::{Compiler, Image, ImageError, ImagePath};
+use crate::log::{ContainerOutput, DiscardLogs, LogSink, LogStore, Stream};
+use crate::manifest::{ContainerSpec, PodSpec, RestartPolicy};
+use crate::network::{EgressPolicy, PodNetwork};
+use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
+use crate::volume::{Preopen, Volumes};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use wasmtime::Engine;
+
+/// Settings of a [`Runtime`], fixed for its life.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled programs are cached between runs; `None` disables the
+    /// disk cache (programs are still compiled once per runtime).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    /// `WPOD_CACHE_DIR`, else `$XDG_CACHE_HOME/wpod`, else `~/.cache/wpod`
+    /// (`%LOCALAPPDATA%\wpod\cache` on Windows).
+    pub fn from_env() -> RuntimeConfig {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let cache_dir = var("WPOD_CACHE_DIR")
+            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("wpod")))
+            .or_else(|| {
+                if cfg!(windows) {
+                    var("LOCALAPPDATA").map(|d| d.join("wpod").join("cache"))
+                } else {
+                    None
+                }
+            })
+            .or_else(|| var("HOME").map(|d| d.join(".cache").join("wpod")));
+        RuntimeConfig { cache_dir }
+    }
+}
+
+/// Options for one pod.
+#[derive(Clone)]
+pub struct PodOptions {
+    /// Where image references are looked up (after the manifest's `images/`).
+    pub image_path: ImagePath,
+    /// Where containers may connect outside the pod, added to what the pod's
+    /// `wpod.dev/egress` annotation allows.
+    pub egress: EgressPolicy,
+    /// The restart back-off: first delay, doubled after each restart up to
+    /// `max`. The kubelet's is 10 s to 5 min.
+    pub backoff: Backoff,
+    /// Receives every line the containers print.
+    pub log_sink: Arc<dyn LogSink>,
+    /// Where the pod's private folders (emptyDirs) are made.
+    pub state_dir: PathBuf,
+}
+
+impl Default for PodOptions {
+    /// No image path beyond the manifest's folder, no egress, the kubelet's
+    /// back-off, output discarded, state in the system's temp folder.
+    fn default() -> PodOptions {
+        PodOptions {
+            image_path: ImagePath::default(),
+            egress: EgressPolicy::default(),
+            backoff: Backoff::KUBELET,
+            log_sink: Arc::new(DiscardLogs),
+            state_dir: std::env::temp_dir().join("wpod"),
+        }
+    }
+}
+
+impl std::fmt::Debug for PodOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodOptions")
+            .field("image_path", &self.image_path)
+            .field("egress", &self.egress)
+            .field("backoff", &self.backoff)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The restart back-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// 10 s doubling to 5 min, reset after 10 min of running.
+    pub const KUBELET: Backoff = Backoff {
+        initial: Duration::from_secs(10),
+        max: Duration::from_secs(300),
+    };
+}
+
+/// What happened in a pod, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodEvent {
+    PhaseChanged {
+        phase: PodPhase,
+    },
+    ContainerStarted {
+        container: String,
+        restart_count: u32,
+    },
+    ContainerExited {
+        container: String,
+        termination: Termination,
+    },
+    ContainerRestarting {
+        container: String,
+        restart_count: u32,
+        backoff: Duration,
+    },
+}
+
+/// Runs pods. Build one per process and share it: it owns the wasmtime
+/// engine, the linkers and the compile cache, so each pod only instantiates.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wpod::Error> {
+/// let runtime = wpod::Runtime::new(wpod::RuntimeConfig::from_env())?;
+/// let pod = wpod::PodSpec::from_yaml_file("pod.yaml")?.remove(0);
+/// let status = runtime.start(pod, wpod::PodOptions::default()).await?.wait().await;
+/// println!("{:?}", status.phase);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linkers: Linkers,
+    compiler: Compiler,
+}
+
+/// How often running guests yield to the executor (and notice a stop).
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+impl Runtime {
+    /// Builds the engine and linkers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Engine`] if wasmtime cannot be configured on this machine.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime> {
+        let mut wasmtime_config = wasmtime::Config::new();
+        wasmtime_config
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            .parallel_compilation(true);
+        let engine = Engine::new(&wasmtime_config).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let linkers = Linkers::new(&engine).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let compiler = Compiler::new(engine.clone(), config.cache_dir);
+        start_epoch_ticker(&engine);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linkers,
+                compiler,
+            }),
+        })
+    }
+
+    /// Prepares a pod and starts it: images are found and compiled (distinct
+    /// programs in parallel), volumes created and checked, then the pod runs
+    /// on the current tokio runtime until it ends or is stopped.
+    ///
+    /// # Errors
+    ///
+    /// Any problem found before a container runs: [`Error::Image`],
+    /// [`Error::Volume`], [`Error::Invalid`].
+    pub async fn start(&self, pod: PodSpec, options: PodOptions) -> Result<PodHandle> {
+        if let Err(problems) = pod.validate() {
+            return Err(Error::Manifest(crate::ManifestError::Invalid {
+                file: PathBuf::from(format!("pod {}", pod.name)),
+                problems,
+            }));
+        }
+        let egress = pod_egress(&pod, &options.egress)?;
+        let network = PodNetwork {
+            pod: pod.name.as_str().into(),
+            host_network: pod.host_network,
+            egress: Arc::new(egress),
+        };
+        let volumes =
+            Volumes::prepare(&pod, &options.state_dir).map_err(|source| Error::Volume {
+                pod: pod.name.clone(),
+                source,
+            })?;
+        let plans = self
+            .plan_containers(&pod, &options, &volumes, &network)
+            .await?;
+        let (status_tx, status_rx) = watch::channel(initial_status(&pod));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let logs = Arc::new(LogStore::default());
+        let run = PodRun {
+            engine: self.inner.engine.clone(),
+            pod_name: pod.name.as_str().into(),
+            restart_policy: pod.restart_policy,
+            init_count: pod.init_containers.len(),
+            plans,
+            backoff: options.backoff,
+            sink: options.log_sink.clone(),
+            logs: logs.clone(),
+            status: status_tx,
+            events: events_tx,
+            stop: stop.clone(),
+            _volumes: volumes,
+        };
+        let task = tokio::spawn(Arc::new(run).lifecycle());
+        Ok(PodHandle {
+            name: pod.name,
+            status: status_rx,
+            events: events_rx,
+            stop,
+            logs,
+            task: Some(task),
+        })
+    }
+
+    /// Starts the pod and waits for its end.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::start`].
+    pub async fn run(&self, pod: PodSpec, options: PodOptions) -> Result<PodStatus> {
+        Ok(self.start(pod, options).await?.wait().await)
+    }
+
+    async fn plan_containers(
+        &self,
+        pod: &PodSpec,
+        options: &PodOptions,
+        volumes: &Volumes,
+        network: &PodNetwork,
+    ) -> Result<Vec<ContainerPlan>> {
+        let image_error = |container: &ContainerSpec, source: ImageError| Error::Image {
+            pod: pod.name.clone(),
+            container: container.name.clone(),
+            source,
+        };
+        // Resolve every container's image and program first (cheap), ...
+        let mut resolved = Vec::new();
+        for spec in pod.all_containers() {
+            let image = Image::resolve(&spec.image, &pod.base_dir, &options.image_path)
+                .map_err(|e| image_error(spec, e))?;
+            let image_name = image
+                .wasm_file
+                .as_ref()
+                .and_then(|f| f.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| spec.image.clone());
+            let (mut argv, env, working_dir) =
+                ContainerPlan::command_line(spec, &image, &image_name);
+            let program = image
+                .program(&spec.image, &mut argv, &working_dir)
+                .map_err(|e| image_error(spec, e))?;
+            resolved.push((spec, image, argv, env, working_dir, program));
+        }
+        // ... then compile each distinct program once, in parallel.
+        let mut compiling: HashMap<
+            PathBuf,
+            tokio::task::JoinHandle<std::result::Result<Program, ImageError>>,
+        > = HashMap::new();
+        for (spec, _, _, _, _, program) in &resolved {
+            if compiling.contains_key(program) {
+                continue;
+            }
+            let inner = self.inner.clone();
+            let (reference, path) = (spec.image.clone(), program.clone());
+            compiling.insert(
+                program.clone(),
+                tokio::task::spawn_blocking(move || {
+                    let compiled = inner.compiler.compile(&reference, &path)?;
+                    inner
+                        .linkers
+                        .link(&compiled)
+                        .map_err(|message| ImageError::NotCommand {
+                            reference,
+                            path,
+                            message,
+                        })
+                }),
+            );
+        }
+        let mut programs = HashMap::new();
+        for (path, task) in compiling {
+            let linked = task
+                .await
+                .map_err(|e| Error::Engine(format!("compile task failed: {e}")))?;
+            programs.insert(path, linked);
+        }
+        let mut plans = Vec::new();
+        for (spec, image, argv, env, working_dir, program) in resolved {
+            let program = match programs.get(&program).expect("compiled above") {
+                Ok(program) => program.clone(),
+                Err(_) => {
+                    // Report the error against the first container that uses it.
+                    let error = programs
+                        .remove(&program)
+                        .expect("present")
+                        .err()
+                        .expect("an error");
+                    return Err(image_error(spec, error));
+                }
+            };
+            let mut preopens = Vec::new();
+            if let Some(rootfs) = &image.rootfs {
+                preopens.push(Preopen::image_root(rootfs));
+            }
+            preopens.extend(volumes.preopens(spec).map_err(|source| Error::Volume {
+                pod: pod.name.clone(),
+                source,
+            })?);
+            plans.push(ContainerPlan {
+                name: spec.name.clone(),
+                argv,
+                env,
+                working_dir,
+                preopens,
+                memory_limit: spec.resources.memory_limit,
+                program,
+                network: network.clone(),
+            });
+        }
+        Ok(plans)
+    }
+}
+
+fn pod_egress(pod: &PodSpec, extra: &EgressPolicy) -> Result<EgressPolicy> {
+    let mut egress = extra.clone();
+    if let Some(text) = pod.annotations.get("wpod.dev/egress") {
+        let parsed = EgressPolicy::parse(text).map_err(|message| {
+            Error::Manifest(crate::ManifestError::Invalid {
+                file: PathBuf::from(format!("pod {}", pod.name)),
+                problems: vec![crate::manifest::Problem {
+                    path: "metadata.annotations[wpod.dev/egress]".into(),
+                    message,
+                    hint: "list CIDRs or addresses with optional ports, separated by commas".into(),
+                }],
+            })
+        })?;
+        egress.allow.extend(parsed.allow);
+    }
+    Ok(egress)
+}
+
+/// One thread per process advances the engines' epochs; it ends with the
+/// last runtime of its engine.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wpod-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+fn initial_status(pod: &PodSpec) -> PodStatus {
+    let waiting = |spec: &ContainerSpec, reason: &str| {
+        ContainerStatus::waiting(&spec.name, &spec.image, reason)
+    };
+    PodStatus {
+        phase: PodPhase::Pending,
+        start_time: Some(Timestamp::now()),
+        reason: None,
+        message: None,
+        init_container_statuses: pod
+            .init_containers
+            .iter()
+            .map(|c| waiting(c, "PodInitializing"))
+            .collect(),
+        container_statuses: pod
+            .containers
+            .iter()
+            .map(|c| waiting(c, "PodInitializing"))
+            .collect(),
+    }
+}
+
+/// A running pod.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(runtime: wpod::Runtime, pod: wpod::PodSpec) -> Result<(), wpod::Error> {
+/// let mut handle = runtime.start(pod, wpod::PodOptions::default()).await?;
+/// while let Some(event) = handle.next_event().await {
+///     println!("{event:?}");
+///     if let wpod::PodEvent::ContainerExited { container, .. } = &event {
+///         println!("{container} said: {:?}", handle.logs(container));
+///     }
+/// }
+/// handle.stop();
+/// let status = handle.wait().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PodHandle {
+    name: String,
+    status: watch::Receiver<PodStatus>,
+    events: mpsc::UnboundedReceiver<PodEvent>,
+    stop: CancellationToken,
+    logs: Arc<LogStore>,
+    task: Option<tokio::task::JoinHandle<PodStatus>>,
+}
+
+impl PodHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pod's status now.
+    pub fn status(&self) -> PodStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the status changes, then returns it.
+    pub async fn status_changed(&mut self) -> Option<PodStatus> {
+        self.status.changed().await.ok()?;
+        Some(self.status.borrow_and_update().clone())
+    }
+
+    /// The next event; `None` once the pod has ended and every event was read.
+    pub async fn next_event(&mut self) -> Option<PodEvent> {
+        self.events.recv().await
+    }
+
+    /// The lines a container printed (stdout and stderr), the last 10,000.
+    pub fn logs(&self, container: &str) -> Vec<String> {
+        self.logs.lines(container)
+    }
+
+    /// A function that stops the pod, for use where the handle is not (a
+    /// signal handler's task).
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let stop = self.stop.clone();
+        move || stop.cancel()
+    }
+
+    /// Stops the pod: running guests are interrupted at once (Wasm has no
+    /// signals to catch), no container restarts, and the pod ends Failed with
+    /// reason `Stopped`, its volumes cleaned up.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits for the pod to end and returns its final status.
+    pub async fn wait(mut self) -> PodStatus {
+        let task = self.task.take().expect("wait consumes the handle");
+        match task.await {
+            Ok(status) => status,
+            Err(error) => {
+                let mut status = self.status();
+                status.phase = PodPhase::Failed;
+                status.reason = Some("InternalError".into());
+                status.message = Some(format!("the pod's task failed: {error}"));
+                status
+            }
+        }
+    }
+}
+
+impl Drop for PodHandle {
+    /// A dropped handle stops its pod: nothing runs on unobserved.
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.stop.cancel();
+        }
+    }
+}
+
+/// The state one pod's task works on.
+struct PodRun {
+    engine: Engine,
+    pod_name: Arc<str>,
+    restart_policy: RestartPolicy,
+    init_count: usize,
+    /// Init containers first, then app containers.
+    plans: Vec<ContainerPlan>,
+    backoff: Backoff,
+    sink: Arc<dyn LogSink>,
+    logs: Arc<LogStore>,
+    status: watch::Sender<PodStatus>,
+    events: mpsc::UnboundedSender<PodEvent>,
+    stop: CancellationToken,
+    /// Dropped (emptyDirs removed) when the pod's task ends.
+    _volumes: Volumes,
+}
+
+/// How a container's run, restarts included, ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+/// A container restarted after running this long starts its back-off over.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+impl PodRun {
+    async fn lifecycle(self: Arc<Self>) -> PodStatus {
+        for index in 0..self.init_count {
+            match self.run_container(index).await {
+                Ended::Succeeded => continue,
+                ended => return self.finish(ended, index),
+            }
+        }
+        self.set_phase(PodPhase::Running);
+        // One task per app container, so that they run in parallel.
+        let tasks: Vec<_> = (self.init_count..self.plans.len())
+            .map(|index| {
+                let run = self.clone();
+                tokio::spawn(async move { run.run_container(index).await })
+            })
+            .collect();
+        let mut ended = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            ended.push(task.await.unwrap_or(Ended::Failed));
+        }
+        let overall = if ended.contains(&Ended::Stopped) {
+            Ended::Stopped
+        } else if ended.contains(&Ended::Failed) {
+            Ended::Failed
+        } else {
+            Ended::Succeeded
+        };
+        self.finish(overall, usize::MAX)
+    }
+
+    fn finish(&self, ended: Ended, failed_init: usize) -> PodStatus {
+        self.status.send_modify(|status| {
+            status.phase = if ended == Ended::Succeeded {
+                PodPhase::Succeeded
+            } else {
+                PodPhase::Failed
+            };
+            match ended {
+                Ended::Stopped => {
+                    status.reason = Some("Stopped".into());
+                    status.message = Some("the pod was stopped".into());
+                }
+                Ended::Failed if failed_init != usize::MAX => {
+                    status.reason = Some("InitContainerFailed".into());
+                    status.message = Some(format!(
+                        "init container `{}` failed",
+                        self.plans[failed_init].name
+                    ));
+                }
+                _ => {}
+            }
+        });
+        let phase = self.status.borrow().phase;
+        let _ = self.events.send(PodEvent::PhaseChanged { phase });
+        tracing::info!(pod = %self.pod_name, ?phase, "pod ended");
+        self.status.borrow().clone()
+    }
+
+    fn set_phase(&self, phase: PodPhase) {
+        self.status.send_modify(|status| status.phase = phase);
+        let _ = self.events.send(PodEvent::PhaseChanged { phase });
+    }
+
+    fn update(&self, index: usize, change: impl FnOnce(&mut ContainerStatus)) {
+        self.status.send_modify(|status| {
+            let entry = if index < self.init_count {
+                &mut status.init_container_statuses[index]
+            } else {
+                &mut status.container_statuses[index - self.init_count]
+            };
+            change(entry);
+        });
+    }
+
+    /// Runs container `index` with its restarts until it is done for good.
+    async fn run_container(&self, index: usize) -> Ended {
+        let plan = &self.plans[index];
+        let is_init = index < self.init_count;
+        let mut backoff = self.backoff.initial;
+        let mut restart_count = 0u32;
+        loop {
+            let started_at = Timestamp::now();
+            let clock = Instant::now();
+            self.update(index, |status| {
+                status.state = ContainerState::Running { started_at };
+                status.started = true;
+                status.ready = !is_init;
+            });
+            let _ = self.events.send(PodEvent::ContainerStarted {
+                container: plan.name.clone(),
+                restart_count,
+            });
+            tracing::debug!(pod = %self.pod_name, container = %plan.name, "container started");
+            let output = |stream| ContainerOutput {
+                pod: self.pod_name.clone(),
+                container: plan.name.as_str().into(),
+                stream,
+                sink: self.sink.clone(),
+                store: self.logs.clone(),
+            };
+            let run = container::run(
+                plan,
+                &self.engine,
+                output(Stream::Stdout),
+                output(Stream::Stderr),
+            );
+            let outcome = tokio::select! {
+                outcome = run => Some(outcome),
+                () = self.stop.cancelled() => None,
+            };
+            let stopped = outcome.is_none();
+            let (exit_code, reason, message) = match outcome {
+                Some(Ok(outcome)) => (
+                    outcome.exit_code,
+                    outcome.reason.to_owned(),
+                    outcome.message,
+                ),
+                Some(Err(message)) => (128, "ContainerCannotRun".to_owned(), Some(message)),
+                None => (137, "Error".to_owned(), Some("stopped by wpod".to_owned())),
+            };
+            let termination = Termination {
+                exit_code,
+                reason,
+                message,
+                started_at,
+                finished_at: Timestamp::now(),
+            };
+            tracing::info!(pod = %self.pod_name, container = %plan.name, exit_code, reason = %termination.reason, "container exited");
+            let succeeded = termination.succeeded();
+            self.update(index, |status| {
+                status.state = ContainerState::Terminated(termination.clone());
+                status.ready = false;
+            });
+            let _ = self.events.send(PodEvent::ContainerExited {
+                container: plan.name.clone(),
+                termination: termination.clone(),
+            });
+            if stopped {
+                return Ended::Stopped;
+            }
+            // Init containers restart only on failure, whatever the policy.
+            let restart = match self.restart_policy {
+                RestartPolicy::Never => false,
+                RestartPolicy::OnFailure => !succeeded,
+                RestartPolicy::Always => !is_init || !succeeded,
+            };
+            if !restart {
+                return if succeeded {
+                    Ended::Succeeded
+                } else {
+                    Ended::Failed
+                };
+            }
+            if clock.elapsed() >= BACKOFF_RESET {
+                backoff = self.backoff.initial;
+            }
+            restart_count += 1;
+            self.update(index, |status| {
+                status.last_state = Some(ContainerState::Terminated(termination));
+                status.state = ContainerState::Waiting {
+                    reason: if succeeded {
+                        "Completed".into()
+                    } else {
+                        "CrashLoopBackOff".into()
+                    },
+                };
+                status.restart_count = restart_count;
+            });
+            let _ = self.events.send(PodEvent::ContainerRestarting {
+                container: plan.name.clone(),
+                restart_count,
+                backoff,
+            });
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => {
+                    self.update(index, |status| {
+                        if let Some(last) = status.last_state.take() {
+                            status.state = last;
+                        }
+                    });
+                    return Ended::Stopped;
+                }
+            }
+            backoff = (backoff * 2).min(self.backoff.max);
+        }
+    }
+}

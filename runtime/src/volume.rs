@@ -1,0 +1,331 @@
+//! Volumes: `emptyDir` and `hostPath` become host directories, then each
+//! container gets its table of preopens from its `volumeMounts`.
+//!
+//! Paths that a guest can influence (a `subPath`, anything inside a hostPath)
+//! are opened inside the volume with cap-std, never joined as plain paths:
+//! Kubernetes' CVE-2017-1002101 was a subPath symlink escape. On Linux the
+//! opened directory is then handed to WASI as `/proc/self/fd/N`, so what WASI
+//! opens is the very directory cap-std checked, with no window for a swap.
+
+use crate::manifest::{ContainerSpec, HostPathType, PodSpec, VolumeSource};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The pod's volumes on the host. Dropping it removes every `emptyDir` (and
+/// the pod's private folder that holds them); hostPath content is never
+/// touched.
+#[derive(Debug)]
+pub(crate) struct Volumes {
+    dirs: HashMap<String, PathBuf>,
+    /// The pod's private folder (emptyDirs live here), removed on drop.
+    scratch: Option<Scratch>,
+}
+
+/// A directory to preopen in one container.
+#[derive(Debug)]
+pub(crate) struct Preopen {
+    /// What WASI opens: a path, or on Linux `/proc/self/fd/N` of `_dir`.
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+    /// Keeps the checked directory open until WASI has opened it.
+    _dir: Option<cap_std::fs::Dir>,
+}
+
+/// Why a volume could not be set up. Each names the volume and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("volume `{volume}`: hostPath {} {problem}; {hint}", path.display())]
+    HostPath {
+        volume: String,
+        path: PathBuf,
+        problem: String,
+        hint: String,
+    },
+    #[error(
+        "container `{container}`: volumeMounts of `{volume}` at {mount_path}: {problem}; {hint}"
+    )]
+    Mount {
+        container: String,
+        volume: String,
+        mount_path: String,
+        problem: String,
+        hint: String,
+    },
+    #[error("cannot create the pod's scratch folder {}: {source}", path.display())]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Volumes {
+    /// Checks and creates the pod's volumes. `state_root` is where the pod's
+    /// private folder (for emptyDirs) goes.
+    pub(crate) fn prepare(pod: &PodSpec, state_root: &Path) -> Result<Volumes, VolumeError> {
+        let mut volumes = Volumes {
+            dirs: HashMap::new(),
+            scratch: None,
+        };
+        for volume in &pod.volumes {
+            let dir = match &volume.source {
+                VolumeSource::EmptyDir { .. } => {
+                    let scratch = match &volumes.scratch {
+                        Some(scratch) => scratch,
+                        None => volumes
+                            .scratch
+                            .insert(Scratch::create(state_root, &pod.name)?),
+                    };
+                    let dir = scratch.path.join("volumes").join(&volume.name);
+                    std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Scratch {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                    dir
+                }
+                VolumeSource::HostPath { path, kind } => host_path(&volume.name, path, *kind)?,
+            };
+            volumes.dirs.insert(volume.name.clone(), dir);
+        }
+        Ok(volumes)
+    }
+
+    /// The preopens of one container, from its volumeMounts.
+    pub(crate) fn preopens(&self, container: &ContainerSpec) -> Result<Vec<Preopen>, VolumeError> {
+        let mut preopens = Vec::with_capacity(container.volume_mounts.len());
+        for mount in &container.volume_mounts {
+            let error = |problem: String, hint: &str| VolumeError::Mount {
+                container: container.name.clone(),
+                volume: mount.name.clone(),
+                mount_path: mount.mount_path.clone(),
+                problem,
+                hint: hint.into(),
+            };
+            let host = self
+                .dirs
+                .get(&mount.name)
+                .expect("validated: every mount names a volume");
+            if !host.is_dir() {
+                return Err(error(
+                    format!("{} is a file", host.display()),
+                    "WASI gives containers directories only: mount the folder that holds the file",
+                ));
+            }
+            let guest = mount.mount_path.trim_end_matches('/').to_owned();
+            let Some(sub_path) = &mount.sub_path else {
+                preopens.push(Preopen {
+                    host: host.clone(),
+                    guest,
+                    read_only: mount.read_only,
+                    _dir: None,
+                });
+                continue;
+            };
+            let root = cap_std::fs::Dir::open_ambient_dir(host, cap_std::ambient_authority())
+                .map_err(|e| {
+                    error(
+                        format!("cannot open {}: {e}", host.display()),
+                        "check the volume's folder",
+                    )
+                })?;
+            // The kubelet creates a missing subPath; cap-std refuses any path
+            // that leaves the volume, through `..` or a symlink.
+            if !mount.read_only {
+                root.create_dir_all(sub_path).map_err(|e| {
+                    error(
+                        format!("subPath `{sub_path}`: {e}"),
+                        "subPath must stay inside the volume",
+                    )
+                })?;
+            }
+            let dir = root.open_dir(sub_path).map_err(|e| {
+                error(
+                    format!("subPath `{sub_path}`: {e}"),
+                    "subPath must name a folder inside the volume",
+                )
+            })?;
+            preopens.push(Preopen::checked(
+                dir,
+                host.join(sub_path),
+                guest,
+                mount.read_only,
+            ));
+        }
+        Ok(preopens)
+    }
+}
+
+impl Preopen {
+    /// A root filesystem shown read-only at `/` (an image's files).
+    pub(crate) fn image_root(rootfs: &Path) -> Preopen {
+        Preopen {
+            host: rootfs.to_owned(),
+            guest: "/".into(),
+            read_only: true,
+            _dir: None,
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn checked(dir: cap_std::fs::Dir, _joined: PathBuf, guest: String, read_only: bool) -> Preopen {
+        use std::os::fd::AsRawFd;
+        let host = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+        Preopen {
+            host,
+            guest,
+            read_only,
+            _dir: Some(dir),
+        }
+    }
+
+    /// Without /proc, the path cap-std checked is opened again by path; a
+    /// symlink swapped in between is the remaining (documented) risk.
+    #[cfg(not(target_os = "linux"))]
+    fn checked(dir: cap_std::fs::Dir, joined: PathBuf, guest: String, read_only: bool) -> Preopen {
+        drop(dir);
+        Preopen {
+            host: joined,
+            guest,
+            read_only,
+            _dir: None,
+        }
+    }
+}
+
+fn host_path(volume: &str, path: &Path, kind: HostPathType) -> Result<PathBuf, VolumeError> {
+    let error = |problem: &str, hint: &str| VolumeError::HostPath {
+        volume: volume.into(),
+        path: path.to_owned(),
+        problem: problem.into(),
+        hint: hint.into(),
+    };
+    let meta = std::fs::metadata(path);
+    match kind {
+        HostPathType::Directory => match meta {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(error(
+                    "is not a directory",
+                    "point hostPath.path at a directory",
+                ));
+            }
+            Err(_) => {
+                return Err(error(
+                    "does not exist",
+                    "create it, or use type DirectoryOrCreate",
+                ));
+            }
+        },
+        // `""` skips the checks; as Docker did, a missing path becomes a folder.
+        HostPathType::Unchecked | HostPathType::DirectoryOrCreate => match meta {
+            Ok(meta) if meta.is_dir() || kind == HostPathType::Unchecked => {}
+            Ok(_) => {
+                return Err(error(
+                    "is not a directory",
+                    "point hostPath.path at a directory",
+                ));
+            }
+            Err(_) => {
+                create_dir_0755(path).map_err(|e| {
+                    error(
+                        &format!("cannot be created: {e}"),
+                        "check the parent folder's permissions",
+                    )
+                })?;
+            }
+        },
+        HostPathType::File => match meta {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(error("is not a file", "point hostPath.path at a file")),
+            Err(_) => {
+                return Err(error(
+                    "does not exist",
+                    "create it, or use type FileOrCreate",
+                ));
+            }
+        },
+        HostPathType::FileOrCreate => match meta {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(error("is not a file", "point hostPath.path at a file")),
+            Err(_) => {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        error(
+                            &format!("cannot be created: {e}"),
+                            "its parent folder must exist",
+                        )
+                    })?;
+            }
+        },
+    }
+    Ok(path.to_owned())
+}
+
+fn create_dir_0755(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
+    builder.create(path)
+}
+
+/// The pod's private folder: `<state_root>/<pod>-<pid>-<n>`, removed on drop.
+#[derive(Debug)]
+struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn create(state_root: &Path, pod: &str) -> Result<Scratch, VolumeError> {
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| sweep_stale(state_root));
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = state_root.join(format!("{pod}-{}-{n}", std::process::id()));
+        crate::image::create_private_dir(&path).map_err(|source| VolumeError::Scratch {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Scratch { path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(path = %self.path.display(), %error, "could not remove the pod's scratch folder");
+        }
+    }
+}
+
+/// Removes scratch folders left by wpod processes that no longer exist (a
+/// `kill -9` gives no chance to clean up). Linux only: elsewhere there is no
+/// cheap way to ask whether a pid is alive, and they are left to the OS's
+/// temp cleaner.
+fn sweep_stale(state_root: &Path) {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(entries) = std::fs::read_dir(state_root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.rsplit('-').nth(1))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = state_root;
+}

@@ -1,0 +1,181 @@
+//! The library, as a Rust host uses it: a pod built in code, run on the
+//! host's tokio runtime, observed through events, status and logs, stopped.
+
+use crate::support::{component, guests, module};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wpod::{
+    Backoff, ContainerSpec, PodEvent, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime,
+    RuntimeConfig,
+};
+
+/// A log sink that keeps what it is given.
+#[derive(Default)]
+struct Collect(Mutex<Vec<String>>);
+
+impl wpod::LogSink for Collect {
+    fn line(&self, line: wpod::LogLine<'_>) {
+        self.0.lock().unwrap().push(format!(
+            "{}/{}: {}",
+            line.pod,
+            line.container,
+            String::from_utf8_lossy(line.text)
+        ));
+    }
+}
+
+fn options(sink: Arc<Collect>) -> PodOptions {
+    let state = tempfile::tempdir().unwrap().keep();
+    PodOptions {
+        image_path: wpod::ImagePath {
+            roots: vec![guests().images.clone()],
+        },
+        backoff: Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+        },
+        log_sink: sink,
+        state_dir: state,
+        ..PodOptions::default()
+    }
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(crate::support::cache_dir()),
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_built_in_code_runs_with_events_logs_and_status() {
+    let sink = Arc::new(Collect::default());
+    let pod = PodSpec::builder("built")
+        .empty_dir("shared")
+        .init_container(
+            ContainerSpec::new("init", component("probe").to_str().unwrap())
+                .args(["write", "/s/note", "from init"])
+                .mount("shared", "/s", false),
+        )
+        .container(
+            ContainerSpec::new("reader", module("probe").to_str().unwrap())
+                .args(["read", "/s/note"])
+                .mount("shared", "/s", true),
+        )
+        .container(ContainerSpec::new(
+            "hello",
+            component("hello").to_str().unwrap(),
+        ))
+        .restart_policy(RestartPolicy::Never)
+        .build()
+        .unwrap();
+    let mut handle = runtime().start(pod, options(sink.clone())).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = handle.next_event().await {
+        events.push(event);
+    }
+    assert_eq!(handle.logs("reader"), ["from init"]);
+    let status = handle.wait().await;
+    assert_eq!(status.phase, PodPhase::Succeeded);
+    assert!(
+        matches!(events.first(), Some(PodEvent::ContainerStarted { container, .. }) if container == "init"),
+        "{events:?}"
+    );
+    assert!(events.contains(&PodEvent::PhaseChanged {
+        phase: PodPhase::Running
+    }));
+    assert_eq!(
+        events.last(),
+        Some(&PodEvent::PhaseChanged {
+            phase: PodPhase::Succeeded
+        })
+    );
+    let exits = events
+        .iter()
+        .filter(|e| matches!(e, PodEvent::ContainerExited { .. }))
+        .count();
+    assert_eq!(exits, 3);
+    let lines = sink.0.lock().unwrap().clone();
+    assert!(
+        lines.contains(&"built/reader: from init".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"built/hello: hello from wpod".to_owned()),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_restarts_with_back_off_until_stopped() {
+    let pod = PodSpec::builder("looping")
+        .container(
+            ContainerSpec::new("quick", component("probe").to_str().unwrap()).args(["exit", "0"]),
+        )
+        .restart_policy(RestartPolicy::Always)
+        .build()
+        .unwrap();
+    let mut handle = runtime().start(pod, options(Arc::default())).await.unwrap();
+    let mut restarts = 0;
+    while let Some(event) = handle.next_event().await {
+        if let PodEvent::ContainerRestarting {
+            restart_count,
+            backoff,
+            ..
+        } = event
+        {
+            restarts = restart_count;
+            assert!(backoff <= Duration::from_millis(100));
+            if restart_count == 3 {
+                handle.stop();
+            }
+        }
+    }
+    let status = handle.wait().await;
+    assert_eq!(restarts, 3);
+    assert_eq!(status.phase, PodPhase::Failed);
+    assert_eq!(status.reason.as_deref(), Some("Stopped"));
+    assert_eq!(status.container_statuses[0].restart_count, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_interrupts_a_spinning_guest() {
+    let pod = PodSpec::builder("spin")
+        .container(
+            ContainerSpec::new("spinner", component("probe").to_str().unwrap()).args(["spin"]),
+        )
+        .restart_policy(RestartPolicy::Never)
+        .build()
+        .unwrap();
+    let mut handle = runtime().start(pod, options(Arc::default())).await.unwrap();
+    // Started, then (the guest prints "spinning") stop it.
+    while handle.logs("spinner").is_empty() {
+        handle.status_changed().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.stop();
+    let status = handle.wait().await;
+    let termination = status.container_statuses[0]
+        .terminated()
+        .expect("terminated");
+    assert_eq!(termination.exit_code, 137);
+    assert_eq!(termination.message.as_deref(), Some("stopped by wpod"));
+}
+
+#[test]
+fn builder_checks_like_the_api_server() {
+    let error = PodSpec::builder("Bad_Name")
+        .container(ContainerSpec::new("a", "a.wasm").mount("nope", "/x", false))
+        .build()
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("metadata.name: `Bad_Name` is not a valid DNS-1123 name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spec.containers[0].volumeMounts[0].name: volume `nope` is not declared"),
+        "{text}"
+    );
+    assert_eq!(error.problems().len(), 2);
+}

@@ -1,0 +1,193 @@
+//! The lifecycle: init containers in order, each to completion; restart
+//! policies with back-off; phases, states and exit codes; -o json/yaml;
+//! signals stop the pod and clean up.
+
+use crate::support::{Workspace, container};
+
+const SHARED: &str = "  volumes:\n  - {name: data, emptyDir: {}}\n";
+
+#[test]
+fn init_containers_run_in_order_before_the_app() {
+    let workspace = Workspace::new();
+    let run = workspace.run_pod(
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: order}}\nspec:\n  restartPolicy: Never\n{SHARED}  initContainers:
+  - {{name: first, image: '@probe@', args: [append, /d/log, first], volumeMounts: [{{name: data, mountPath: /d}}]}}
+  - {{name: second, image: '@probe@', args: [append, /d/log, second], volumeMounts: [{{name: data, mountPath: /d}}]}}
+  containers:
+  - {{name: app, image: '@probe@', args: [read, /d/log], volumeMounts: [{{name: data, mountPath: /d}}]}}
+"
+        ),
+        &["-o", "json"],
+    );
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("[app] first\n[app] second\n"),
+        "{}",
+        run.stderr
+    );
+    let status = run.json();
+    assert_eq!(status["phase"], "Succeeded");
+    for name in ["first", "second", "app"] {
+        let terminated = &container(&status, name)["state"]["terminated"];
+        assert_eq!(terminated["exitCode"], 0);
+        assert_eq!(terminated["reason"], "Completed");
+        assert!(terminated["startedAt"].as_str().unwrap().ends_with('Z'));
+        assert!(terminated["finishedAt"].is_string());
+    }
+    assert!(
+        container(&status, "first")["state"]["terminated"]["finishedAt"].as_str()
+            <= container(&status, "app")["state"]["terminated"]["startedAt"].as_str()
+    );
+}
+
+#[test]
+fn failed_init_container_with_never_fails_the_pod() {
+    let workspace = Workspace::new();
+    let run = workspace.run_pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: initfail}\nspec:\n  restartPolicy: Never\n  initContainers:\n  - {name: setup, image: '@probe@', args: [exit, '3']}\n  - {name: later, image: '@hello@'}\n  containers:\n  - {name: app, image: '@hello@'}\n",
+        &["-o", "json"],
+    );
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("container `setup` exited with code 3 (Error)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("hello from wpod"),
+        "a later container ran:\n{}",
+        run.stderr
+    );
+    let status = run.json();
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["reason"], "InitContainerFailed");
+    assert_eq!(
+        container(&status, "setup")["state"]["terminated"]["exitCode"],
+        3
+    );
+    assert_eq!(
+        container(&status, "later")["state"]["waiting"]["reason"],
+        "PodInitializing"
+    );
+    assert_eq!(
+        container(&status, "app")["state"]["waiting"]["reason"],
+        "PodInitializing"
+    );
+}
+
+#[test]
+fn failed_init_container_with_on_failure_restarts_until_it_succeeds() {
+    let workspace = Workspace::new();
+    // Fails on its first run, succeeds on the second: the marker file remembers.
+    let run = workspace.run_pod(
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: retry}}\nspec:\n  restartPolicy: OnFailure\n{SHARED}  initContainers:
+  - name: flaky
+    image: busybox
+    command: [sh, -c, 'test -f /d/marker && exit 0; touch /d/marker; exit 1']
+    volumeMounts: [{{name: data, mountPath: /d}}]
+  containers:
+  - {{name: app, image: '@hello@'}}
+"
+        ),
+        &["-o", "json", "--restart-backoff", "50ms"],
+    );
+    run.expect_code(0);
+    let status = run.json();
+    assert_eq!(container(&status, "flaky")["restartCount"], 1);
+    assert_eq!(
+        container(&status, "flaky")["lastState"]["terminated"]["exitCode"],
+        1
+    );
+    assert_eq!(status["phase"], "Succeeded");
+}
+
+#[test]
+fn on_failure_restarts_failed_app_containers_and_never_does_not() {
+    let workspace = Workspace::new();
+    let yaml = |policy: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: policy}}\nspec:\n  restartPolicy: {policy}\n{SHARED}  containers:
+  - name: flaky
+    image: busybox
+    command: [sh, -c, 'echo run >> /d/runs; test $(wc -l < /d/runs) -ge 3']
+    volumeMounts: [{{name: data, mountPath: /d}}]
+  - {{name: steady, image: '@hello@'}}
+"
+        )
+    };
+    let run = workspace.run_pod(
+        &yaml("OnFailure"),
+        &["-o", "json", "--restart-backoff", "20ms"],
+    );
+    run.expect_code(0);
+    let status = run.json();
+    assert_eq!(container(&status, "flaky")["restartCount"], 2, "{status:#}");
+    assert_eq!(container(&status, "steady")["restartCount"], 0);
+
+    let run = workspace.run_pod(&yaml("Never"), &["-o", "json", "--restart-backoff", "20ms"]);
+    run.expect_code(1);
+    let status = run.json();
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(container(&status, "flaky")["restartCount"], 0);
+    // One container failing does not stop its sibling.
+    assert_eq!(
+        container(&status, "steady")["state"]["terminated"]["reason"],
+        "Completed"
+    );
+}
+
+#[test]
+fn a_trap_is_a_failed_container_with_its_message() {
+    let workspace = Workspace::new();
+    let run = workspace.run_pod("apiVersion: v1\nkind: Pod\nmetadata: {name: trap}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: app, image: '@probe@', args: [trap]}\n", &["-o", "yaml"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("container `app` exited with code 134 (Error): wasm trap: wasm `unreachable` instruction executed"), "{}", run.stderr);
+    assert!(run.stdout.contains("phase: Failed"), "{}", run.stdout);
+    assert!(run.stdout.contains("exitCode: 134"), "{}", run.stdout);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_and_sigint_stop_the_pod_and_clean_up() {
+    use std::io::{BufRead, BufReader};
+    for (signal, code) in [("TERM", 143), ("INT", 130)] {
+        let workspace = Workspace::new();
+        let pod = workspace.pod(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: sig}}\nspec:\n  restartPolicy: Always\n{SHARED}  containers:\n  - {{name: spinner, image: '@probe@', args: [spin], volumeMounts: [{{name: data, mountPath: /d}}]}}\n  - {{name: sleeper, image: '@probe@', args: [sleep, '600000']}}\n"
+        ));
+        let mut child = workspace
+            .wpod()
+            .arg("run")
+            .arg(&pod)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Ready when the spinner says so: it is then busy in a loop, which
+        // only epoch interruption can stop.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "[spinner] spinning\n");
+        assert!(
+            !workspace.leftovers().is_empty(),
+            "the emptyDir exists while the pod runs"
+        );
+        let killed = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "SIG{signal}");
+        assert!(
+            workspace.leftovers().is_empty(),
+            "left behind: {:?}",
+            workspace.leftovers()
+        );
+    }
+}

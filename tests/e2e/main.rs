@@ -1,0 +1,14 @@
+//! End-to-end tests: real Wasm guests built from guests/, run by the real
+//! `wpod` binary and through the library, with real files and sockets.
+//!
+//! Each test module covers one capability; `support` holds the helpers.
+
+mod support;
+
+mod containers;
+mod images;
+mod library;
+mod lifecycle;
+mod manifest;
+mod memory;
+mod volumes;

@@ -1,0 +1,171 @@
+//! Bad manifests: each is one clear error naming the file and the field,
+//! exit code 2, never a panic.
+
+use crate::support::Workspace;
+
+/// Validates `yaml` and checks the error names the file and says `expected`.
+#[track_caller]
+fn check(yaml: &str, expected: &str) {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(yaml);
+    let run = workspace.run(&["validate", pod.to_str().unwrap()]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!("{}", pod.display())),
+        "error does not name the file:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(expected),
+        "expected {expected:?} in:\n{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+const HEAD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n";
+
+#[test]
+fn unknown_field_is_named_with_a_suggestion() {
+    check(
+        &format!("{HEAD}  containers:\n  - name: app\n    imagee: x.wasm\n"),
+        "spec.containers[0].imagee: unknown field `imagee`; did you mean `image`?",
+    );
+}
+
+#[test]
+fn unsupported_field_is_refused_by_path() {
+    check(
+        &format!(
+            "{HEAD}  containers:\n  - name: app\n    image: x.wasm\n    livenessProbe:\n      exec: {{command: [true]}}\n"
+        ),
+        "spec.containers[0].livenessProbe: not supported yet",
+    );
+}
+
+#[test]
+fn unsupported_volume_source_is_refused_by_path() {
+    check(
+        &format!(
+            "{HEAD}  containers:\n  - {{name: app, image: x.wasm}}\n  volumes:\n  - name: c\n    configMap: {{name: x}}\n"
+        ),
+        "spec.volumes[0].configMap: not supported yet",
+    );
+}
+
+#[test]
+fn mount_of_a_missing_volume() {
+    check(
+        &format!(
+            "{HEAD}  volumes:\n  - {{name: data, emptyDir: {{}}}}\n  containers:\n  - name: app\n    image: x.wasm\n    volumeMounts:\n    - {{name: dat, mountPath: /data}}\n"
+        ),
+        "spec.containers[0].volumeMounts[0].name: volume `dat` is not declared; declare it under spec.volumes or use one of: data",
+    );
+}
+
+#[test]
+fn duplicate_container_names_across_init_and_app() {
+    check(
+        &format!(
+            "{HEAD}  initContainers:\n  - {{name: app, image: x.wasm}}\n  containers:\n  - {{name: app, image: y.wasm}}\n"
+        ),
+        "spec.containers[0].name: duplicate container name `app` (also spec.initContainers[0].name)",
+    );
+}
+
+#[test]
+fn relative_and_duplicate_mount_paths() {
+    let yaml = format!(
+        "{HEAD}  volumes:\n  - {{name: a, emptyDir: {{}}}}\n  - {{name: b, emptyDir: {{}}}}\n  containers:\n  - name: app\n    image: x.wasm\n    volumeMounts:\n    - {{name: a, mountPath: data}}\n    - {{name: a, mountPath: /d}}\n    - {{name: b, mountPath: /d/}}\n"
+    );
+    check(
+        &yaml,
+        "spec.containers[0].volumeMounts[0].mountPath: `data` is not an absolute path",
+    );
+    check(
+        &yaml,
+        "spec.containers[0].volumeMounts[2].mountPath: `/d/` is already mounted by volumeMounts[1]",
+    );
+}
+
+#[test]
+fn names_must_be_dns_1123() {
+    check(
+        &format!("{HEAD}  containers:\n  - {{name: My_App, image: x.wasm}}\n"),
+        "spec.containers[0].name: `My_App` is not a valid DNS-1123 name",
+    );
+}
+
+#[test]
+fn yaml_syntax_error_has_a_line() {
+    check(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x\n",
+        "YAML syntax error",
+    );
+    check(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x\n",
+        "pod.yaml:",
+    );
+}
+
+#[test]
+fn wrong_kind_and_missing_fields() {
+    check(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {containers: [{name: a, image: a.wasm}]}\n",
+        "kind: `Deployment` is not supported: wpod runs Pods",
+    );
+    check(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers:\n  - name: a\n",
+        "spec.containers[0].image: required field is missing",
+    );
+}
+
+#[test]
+fn bad_quantities_and_policies() {
+    check(
+        &format!(
+            "{HEAD}  containers:\n  - name: a\n    image: a.wasm\n    resources: {{limits: {{memory: lots}}}}\n"
+        ),
+        "spec.containers[0].resources.limits.memory: `lots` is not a quantity",
+    );
+    check(
+        &format!(
+            "{HEAD}  restartPolicy: Sometimes\n  containers:\n  - {{name: a, image: a.wasm}}\n"
+        ),
+        "spec.restartPolicy: unknown restart policy `Sometimes`; use Always, OnFailure or Never",
+    );
+}
+
+#[test]
+fn sub_path_must_stay_inside() {
+    check(
+        &format!(
+            "{HEAD}  volumes:\n  - {{name: a, emptyDir: {{}}}}\n  containers:\n  - name: app\n    image: x.wasm\n    volumeMounts:\n    - {{name: a, mountPath: /d, subPath: ../../etc}}\n"
+        ),
+        "subPath: `../../etc` must be a relative path without `..`",
+    );
+}
+
+#[test]
+fn fields_that_change_nothing_pass() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ok\n  namespace: team\n  labels: {app: web}\n  annotations: {note: hi}\n  uid: 1234\nspec:\n  nodeSelector: {disk: ssd}\n  tolerations: []\n  dnsPolicy: ClusterFirst\n  containers:\n  - name: app\n    image: x.wasm\n    imagePullPolicy: Always\n    terminationMessagePath: /dev/termination-log\n---\n",
+    );
+    let run = workspace.run(&["validate", pod.to_str().unwrap()]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("pod `ok` is valid"), "{}", run.stdout);
+}
+
+#[test]
+fn missing_manifest_file() {
+    let workspace = Workspace::new();
+    let run = workspace.run(&["validate", "nowhere.yaml"]);
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("nowhere.yaml: cannot read the manifest"),
+        "{}",
+        run.stderr
+    );
+}

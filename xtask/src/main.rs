@@ -1,0 +1,71 @@
+//! `cargo xtask`: build the guests and images, and run an example pod.
+//!
+//! - `cargo xtask images`: build the guests and assemble `target/images`.
+//! - `cargo xtask run POD.yaml [wpod run flags]`: the same, then build wpod
+//!   (release) and run `wpod run POD.yaml` with `WPOD_IMAGE_PATH` set.
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("images") => match images() {
+            Ok(dir) => {
+                println!("{}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Some("run") if args.len() >= 2 => run(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask images | cargo xtask run POD.yaml [wpod run flags]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn images() -> xtask::Result<std::path::PathBuf> {
+    let root = xtask::workspace_root();
+    xtask::build_guests(&root)?;
+    xtask::build_images(&root)
+}
+
+fn run(args: &[String]) -> ExitCode {
+    let images = match images() {
+        Ok(dir) => dir,
+        Err(e) => return fail(&e),
+    };
+    let root = xtask::workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = Command::new(&cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "wpod"])
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        return fail("building wpod failed");
+    }
+    let wpod = root
+        .join("target")
+        .join("release")
+        .join(format!("wpod{}", std::env::consts::EXE_SUFFIX));
+    eprintln!(
+        "xtask: WPOD_IMAGE_PATH={} {} run {}",
+        images.display(),
+        wpod.display(),
+        args.join(" ")
+    );
+    let status = Command::new(wpod)
+        .arg("run")
+        .args(args)
+        .env("WPOD_IMAGE_PATH", &images)
+        .status();
+    match status {
+        Ok(status) => ExitCode::from(status.code().map_or(1, |c| c as u8)),
+        Err(e) => fail(&format!("running wpod: {e}")),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("xtask: error: {message}");
+    ExitCode::FAILURE
+}
