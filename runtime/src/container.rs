@@ -30,6 +30,7 @@ impl Linkers {
     pub(crate) fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
         let mut component = wasmtime::component::Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
+        shadow_tcp(&mut component)?;
         let mut module = wasmtime::Linker::new(engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module, |state: &mut P1State| &mut state.wasi)?;
         Ok(Linkers { component, module })
@@ -61,6 +62,67 @@ impl Linkers {
                     .map_err(|e| format!("{e:#}"))
             }
         }
+    }
+}
+
+/// The WASI version whose `wasi:sockets/tcp` wasmtime-wasi 48 defines; guests
+/// importing an older 0.2 version are linked to it by semver.
+const TCP_INTERFACE: &str = "wasi:sockets/tcp@0.2.12";
+
+/// Replaces the address-carrying TCP functions with the pod network's (see
+/// `network`), which rewrite the address and call wasmtime-wasi's own.
+fn shadow_tcp(linker: &mut wasmtime::component::Linker<P2State>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::TcpSocket;
+    use wasmtime_wasi::p2::bindings::sockets::network::{IpSocketAddress, Network};
+    linker.allow_shadowing(true);
+    let mut tcp = linker.instance(TCP_INTERFACE)?;
+    tcp.func_wrap_async(
+        "[method]tcp-socket.start-bind",
+        |mut store, (this, network, address): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
+            Box::new(async move {
+                let state: &mut P2State = store.data_mut();
+                let pod_network = state.network.clone();
+                lower(pod_network.tcp_start_bind(&mut state.sockets(), this, network, address).await)
+            })
+        },
+    )?;
+    tcp.func_wrap(
+        "[method]tcp-socket.start-connect",
+        |mut store, (this, network, address): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
+            let state: &mut P2State = store.data_mut();
+            let pod_network = state.network.clone();
+            lower(pod_network.tcp_start_connect(&mut state.sockets(), this, network, address))
+        },
+    )?;
+    tcp.func_wrap(
+        "[method]tcp-socket.local-address",
+        |mut store, (this,): (Resource<TcpSocket>,)| {
+            let state: &mut P2State = store.data_mut();
+            let pod_network = state.network.clone();
+            lower(pod_network.tcp_local_address(&mut state.sockets(), this))
+        },
+    )?;
+    tcp.func_wrap(
+        "[method]tcp-socket.remote-address",
+        |mut store, (this,): (Resource<TcpSocket>,)| {
+            let state: &mut P2State = store.data_mut();
+            let pod_network = state.network.clone();
+            lower(pod_network.tcp_remote_address(&mut state.sockets(), this))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Turns wasmtime-wasi's socket result into what the component sees: an
+/// error code for the guest, or a trap.
+fn lower<T>(
+    result: wasmtime_wasi::p2::SocketResult<T>,
+) -> wasmtime::Result<(Result<T, wasmtime_wasi::p2::bindings::sockets::network::ErrorCode>,)> {
+    match result {
+        Ok(value) => Ok((Ok(value),)),
+        Err(error) => Ok((Err(error.downcast()?),)),
     }
 }
 
@@ -208,6 +270,7 @@ pub(crate) async fn run(
     stderr: ContainerOutput,
 ) -> Result<Outcome, String> {
     let wasi = wasi_builder(plan, stdout, stderr)?;
+    let network = plan.network.clone();
     let limits = MemoryBudget {
         limit: plan
             .memory_limit
@@ -222,6 +285,7 @@ pub(crate) async fn run(
                 wasi: wasi.build(),
                 table: ResourceTable::new(),
                 limits,
+                network,
             };
             let mut store = new_store(engine, state);
             let result = async {
@@ -343,6 +407,16 @@ pub(crate) struct P2State {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: MemoryBudget,
+    network: PodNetwork,
+}
+
+impl P2State {
+    fn sockets(&mut self) -> wasmtime_wasi::sockets::WasiSocketsCtxView<'_> {
+        wasmtime_wasi::sockets::WasiSocketsCtxView {
+            ctx: self.wasi.sockets(),
+            table: &mut self.table,
+        }
+    }
 }
 
 impl WasiView for P2State {

@@ -47,7 +47,7 @@ pub use manifest::{
     ContainerSpec, EnvVar, HostPathType, ManifestError, PodBuilder, PodSpec, PortSpec, Problem,
     Protocol, Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
 };
-pub use network::{EgressPolicy, EgressRule};
+pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 pub use volume::VolumeError;
@@ -69,6 +69,12 @@ pub enum Error {
         pod: String,
         #[source]
         source: VolumeError,
+    },
+    #[error("pod `{pod}`: {source}")]
+    Port {
+        pod: String,
+        #[source]
+        source: PortError,
     },
     #[error("wasmtime: {0}")]
     Engine(String),

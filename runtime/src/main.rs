@@ -143,13 +143,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }),
             ..PodOptions::default()
         };
+        // Signal handlers first: a signal that arrives while pods start
+        // must stop them, not kill wpod with its scratch folders in place.
+        let signals = Signals::install()?;
         let mut handles = Vec::new();
         for pod in pods {
             handles.push(runtime.start(pod, options.clone()).await?);
         }
         let stop_all: Vec<_> = handles.iter().map(|h| h.stopper()).collect();
         let signal = tokio::spawn(async move {
-            let code = wait_for_signal().await;
+            let code = signals.wait().await;
             for stop in &stop_all {
                 stop();
             }
@@ -180,21 +183,43 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Waits for Ctrl-C (exit 130) or SIGTERM (exit 143).
-async fn wait_for_signal() -> u8 {
+/// The signals that stop the pods: Ctrl-C (exit 130), SIGTERM (exit 143).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => 130,
-            _ = terminate.recv() => 143,
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers now (tokio's `ctrl_c()` would only on first poll).
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        130
+
+    async fn wait(mut self) -> u8 {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => 130,
+                _ = self.terminate.recv() => 143,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+            130
+        }
     }
 }
 

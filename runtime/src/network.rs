@@ -1,12 +1,34 @@
-//! The pod's network: which addresses its containers may use.
+//! The pod's network: a port space of its own, hostPort, and egress.
 //!
-//! Containers of a pod share the host process, so they already meet on
-//! localhost. This module decides, per socket address, what a guest may do:
-//! loopback is the pod's own; anything else is egress and follows the pod's
-//! [`EgressPolicy`]; `hostNetwork: true` allows everything.
+//! Every pod has its own port space on every OS, without a network
+//! namespace: a guest's bind to loopback or to "all addresses" on port P is
+//! carried out on the host as a bind to loopback on a free port, and the
+//! pod's [`PortSpace`] remembers P. A guest connecting to localhost:P is
+//! connected to that host port; localhost ports the pod has not bound are
+//! refused, so pods never see each other's (or the host's) listeners, and a
+//! guest may "bind" port 80 without privileges. A port with a `hostPort` is
+//! bound on the host at hostIP:hostPort directly: accepted connections reach
+//! the guest's own socket, with no proxy and no copy loop.
+//!
+//! The guest sees its own addresses throughout (`local-address` answers
+//! `0.0.0.0:80`, not the host's port). Anything that is not loopback is
+//! egress and follows the pod's [`EgressPolicy`]; `hostNetwork: true` turns
+//! all of this off and uses the host's network as it is.
+//!
+//! The mechanism: wpod shadows four functions of wasmtime-wasi's
+//! `wasi:sockets/tcp` (start-bind, start-connect, local-address,
+//! remote-address), rewrites the address and calls wasmtime-wasi's own
+//! implementation; the rest of the socket stack is wasmtime-wasi's.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::SocketResult;
+use wasmtime_wasi::p2::TcpSocket;
+use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpSocketAddress, Network};
+use wasmtime_wasi::p2::bindings::sockets::tcp::HostTcpSocket;
+use wasmtime_wasi::sockets::WasiSocketsCtxView;
 
 /// Where containers may connect outside their pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,12 +151,217 @@ fn prefix_eq(a: &[u8], b: &[u8], prefix_len: u8) -> bool {
     rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0
 }
 
-/// What one pod's containers may reach.
+/// What one pod's containers may reach, and the pod's port space.
 #[derive(Debug, Clone)]
 pub(crate) struct PodNetwork {
     pub pod: Arc<str>,
     pub host_network: bool,
     pub egress: Arc<EgressPolicy>,
+    pub ports: Arc<PortSpace>,
+}
+
+/// A published port: where the host listens for a container port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Published {
+    pub container_port: u16,
+    pub host: SocketAddr,
+}
+
+/// Why a hostPort cannot be published.
+#[derive(Debug, thiserror::Error)]
+#[error("hostPort {host}: {source}; free the port or choose another hostPort")]
+pub struct PortError {
+    pub host: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The pod's TCP ports: what the guests bound, and where that is on the host.
+#[derive(Debug, Default)]
+pub(crate) struct PortSpace {
+    table: Mutex<PortTable>,
+}
+
+#[derive(Debug, Default)]
+struct PortTable {
+    /// Guest port -> the host address it is bound at.
+    bound: HashMap<u16, SocketAddr>,
+    /// Host port -> guest port, for answering `local-address`.
+    by_host_port: HashMap<u16, u16>,
+    /// Container port -> published host address, with the socket that holds
+    /// it (bound, not listening) from pod start until the guest binds it.
+    published: HashMap<u16, (SocketAddr, Option<std::net::TcpListener>)>,
+}
+
+impl PortSpace {
+    /// Reserves each hostPort now, so that a port in use is an error before
+    /// any container starts.
+    pub(crate) fn publish(ports: &[Published]) -> Result<PortSpace, PortError> {
+        let mut table = PortTable::default();
+        for port in ports {
+            let reservation = reserve(port.host).map_err(|source| PortError {
+                host: port.host,
+                source,
+            })?;
+            table
+                .published
+                .insert(port.container_port, (port.host, Some(reservation)));
+        }
+        Ok(PortSpace {
+            table: Mutex::new(table),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PortTable> {
+        self.table.lock().expect("port table poisoned")
+    }
+}
+
+/// Holds a host port without listening on it (a bound socket, never
+/// `listen`ed, so no connection is ever accepted and dropped by it).
+fn reserve(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use rustix::net::{AddressFamily, SocketType, bind, socket};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let socket = socket(family, SocketType::STREAM, None)?;
+    bind(&socket, &addr)?;
+    Ok(std::net::TcpListener::from(socket))
+}
+
+impl PodNetwork {
+    fn loopback_for(addr: &SocketAddr) -> IpAddr {
+        if addr.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        }
+    }
+
+    /// `start-bind`: loopback and "all addresses" become a host port of the
+    /// pod's own; other addresses (egress rules permitting) are bound as asked.
+    pub(crate) async fn tcp_start_bind(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<TcpSocket>,
+        network: Resource<Network>,
+        requested: IpSocketAddress,
+    ) -> SocketResult<()> {
+        let requested_addr: SocketAddr = requested.into();
+        let ip = canonical(requested_addr.ip());
+        if self.host_network || !(ip.is_loopback() || ip.is_unspecified()) {
+            return view.start_bind(this, network, requested).await;
+        }
+        let guest_port = requested_addr.port();
+        let host_addr = {
+            let mut table = self.ports.lock();
+            if guest_port != 0
+                && table.bound.contains_key(&guest_port)
+                && !table.released(guest_port)
+            {
+                return Err(ErrorCode::AddressInUse.into());
+            }
+            match table.published.get_mut(&guest_port) {
+                // The reservation is given up just before the guest's bind.
+                Some((host, reservation))
+                    if ip.is_unspecified()
+                        || host.ip().is_loopback()
+                        || host.ip().is_unspecified() =>
+                {
+                    reservation.take();
+                    *host
+                }
+                _ => SocketAddr::new(PodNetwork::loopback_for(&requested_addr), 0),
+            }
+        };
+        let rep = this.rep();
+        view.start_bind(Resource::new_borrow(rep), network, host_addr.into())
+            .await?;
+        let actual: SocketAddr = view.local_address(Resource::new_borrow(rep))?.into();
+        let guest_port = if guest_port == 0 {
+            actual.port()
+        } else {
+            guest_port
+        };
+        let mut table = self.ports.lock();
+        table.bound.insert(guest_port, actual);
+        table.by_host_port.insert(actual.port(), guest_port);
+        tracing::debug!(pod = %self.pod, guest_port, host = %actual, "bound");
+        Ok(())
+    }
+
+    /// `start-connect`: localhost:P reaches what the pod bound at P, and
+    /// nothing else on the host's loopback.
+    pub(crate) fn tcp_start_connect(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<TcpSocket>,
+        network: Resource<Network>,
+        remote: IpSocketAddress,
+    ) -> SocketResult<()> {
+        let remote_addr: SocketAddr = remote.into();
+        if self.host_network || !canonical(remote_addr.ip()).is_loopback() {
+            return view.start_connect(this, network, remote);
+        }
+        let target = self.ports.lock().bound.get(&remote_addr.port()).copied();
+        let Some(host) = target else {
+            return Err(ErrorCode::ConnectionRefused.into());
+        };
+        let ip = if host.ip().is_unspecified() || host.ip().is_loopback() {
+            remote_addr.ip()
+        } else {
+            host.ip()
+        };
+        view.start_connect(this, network, SocketAddr::new(ip, host.port()).into())
+    }
+
+    /// `local-address`: the guest's own port, not the host's.
+    pub(crate) fn tcp_local_address(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<TcpSocket>,
+    ) -> SocketResult<IpSocketAddress> {
+        let local = view.local_address(this)?;
+        Ok(self.guest_view(local.into()).into())
+    }
+
+    /// `remote-address`: a peer inside the pod shows its guest port.
+    pub(crate) fn tcp_remote_address(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<TcpSocket>,
+    ) -> SocketResult<IpSocketAddress> {
+        let remote = view.remote_address(this)?;
+        Ok(self.guest_view(remote.into()).into())
+    }
+
+    fn guest_view(&self, host: SocketAddr) -> SocketAddr {
+        if self.host_network || !canonical(host.ip()).is_loopback() && !host.ip().is_unspecified() {
+            return host;
+        }
+        match self.ports.lock().by_host_port.get(&host.port()) {
+            Some(guest_port) => SocketAddr::new(host.ip(), *guest_port),
+            None => host,
+        }
+    }
+}
+
+impl PortTable {
+    /// Whether the socket bound at `guest_port` has gone (the guest closed
+    /// it): its host address can be bound again.
+    fn released(&mut self, guest_port: u16) -> bool {
+        let Some(host) = self.bound.get(&guest_port).copied() else {
+            return true;
+        };
+        let free = reserve(host).is_ok();
+        if free {
+            self.bound.remove(&guest_port);
+            self.by_host_port.remove(&host.port());
+        }
+        free
+    }
 }
 
 impl PodNetwork {

@@ -9,12 +9,14 @@
 use crate::container::{self, ContainerPlan, Linkers, Program};
 use crate::image::{Compiler, Image, ImageError, ImagePath};
 use crate::log::{ContainerOutput, DiscardLogs, LogSink, LogStore, Stream};
+use crate::manifest::Protocol;
 use crate::manifest::{ContainerSpec, PodSpec, RestartPolicy};
-use crate::network::{EgressPolicy, PodNetwork};
+use crate::network::{EgressPolicy, PodNetwork, PortSpace, Published};
 use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 use crate::volume::{Preopen, Volumes};
 use crate::{Error, Result};
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -205,10 +207,36 @@ impl Runtime {
             }));
         }
         let egress = pod_egress(&pod, &options.egress)?;
+        let published: Vec<Published> = pod
+            .all_containers()
+            .flat_map(|c| &c.ports)
+            .filter(|p| p.protocol == Protocol::Tcp)
+            .filter_map(|p| {
+                let port = p.host_port?;
+                let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                Some(Published {
+                    container_port: p.container_port,
+                    host: SocketAddr::new(ip, port),
+                })
+            })
+            .collect();
+        let ports = if pod.host_network {
+            tracing::warn!(
+                pod = %pod.name,
+                "hostNetwork: the pod uses the host's network directly, with no port space of its own and no egress policy"
+            );
+            PortSpace::default()
+        } else {
+            PortSpace::publish(&published).map_err(|source| Error::Port {
+                pod: pod.name.clone(),
+                source,
+            })?
+        };
         let network = PodNetwork {
             pod: pod.name.as_str().into(),
             host_network: pod.host_network,
             egress: Arc::new(egress),
+            ports: Arc::new(ports),
         };
         let volumes =
             Volumes::prepare(&pod, &options.state_dir).map_err(|source| Error::Volume {

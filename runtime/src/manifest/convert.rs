@@ -8,6 +8,7 @@ use super::{
     ContainerSpec, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol, Resources,
     RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, quantity,
 };
+use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,9 +19,13 @@ pub(crate) fn pods_from_yaml(
 ) -> Result<Vec<PodSpec>, ManifestError> {
     let mut pods = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let pod: Option<raw::Pod> = match serde_path_to_error::deserialize(document) {
+        // Two steps: YAML syntax first (with a line and column), then the Pod
+        // schema (with a field path).
+        let value = serde_yaml_ng::Value::deserialize(document)
+            .map_err(|error| syntax_error(file, index, &error))?;
+        let pod: Option<raw::Pod> = match serde_path_to_error::deserialize(value) {
             Ok(pod) => pod,
-            Err(error) => return Err(deserialize_error(file, index, error)),
+            Err(error) => return Err(schema_error(file, error)),
         };
         // An empty document (a trailing `---`) holds no pod.
         let Some(pod) = pod else { continue };
@@ -56,27 +61,27 @@ pub(crate) fn pods_from_yaml(
     Ok(pods)
 }
 
-fn deserialize_error(
-    file: &Path,
-    index: usize,
-    error: serde_path_to_error::Error<serde_yaml_ng::Error>,
-) -> ManifestError {
-    let path = error.path().to_string();
-    let inner = error.into_inner();
-    let location = inner.location().map(|l| (l.line(), l.column()));
-    let message = strip_location(&inner.to_string());
-    if path == "." || path.is_empty() {
-        // No field reached: the text is not YAML, or not a mapping.
-        let message = match index {
+fn syntax_error(file: &Path, index: usize, error: &serde_yaml_ng::Error) -> ManifestError {
+    let message = strip_location(&error.to_string());
+    ManifestError::Syntax {
+        file: file.to_owned(),
+        location: error.location().map(|l| (l.line(), l.column())),
+        message: match index {
             0 => message,
             _ => format!("in document {}: {message}", index + 1),
-        };
-        return ManifestError::Syntax {
-            file: file.to_owned(),
-            location,
-            message,
-        };
+        },
     }
+}
+
+fn schema_error(
+    file: &Path,
+    error: serde_path_to_error::Error<serde_yaml_ng::Error>,
+) -> ManifestError {
+    let path = match error.path().to_string() {
+        root if root == "." => String::new(),
+        path => path,
+    };
+    let message = error.into_inner().to_string();
     let problem = if message == raw::NOT_SUPPORTED {
         let hint = unsupported_hint(&path);
         Problem::new(path, "not supported yet", hint)
@@ -88,12 +93,9 @@ fn deserialize_error(
         };
         Problem::new(path, format!("unknown field `{field}`"), hint)
     } else {
-        let at = location
-            .map(|(line, column)| format!(" (line {line}, column {column})"))
-            .unwrap_or_default();
         Problem::new(
             path,
-            format!("{message}{at}"),
+            message,
             "see the Pod fields wpod supports in its README",
         )
     };

@@ -52,7 +52,8 @@ pub(crate) fn pod(pod: &PodSpec) -> Vec<Problem> {
             "use lowercase letters, digits, '-' and '.', e.g. `my-pod`",
         ));
     }
-    if let Some(message) = dns1123_label(&pod.hostname) {
+    // A hostname taken from the name is checked with the name.
+    if let Some(message) = dns1123_label(&pod.hostname).filter(|_| pod.hostname != pod.name) {
         problems.push(Problem::new(
             "spec.hostname",
             message,
