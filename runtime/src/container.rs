@@ -387,7 +387,7 @@ fn wasi_builder(
     let network = plan.network.clone();
     let container: Arc<str> = plan.name.as_str().into();
     wasi.socket_addr_check(move |addr, used| {
-        let binding = matches!(used, SocketAddrUse::TcpBind | SocketAddrUse::UdpBind);
+        let binding = matches!(used, SocketAddrUse::TcpBind | SocketAddrUse::TcpListen | SocketAddrUse::UdpBind);
         let permitted = network.permits(&addr, binding);
         if !permitted && !matches!(used, SocketAddrUse::TcpAccept) {
             tracing::warn!(

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Which output a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,10 +98,14 @@ impl IsTerminal for ContainerOutput {
 
 impl StdoutStream for ContainerOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter {
-            output: self.clone(),
-            pending: Vec::new(),
-        })
+        Box::new(LineWriter::new(self.clone()))
+    }
+
+    /// A synchronous stream: lines reach the sink during the guest's write,
+    /// so every line is delivered before the container's exit is reported
+    /// (wasmtime-wasi's default adapter writes from a background task).
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LineWriter::new(self.clone()))
     }
 }
 
@@ -115,6 +120,13 @@ struct LineWriter {
 const MAX_LINE: usize = 64 * 1024;
 
 impl LineWriter {
+    fn new(output: ContainerOutput) -> LineWriter {
+        LineWriter {
+            output,
+            pending: Vec::new(),
+        }
+    }
+
     fn emit(&self, text: &[u8]) {
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         let output = &self.output;
@@ -126,6 +138,45 @@ impl LineWriter {
             text,
         });
     }
+
+    fn push(&mut self, buf: &[u8]) {
+        let mut rest = buf;
+        while let Some(newline) = rest.iter().position(|b| *b == b'\n') {
+            if self.pending.is_empty() {
+                self.emit(&rest[..newline]);
+            } else {
+                self.pending.extend_from_slice(&rest[..newline]);
+                let line = std::mem::take(&mut self.pending);
+                self.emit(&line);
+            }
+            rest = &rest[newline + 1..];
+        }
+        self.pending.extend_from_slice(rest);
+        if self.pending.len() >= MAX_LINE {
+            let line = std::mem::take(&mut self.pending);
+            self.emit(&line);
+        }
+    }
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_LINE)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
 }
 
 impl AsyncWrite for LineWriter {
@@ -134,23 +185,7 @@ impl AsyncWrite for LineWriter {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let mut rest = buf;
-        while let Some(newline) = rest.iter().position(|b| *b == b'\n') {
-            if this.pending.is_empty() {
-                this.emit(&rest[..newline]);
-            } else {
-                this.pending.extend_from_slice(&rest[..newline]);
-                let line = std::mem::take(&mut this.pending);
-                this.emit(&line);
-            }
-            rest = &rest[newline + 1..];
-        }
-        this.pending.extend_from_slice(rest);
-        if this.pending.len() >= MAX_LINE {
-            let line = std::mem::take(&mut this.pending);
-            this.emit(&line);
-        }
+        self.get_mut().push(buf);
         Poll::Ready(Ok(buf.len()))
     }
 

@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     let result = match cli.command {
@@ -86,7 +87,11 @@ fn main() -> ExitCode {
                 .is_some_and(wpod::Error::is_bad_input)
                 || error.downcast_ref::<wpod::ManifestError>().is_some()
                 || error.downcast_ref::<BadInput>().is_some();
-            eprintln!("wpod: error: {error:#}");
+            // wpod's errors say all in their own text; others get their chain.
+            match error.downcast_ref::<wpod::Error>() {
+                Some(error) => eprintln!("wpod: error: {error}"),
+                None => eprintln!("wpod: error: {error:#}"),
+            }
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }
     }

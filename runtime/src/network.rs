@@ -10,6 +10,10 @@
 //! bound on the host at hostIP:hostPort directly: accepted connections reach
 //! the guest's own socket, with no proxy and no copy loop.
 //!
+//! The pod's localhost is 127.0.0.1 and ::1 (and the name `localhost`). The
+//! rest of 127.0.0.0/8 is the host's own loopback, such as a resolver at
+//! 127.0.0.53: reaching it is egress, like any other host address.
+//!
 //! The guest sees its own addresses throughout (`local-address` answers
 //! `0.0.0.0:80`, not the host's port). Anything that is not loopback is
 //! egress and follows the pod's [`EgressPolicy`]; `hostNetwork: true` turns
@@ -135,6 +139,14 @@ impl EgressRule {
     }
 }
 
+/// The pod's localhost: 127.0.0.1 and ::1 (an IPv4-mapped one included).
+fn is_pod_localhost(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4 == Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => v6 == Ipv6Addr::LOCALHOST,
+    }
+}
+
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
@@ -251,7 +263,7 @@ impl PodNetwork {
     ) -> SocketResult<()> {
         let requested_addr: SocketAddr = requested.into();
         let ip = canonical(requested_addr.ip());
-        if self.host_network || !(ip.is_loopback() || ip.is_unspecified()) {
+        if self.host_network || !(is_pod_localhost(ip) || ip.is_unspecified()) {
             return view.start_bind(this, network, requested).await;
         }
         let guest_port = requested_addr.port();
@@ -302,7 +314,7 @@ impl PodNetwork {
         remote: IpSocketAddress,
     ) -> SocketResult<()> {
         let remote_addr: SocketAddr = remote.into();
-        if self.host_network || !canonical(remote_addr.ip()).is_loopback() {
+        if self.host_network || !is_pod_localhost(remote_addr.ip()) {
             return view.start_connect(this, network, remote);
         }
         let target = self.ports.lock().bound.get(&remote_addr.port()).copied();
@@ -338,7 +350,7 @@ impl PodNetwork {
     }
 
     fn guest_view(&self, host: SocketAddr) -> SocketAddr {
-        if self.host_network || !canonical(host.ip()).is_loopback() && !host.ip().is_unspecified() {
+        if self.host_network || !is_pod_localhost(host.ip()) && !host.ip().is_unspecified() {
             return host;
         }
         match self.ports.lock().by_host_port.get(&host.port()) {
@@ -365,11 +377,22 @@ impl PortTable {
 }
 
 impl PodNetwork {
-    /// Whether a guest may bind or connect to `addr`.
+    /// Whether a guest may bind (or listen at) `addr`, or connect or send
+    /// to it. Binding is local: loopback, all addresses, or a published
+    /// hostIP; everything else is egress.
     pub(crate) fn permits(&self, addr: &SocketAddr, binding: bool) -> bool {
         let ip = canonical(addr.ip());
-        if self.host_network || ip.is_loopback() || (binding && ip.is_unspecified()) {
+        if self.host_network || is_pod_localhost(ip) {
             return true;
+        }
+        if binding {
+            return ip.is_unspecified()
+                || self
+                    .ports
+                    .lock()
+                    .published
+                    .values()
+                    .any(|(host, _)| host.ip() == addr.ip());
         }
         self.egress.allows(addr)
     }

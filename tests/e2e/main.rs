@@ -11,4 +11,5 @@ mod library;
 mod lifecycle;
 mod manifest;
 mod memory;
+mod network;
 mod volumes;

@@ -429,6 +429,12 @@ impl PodBuilder {
         self
     }
 
+    /// Puts the pod on the host's network (`hostNetwork: true`).
+    pub fn host_network(mut self, enable: bool) -> Self {
+        self.pod.host_network = enable;
+        self
+    }
+
     pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.pod.annotations.insert(key.into(), value.into());
         self
