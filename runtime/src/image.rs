@@ -432,17 +432,24 @@ impl Compiler {
         if !file.exists() {
             return None;
         }
-        // SAFETY: wasmtime trusts the bytes of a precompiled artifact. The
-        // cache directory is wpod's own (created 0700) and holds only files
-        // that `store_cached` wrote from wasmtime's own `serialize`; the name
-        // binds the content hash of the source and the engine configuration,
-        // and wasmtime still checks the artifact's header against the engine.
+        // wasmtime trusts the bytes of a precompiled artifact. The cache
+        // directory is wpod's own (created 0700) and holds only files that
+        // `store_cached` wrote from wasmtime's own `serialize`; the name binds
+        // the content hash of the source and the engine configuration, and
+        // wasmtime still checks the artifact's header against the engine.
         let loaded = match kind {
             Kind::Component => {
-                unsafe { Component::deserialize_file(&self.engine, file) }.map(Compiled::Component)
+                // SAFETY: the file is a wasmtime-serialized component from
+                // wpod's private cache, as explained above.
+                let component = unsafe { Component::deserialize_file(&self.engine, file) };
+                component.map(Compiled::Component)
             }
-            Kind::Module => unsafe { wasmtime::Module::deserialize_file(&self.engine, file) }
-                .map(Compiled::Module),
+            Kind::Module => {
+                // SAFETY: the file is a wasmtime-serialized module from wpod's
+                // private cache, as explained above.
+                let module = unsafe { wasmtime::Module::deserialize_file(&self.engine, file) };
+                module.map(Compiled::Module)
+            }
         };
         match loaded {
             Ok(compiled) => Some(compiled),

@@ -62,13 +62,13 @@ pub enum Error {
         pod: String,
         container: String,
         #[source]
-        source: ImageError,
+        source: Box<ImageError>,
     },
     #[error("pod `{pod}`: {source}")]
     Volume {
         pod: String,
         #[source]
-        source: VolumeError,
+        source: Box<VolumeError>,
     },
     #[error("pod `{pod}`: {source}")]
     Port {

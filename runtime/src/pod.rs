@@ -241,7 +241,7 @@ impl Runtime {
         let volumes =
             Volumes::prepare(&pod, &options.state_dir).map_err(|source| Error::Volume {
                 pod: pod.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let plans = self
             .plan_containers(&pod, &options, &volumes, &network)
@@ -294,7 +294,7 @@ impl Runtime {
         let image_error = |container: &ContainerSpec, source: ImageError| Error::Image {
             pod: pod.name.clone(),
             container: container.name.clone(),
-            source,
+            source: Box::new(source),
         };
         // Resolve every container's image and program first (cheap), ...
         let mut resolved = Vec::new();
@@ -367,7 +367,7 @@ impl Runtime {
             }
             preopens.extend(volumes.preopens(spec).map_err(|source| Error::Volume {
                 pod: pod.name.clone(),
-                source,
+                source: Box::new(source),
             })?);
             plans.push(ContainerPlan {
                 name: spec.name.clone(),

@@ -45,7 +45,7 @@ fn init_containers_run_in_order_before_the_app() {
 fn failed_init_container_with_never_fails_the_pod() {
     let workspace = Workspace::new();
     let run = workspace.run_pod(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: initfail}\nspec:\n  restartPolicy: Never\n  initContainers:\n  - {name: setup, image: '@probe.p1@', args: [exit, '3']}\n  - {name: later, image: '@hello@'}\n  containers:\n  - {name: app, image: '@hello@'}\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: initfail}\nspec:\n  restartPolicy: Never\n  initContainers:\n  - {name: setup, image: '@probe@', args: [exit, '3']}\n  - {name: later, image: '@hello@'}\n  containers:\n  - {name: app, image: '@hello@'}\n",
         &["-o", "json"],
     );
     run.expect_code(1);

@@ -147,13 +147,12 @@ async fn two_pods_listen_on_the_same_port_and_cannot_see_each_other() {
         .build()
         .unwrap();
     let status = runtime.run(lonely, options()).await.unwrap();
-    // http_get exits 7 (curl's "couldn't connect"); a WASI 0.2 component can
-    // only report 0 or 1, so the log says which failure it was.
+    // http_get exits 7, curl's "couldn't connect".
     assert_eq!(
         status.container_statuses[0].terminated().unwrap().exit_code,
-        1
+        7
     );
-    // The host's port 80 was not taken either.
+    // Both servers are still running, each on "its" port 80.
     assert!(
         pod_a.status().phase == wpod::PodPhase::Running
             && pod_b.status().phase == wpod::PodPhase::Running

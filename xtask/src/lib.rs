@@ -70,30 +70,43 @@ pub fn ensure_wasm_targets() -> Result<()> {
 /// with nothing changed takes a fraction of a second.
 pub fn build_guests(root: &Path) -> Result<()> {
     ensure_wasm_targets()?;
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo
-        .current_dir(root.join("guests"))
-        .args(["build", "--release", "--quiet"])
-        .args(TARGETS.iter().flat_map(|t| ["--target", t]))
-        .arg("--target-dir")
-        .arg(guests_target_dir(root));
-    // When called from inside another cargo command (a test, a build script),
-    // settings meant for the host build must not leak into the Wasm build.
-    for var in [
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PRIMARY_PACKAGE",
+    // Components report their real exit status through
+    // `wasi:cli/exit#exit-with-code` (stable since WASI 0.2.12, which
+    // wasmtime-wasi 48 provides); preview-1 modules need no feature for it.
+    for (target, features) in [
+        ("wasm32-wasip2", Some("exit-with-code")),
+        ("wasm32-wasip1", None),
     ] {
-        cargo.env_remove(var);
-    }
-    let status = cargo
-        .status()
-        .map_err(|e| format!("running cargo for the guests: {e}"))?;
-    if !status.success() {
-        return Err("building the guests failed (see cargo's output above)".into());
+        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cargo
+            .current_dir(root.join("guests"))
+            .args(["build", "--release", "--quiet", "--target", target])
+            .arg("--target-dir")
+            .arg(guests_target_dir(root));
+        if let Some(features) = features {
+            cargo.args(["--features", features]);
+        }
+        // When called from inside another cargo command (a test, a build
+        // script), settings meant for the host build must not leak into the
+        // Wasm build.
+        for var in [
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            cargo.env_remove(var);
+        }
+        let status = cargo
+            .status()
+            .map_err(|e| format!("running cargo for the guests: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "building the guests for {target} failed (see cargo's output above)"
+            ));
+        }
     }
     Ok(())
 }
