@@ -198,8 +198,8 @@ pub(crate) struct PortSpace {
 struct PortTable {
     /// Guest port -> the host address it is bound at.
     bound: HashMap<u16, SocketAddr>,
-    /// Host port -> guest port, for answering `local-address`.
-    by_host_port: HashMap<u16, u16>,
+    /// Host address -> guest port, for answering `local-address`.
+    by_host: HashMap<SocketAddr, u16>,
     /// Container port -> published host address, with the socket that holds
     /// it (bound, not listening) from pod start until the guest binds it.
     published: HashMap<u16, (SocketAddr, Option<std::net::TcpListener>)>,
@@ -231,6 +231,9 @@ impl PortSpace {
 
 /// Holds a host port without listening on it (a bound socket, never
 /// `listen`ed, so no connection is ever accepted and dropped by it).
+/// SO_REUSEADDR on Unix, as servers there use, so that connections of an
+/// earlier server left in TIME_WAIT do not count as "in use"; a listening
+/// socket still does. (On Windows the flag would mean port stealing.)
 fn reserve(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use rustix::net::{AddressFamily, SocketType, bind, socket};
     let family = if addr.is_ipv4() {
@@ -239,6 +242,8 @@ fn reserve(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
         AddressFamily::INET6
     };
     let socket = socket(family, SocketType::STREAM, None)?;
+    #[cfg(unix)]
+    rustix::net::sockopt::set_socket_reuseaddr(&socket, true)?;
     bind(&socket, &addr)?;
     Ok(std::net::TcpListener::from(socket))
 }
@@ -299,7 +304,7 @@ impl PodNetwork {
         };
         let mut table = self.ports.lock();
         table.bound.insert(guest_port, actual);
-        table.by_host_port.insert(actual.port(), guest_port);
+        table.by_host.insert(actual, guest_port);
         tracing::debug!(pod = %self.pod, guest_port, host = %actual, "bound");
         Ok(())
     }
@@ -350,10 +355,10 @@ impl PodNetwork {
     }
 
     fn guest_view(&self, host: SocketAddr) -> SocketAddr {
-        if self.host_network || !is_pod_localhost(host.ip()) && !host.ip().is_unspecified() {
+        if self.host_network {
             return host;
         }
-        match self.ports.lock().by_host_port.get(&host.port()) {
+        match self.ports.lock().by_host.get(&host) {
             Some(guest_port) => SocketAddr::new(host.ip(), *guest_port),
             None => host,
         }
@@ -370,7 +375,7 @@ impl PortTable {
         let free = reserve(host).is_ok();
         if free {
             self.bound.remove(&guest_port);
-            self.by_host_port.remove(&host.port());
+            self.by_host.remove(&host);
         }
         free
     }

@@ -6,6 +6,7 @@
 mod support;
 
 mod containers;
+mod examples;
 mod images;
 mod library;
 mod lifecycle;

@@ -206,6 +206,15 @@ const RECIPES: &[ImageRecipe] = &[
         working_dir: None,
     },
     ImageRecipe {
+        name: "ambassador",
+        tag: "latest",
+        programs: &[("usr/bin/ambassador", "ambassador")],
+        files: &[],
+        entrypoint: Some(&["ambassador"]),
+        cmd: None,
+        working_dir: None,
+    },
+    ImageRecipe {
         name: "probe",
         tag: "latest",
         programs: &[
