@@ -18,19 +18,37 @@
 //!
 //! # Examples
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), wpod::Error> {
-//! use wpod::{ContainerSpec, PodOptions, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
-//!
-//! let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
-//! let pod = PodSpec::builder("hello")
-//!     .container(ContainerSpec::new("hello", "hello.wasm"))
-//!     .restart_policy(RestartPolicy::Never)
-//!     .build()?;
-//! let status = runtime.run(pod, PodOptions::default()).await?;
-//! assert_eq!(status.phase, wpod::PodPhase::Succeeded);
-//! # Ok(()) }
 //! ```
+//! # // The smallest WASI command, `(module (func (export "_start")))`, and one that
+//! # // spins forever, `(module (func (export "_start") (loop br 0)))`.
+//! # fn wasm_file(name: &str, spin: bool) -> String {
+//! #     let code: &[u8] = if spin { b"\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b" } else { b"\x0a\x04\x01\x02\x00\x0b" };
+//! #     let mut bytes = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0".to_vec();
+//! #     bytes.extend_from_slice(code);
+//! #     let path = std::env::temp_dir().join(format!("wpod-doc-{}-{name}.wasm", std::process::id()));
+//! #     std::fs::write(&path, bytes).unwrap();
+//! #     path.display().to_string()
+//! # }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use wpod::{ContainerSpec, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
+//!
+//! // One runtime per process: it owns the engine every container shares.
+//! let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+//! // A pod from YAML (or built in code with `PodSpec::builder`).
+//! let yaml = format!(
+//!     "apiVersion: v1\nkind: Pod\nmetadata: {{name: hello}}\nspec:\n  restartPolicy: Never\n  containers:\n  - {{name: app, image: '{}'}}\n",
+//!     wasm_file("hello", false),
+//! );
+//! let pod = PodSpec::from_yaml_str(&yaml, "hello.yaml")?.remove(0);
+//! let status = runtime.run(pod, PodOptions::default()).await?;
+//! assert_eq!(status.phase, PodPhase::Succeeded);
+//! # Ok::<(), wpod::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! Where to read next: [`PodSpec`] (the model and its validation), [`Runtime`]
+//! and [`PodOptions`] (running), [`PodHandle`] (events, status, logs, stop),
+//! [`PodStatus`] (the result), [`LogSink`] (containers' output).
 
 mod container;
 mod image;

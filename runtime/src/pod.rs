@@ -138,13 +138,30 @@ pub enum PodEvent {
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), wpod::Error> {
-/// let runtime = wpod::Runtime::new(wpod::RuntimeConfig::from_env())?;
-/// let pod = wpod::PodSpec::from_yaml_file("pod.yaml")?.remove(0);
-/// let status = runtime.start(pod, wpod::PodOptions::default()).await?.wait().await;
-/// println!("{:?}", status.phase);
-/// # Ok(()) }
+/// ```
+/// # // The smallest WASI command, `(module (func (export "_start")))`, and one that
+/// # // spins forever, `(module (func (export "_start") (loop br 0)))`.
+/// # fn wasm_file(name: &str, spin: bool) -> String {
+/// #     let code: &[u8] = if spin { b"\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b" } else { b"\x0a\x04\x01\x02\x00\x0b" };
+/// #     let mut bytes = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0".to_vec();
+/// #     bytes.extend_from_slice(code);
+/// #     let path = std::env::temp_dir().join(format!("wpod-doc-{}-{name}.wasm", std::process::id()));
+/// #     std::fs::write(&path, bytes).unwrap();
+/// #     path.display().to_string()
+/// # }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use wpod::{ContainerSpec, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+/// let pod = PodSpec::builder("demo")
+///     .container(ContainerSpec::new("app", wasm_file("app", false)))
+///     .restart_policy(RestartPolicy::Never)
+///     .build()?;
+/// let status = runtime.run(pod, PodOptions::default()).await?;
+/// assert_eq!(status.phase, PodPhase::Succeeded);
+/// assert_eq!(status.container_statuses[0].terminated().unwrap().reason, "Completed");
+/// # Ok::<(), wpod::Error>(())
+/// # }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct Runtime {
@@ -198,7 +215,7 @@ impl Runtime {
     /// # Errors
     ///
     /// Any problem found before a container runs: [`Error::Image`],
-    /// [`Error::Volume`], [`Error::Invalid`].
+    /// [`Error::Volume`], [`Error::Port`], [`Error::Manifest`] (a pod built in code that does not validate).
     pub async fn start(&self, pod: PodSpec, options: PodOptions) -> Result<PodHandle> {
         if let Err(problems) = pod.validate() {
             return Err(Error::Manifest(crate::ManifestError::Invalid {
@@ -444,18 +461,41 @@ fn initial_status(pod: &PodSpec) -> PodStatus {
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn demo(runtime: wpod::Runtime, pod: wpod::PodSpec) -> Result<(), wpod::Error> {
-/// let mut handle = runtime.start(pod, wpod::PodOptions::default()).await?;
+/// Events as they happen, then a stop:
+///
+/// ```
+/// # // The smallest WASI command, `(module (func (export "_start")))`, and one that
+/// # // spins forever, `(module (func (export "_start") (loop br 0)))`.
+/// # fn wasm_file(name: &str, spin: bool) -> String {
+/// #     let code: &[u8] = if spin { b"\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b" } else { b"\x0a\x04\x01\x02\x00\x0b" };
+/// #     let mut bytes = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0".to_vec();
+/// #     bytes.extend_from_slice(code);
+/// #     let path = std::env::temp_dir().join(format!("wpod-doc-{}-{name}.wasm", std::process::id()));
+/// #     std::fs::write(&path, bytes).unwrap();
+/// #     path.display().to_string()
+/// # }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use wpod::{ContainerSpec, PodEvent, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+/// let pod = PodSpec::builder("spinner")
+///     .container(ContainerSpec::new("busy", wasm_file("busy", true)))
+///     .restart_policy(RestartPolicy::Never)
+///     .build()?;
+/// let mut handle = runtime.start(pod, PodOptions::default()).await?;
 /// while let Some(event) = handle.next_event().await {
 ///     println!("{event:?}");
-///     if let wpod::PodEvent::ContainerExited { container, .. } = &event {
-///         println!("{container} said: {:?}", handle.logs(container));
+///     if let PodEvent::ContainerStarted { container, .. } = &event {
+///         assert_eq!(container, "busy");
+///         // The guest loops forever: stop interrupts it.
+///         handle.stop();
 ///     }
 /// }
-/// handle.stop();
 /// let status = handle.wait().await;
-/// # Ok(()) }
+/// assert_eq!(status.phase, PodPhase::Failed);
+/// assert_eq!(status.reason.as_deref(), Some("Stopped"));
+/// # Ok::<(), wpod::Error>(())
+/// # }).unwrap();
 /// ```
 #[derive(Debug)]
 pub struct PodHandle {
