@@ -175,17 +175,22 @@ fn ambassador_forwards_the_apps_localhost_calls_to_the_backend() {
     );
 }
 
-#[test]
-fn adapter_turns_the_apps_stats_into_prometheus_text() {
-    let workspace = Workspace::new();
-    let manifest = guests().root.join("examples/adapter/pod.yaml");
-    let run: Run = workspace
+/// Runs `examples/NAME/pod.yaml` as it is, to its end.
+fn run_to_end(workspace: &Workspace, name: &str) -> Run {
+    let manifest = guests().root.join("examples").join(name).join("pod.yaml");
+    workspace
         .wpod()
         .arg("run")
         .arg(manifest)
         .output()
         .unwrap()
-        .into();
+        .into()
+}
+
+#[test]
+fn adapter_turns_the_apps_stats_into_prometheus_text() {
+    let workspace = Workspace::new();
+    let run = run_to_end(&workspace, "adapter");
     run.expect_code(0);
     let adapter: Vec<&str> = run
         .stdout
@@ -208,14 +213,7 @@ fn adapter_turns_the_apps_stats_into_prometheus_text() {
 #[test]
 fn init_handoff_runs_as_the_readme_says() {
     let workspace = Workspace::new();
-    let manifest = guests().root.join("examples/init-handoff/pod.yaml");
-    let run: Run = workspace
-        .wpod()
-        .arg("run")
-        .arg(manifest)
-        .output()
-        .unwrap()
-        .into();
+    let run = run_to_end(&workspace, "init-handoff");
     run.expect_code(0);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(
