@@ -89,6 +89,16 @@ fn relative_and_duplicate_mount_paths() {
 }
 
 #[test]
+fn udp_host_port_is_refused_until_it_is_published() {
+    check(
+        &format!(
+            "{HEAD}  containers:\n  - name: dns\n    image: x.wasm\n    ports: [{{containerPort: 53, hostPort: 5353, protocol: UDP}}]\n"
+        ),
+        "spec.containers[0].ports[0].hostPort: publishing a UDP port is not supported yet",
+    );
+}
+
+#[test]
 fn names_must_be_dns_1123() {
     check(
         &format!("{HEAD}  containers:\n  - {{name: My_App, image: x.wasm}}\n"),

@@ -113,6 +113,13 @@ pub(crate) fn pod(pod: &PodSpec) -> Vec<Problem> {
                 let Some(host_port) = port.host_port else {
                     continue;
                 };
+                if port.protocol == Protocol::Udp {
+                    problems.push(Problem::new(
+                        format!("{path}.ports[{p}].hostPort"),
+                        "publishing a UDP port is not supported yet",
+                        "drop hostPort (containers of the pod still reach the port over localhost), or use TCP",
+                    ));
+                }
                 let port_path = format!("{path}.ports[{p}].hostPort");
                 if pod.host_network && host_port != port.container_port {
                     problems.push(Problem::new(
