@@ -19,8 +19,9 @@
 //! egress and follows the pod's [`EgressPolicy`]; `hostNetwork: true` turns
 //! all of this off and uses the host's network as it is.
 //!
-//! The mechanism: wpod shadows four functions of wasmtime-wasi's
-//! `wasi:sockets/tcp` (start-bind, start-connect, local-address,
+//! The mechanism: wpod shadows the functions of wasmtime-wasi's
+//! `wasi:sockets/tcp` and `wasi:sockets/udp` that carry an address
+//! (start-bind, start-connect / stream, send, receive, local-address,
 //! remote-address), rewrites the address and calls wasmtime-wasi's own
 //! implementation; the rest of the socket stack is wasmtime-wasi's.
 
@@ -29,9 +30,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::SocketResult;
-use wasmtime_wasi::p2::TcpSocket;
 use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpSocketAddress, Network};
 use wasmtime_wasi::p2::bindings::sockets::tcp::HostTcpSocket;
+use wasmtime_wasi::p2::bindings::sockets::udp::{
+    HostIncomingDatagramStream, HostOutgoingDatagramStream, HostUdpSocket, IncomingDatagram,
+    IncomingDatagramStream, OutgoingDatagram, OutgoingDatagramStream,
+};
+use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::WasiSocketsCtxView;
 
 /// Where containers may connect outside their pod.
@@ -196,13 +201,59 @@ pub(crate) struct PortSpace {
 
 #[derive(Debug, Default)]
 struct PortTable {
+    tcp: Ports,
+    udp: Ports,
+    /// Container port -> published host address, with the socket that holds
+    /// it (bound, not listening) from pod start until the guest binds it.
+    published: HashMap<u16, (SocketAddr, Option<std::net::TcpListener>)>,
+}
+
+/// One protocol's ports of the pod.
+#[derive(Debug, Default)]
+struct Ports {
     /// Guest port -> the host address it is bound at.
     bound: HashMap<u16, SocketAddr>,
     /// Host address -> guest port, for answering `local-address`.
     by_host: HashMap<SocketAddr, u16>,
-    /// Container port -> published host address, with the socket that holds
-    /// it (bound, not listening) from pod start until the guest binds it.
-    published: HashMap<u16, (SocketAddr, Option<std::net::TcpListener>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl PortTable {
+    fn ports(&mut self, transport: Transport) -> &mut Ports {
+        match transport {
+            Transport::Tcp => &mut self.tcp,
+            Transport::Udp => &mut self.udp,
+        }
+    }
+}
+
+impl Ports {
+    /// Whether the socket bound at `guest_port` has gone (the guest closed
+    /// it): its host address can be bound again.
+    fn released(&mut self, transport: Transport, guest_port: u16) -> bool {
+        let Some(host) = self.bound.get(&guest_port).copied() else {
+            return true;
+        };
+        let free = match transport {
+            Transport::Tcp => reserve(host).is_ok(),
+            Transport::Udp => std::net::UdpSocket::bind(host).is_ok(),
+        };
+        if free {
+            self.bound.remove(&guest_port);
+            self.by_host.remove(&host);
+        }
+        free
+    }
+
+    fn record(&mut self, guest_port: u16, host: SocketAddr) {
+        self.bound.insert(guest_port, host);
+        self.by_host.insert(host, guest_port);
+    }
 }
 
 impl PortSpace {
@@ -269,14 +320,14 @@ impl PodNetwork {
         let requested_addr: SocketAddr = requested.into();
         let ip = canonical(requested_addr.ip());
         if self.host_network || !(is_pod_localhost(ip) || ip.is_unspecified()) {
-            return view.start_bind(this, network, requested).await;
+            return HostTcpSocket::start_bind(view, this, network, requested).await;
         }
         let guest_port = requested_addr.port();
         let host_addr = {
             let mut table = self.ports.lock();
             if guest_port != 0
-                && table.bound.contains_key(&guest_port)
-                && !table.released(guest_port)
+                && table.tcp.bound.contains_key(&guest_port)
+                && !table.tcp.released(Transport::Tcp, guest_port)
             {
                 return Err(ErrorCode::AddressInUse.into());
             }
@@ -294,18 +345,17 @@ impl PodNetwork {
             }
         };
         let rep = this.rep();
-        view.start_bind(Resource::new_borrow(rep), network, host_addr.into())
+        HostTcpSocket::start_bind(view, Resource::new_borrow(rep), network, host_addr.into())
             .await?;
-        let actual: SocketAddr = view.local_address(Resource::new_borrow(rep))?.into();
+        let actual: SocketAddr =
+            HostTcpSocket::local_address(view, Resource::new_borrow(rep))?.into();
         let guest_port = if guest_port == 0 {
             actual.port()
         } else {
             guest_port
         };
-        let mut table = self.ports.lock();
-        table.bound.insert(guest_port, actual);
-        table.by_host.insert(actual, guest_port);
-        tracing::debug!(pod = %self.pod, guest_port, host = %actual, "bound");
+        self.ports.lock().tcp.record(guest_port, actual);
+        tracing::debug!(pod = %self.pod, guest_port, host = %actual, "tcp bound");
         Ok(())
     }
 
@@ -320,18 +370,10 @@ impl PodNetwork {
     ) -> SocketResult<()> {
         let remote_addr: SocketAddr = remote.into();
         if self.host_network || !is_pod_localhost(remote_addr.ip()) {
-            return view.start_connect(this, network, remote);
+            return HostTcpSocket::start_connect(view, this, network, remote);
         }
-        let target = self.ports.lock().bound.get(&remote_addr.port()).copied();
-        let Some(host) = target else {
-            return Err(ErrorCode::ConnectionRefused.into());
-        };
-        let ip = if host.ip().is_unspecified() || host.ip().is_loopback() {
-            remote_addr.ip()
-        } else {
-            host.ip()
-        };
-        view.start_connect(this, network, SocketAddr::new(ip, host.port()).into())
+        let target = self.host_target(Transport::Tcp, remote_addr)?;
+        HostTcpSocket::start_connect(view, this, network, target.into())
     }
 
     /// `local-address`: the guest's own port, not the host's.
@@ -340,8 +382,8 @@ impl PodNetwork {
         view: &mut WasiSocketsCtxView<'_>,
         this: Resource<TcpSocket>,
     ) -> SocketResult<IpSocketAddress> {
-        let local = view.local_address(this)?;
-        Ok(self.guest_view(local.into()).into())
+        let local = HostTcpSocket::local_address(view, this)?;
+        Ok(self.guest_view(Transport::Tcp, local.into()).into())
     }
 
     /// `remote-address`: a peer inside the pod shows its guest port.
@@ -350,34 +392,166 @@ impl PodNetwork {
         view: &mut WasiSocketsCtxView<'_>,
         this: Resource<TcpSocket>,
     ) -> SocketResult<IpSocketAddress> {
-        let remote = view.remote_address(this)?;
-        Ok(self.guest_view(remote.into()).into())
+        let remote = HostTcpSocket::remote_address(view, this)?;
+        Ok(self.guest_view(Transport::Tcp, remote.into()).into())
     }
 
-    fn guest_view(&self, host: SocketAddr) -> SocketAddr {
+    /// Where a pod-local address is on the host; `ConnectionRefused` for a
+    /// port the pod has not bound. Other addresses are returned as they are.
+    fn host_target(&self, transport: Transport, guest: SocketAddr) -> SocketResult<SocketAddr> {
+        if self.host_network || !is_pod_localhost(guest.ip()) {
+            return Ok(guest);
+        }
+        let bound = self
+            .ports
+            .lock()
+            .ports(transport)
+            .bound
+            .get(&guest.port())
+            .copied();
+        let Some(host) = bound else {
+            return Err(ErrorCode::ConnectionRefused.into());
+        };
+        let ip = if host.ip().is_unspecified() || host.ip().is_loopback() {
+            guest.ip()
+        } else {
+            host.ip()
+        };
+        Ok(SocketAddr::new(ip, host.port()))
+    }
+
+    /// A host address as the guest knows it: its own port for the pod's sockets.
+    fn guest_view(&self, transport: Transport, host: SocketAddr) -> SocketAddr {
         if self.host_network {
             return host;
         }
-        match self.ports.lock().by_host.get(&host) {
+        match self.ports.lock().ports(transport).by_host.get(&host) {
             Some(guest_port) => SocketAddr::new(host.ip(), *guest_port),
             None => host,
         }
     }
-}
 
-impl PortTable {
-    /// Whether the socket bound at `guest_port` has gone (the guest closed
-    /// it): its host address can be bound again.
-    fn released(&mut self, guest_port: u16) -> bool {
-        let Some(host) = self.bound.get(&guest_port).copied() else {
-            return true;
-        };
-        let free = reserve(host).is_ok();
-        if free {
-            self.bound.remove(&guest_port);
-            self.by_host.remove(&host);
+    /// UDP `start-bind`: as for TCP, without publishing (a UDP hostPort is
+    /// refused when the manifest is read).
+    pub(crate) async fn udp_start_bind(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<UdpSocket>,
+        network: Resource<Network>,
+        requested: IpSocketAddress,
+    ) -> SocketResult<()> {
+        let requested_addr: SocketAddr = requested.into();
+        let ip = canonical(requested_addr.ip());
+        if self.host_network || !(is_pod_localhost(ip) || ip.is_unspecified()) {
+            return HostUdpSocket::start_bind(view, this, network, requested).await;
         }
-        free
+        let guest_port = requested_addr.port();
+        {
+            let mut table = self.ports.lock();
+            if guest_port != 0
+                && table.udp.bound.contains_key(&guest_port)
+                && !table.udp.released(Transport::Udp, guest_port)
+            {
+                return Err(ErrorCode::AddressInUse.into());
+            }
+        }
+        let rep = this.rep();
+        let host_addr = SocketAddr::new(PodNetwork::loopback_for(&requested_addr), 0);
+        HostUdpSocket::start_bind(view, Resource::new_borrow(rep), network, host_addr.into())
+            .await?;
+        let actual: SocketAddr =
+            HostUdpSocket::local_address(view, Resource::new_borrow(rep))?.into();
+        let guest_port = if guest_port == 0 {
+            actual.port()
+        } else {
+            guest_port
+        };
+        self.ports.lock().udp.record(guest_port, actual);
+        tracing::debug!(pod = %self.pod, guest_port, host = %actual, "udp bound");
+        Ok(())
+    }
+
+    /// UDP `stream`: a pod-local remote address is connected at its host port.
+    pub(crate) async fn udp_stream(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<UdpSocket>,
+        remote: Option<IpSocketAddress>,
+    ) -> SocketResult<(
+        Resource<IncomingDatagramStream>,
+        Resource<OutgoingDatagramStream>,
+    )> {
+        let remote = match remote {
+            Some(remote) => Some(self.host_target(Transport::Udp, remote.into())?.into()),
+            None => None,
+        };
+        HostUdpSocket::stream(view, this, remote).await
+    }
+
+    /// UDP `send`: each datagram to a pod-local address goes to its host
+    /// port. A datagram to a pod-local port nobody in the pod has bound is
+    /// dropped, as the network drops a datagram to a closed port; it never
+    /// reaches the host's own port of that number. The batch is sent up to
+    /// such a datagram (wasmtime-wasi allows one `send` per `check-send`),
+    /// and a batch that starts with one reports it as sent.
+    pub(crate) fn udp_send(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<OutgoingDatagramStream>,
+        datagrams: Vec<OutgoingDatagram>,
+    ) -> SocketResult<u64> {
+        let mut rewritten = Vec::with_capacity(datagrams.len());
+        for datagram in datagrams {
+            let remote_address = match datagram.remote_address {
+                None => None,
+                Some(remote) => match self.host_target(Transport::Udp, remote.into()) {
+                    Ok(target) => Some(target.into()),
+                    Err(_) if rewritten.is_empty() => return Ok(1),
+                    Err(_) => break,
+                },
+            };
+            rewritten.push(OutgoingDatagram {
+                data: datagram.data,
+                remote_address,
+            });
+        }
+        HostOutgoingDatagramStream::send(view, this, rewritten)
+    }
+
+    /// UDP `receive`: senders inside the pod show their guest port.
+    pub(crate) fn udp_receive(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<IncomingDatagramStream>,
+        max_results: u64,
+    ) -> SocketResult<Vec<IncomingDatagram>> {
+        let mut datagrams = HostIncomingDatagramStream::receive(view, this, max_results)?;
+        for datagram in &mut datagrams {
+            datagram.remote_address = self
+                .guest_view(Transport::Udp, datagram.remote_address.into())
+                .into();
+        }
+        Ok(datagrams)
+    }
+
+    /// UDP `local-address`: the guest's own port.
+    pub(crate) fn udp_local_address(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<UdpSocket>,
+    ) -> SocketResult<IpSocketAddress> {
+        let local = HostUdpSocket::local_address(view, this)?;
+        Ok(self.guest_view(Transport::Udp, local.into()).into())
+    }
+
+    /// UDP `remote-address`: a peer inside the pod shows its guest port.
+    pub(crate) fn udp_remote_address(
+        &self,
+        view: &mut WasiSocketsCtxView<'_>,
+        this: Resource<UdpSocket>,
+    ) -> SocketResult<IpSocketAddress> {
+        let remote = HostUdpSocket::remote_address(view, this)?;
+        Ok(self.guest_view(Transport::Udp, remote.into()).into())
     }
 }
 

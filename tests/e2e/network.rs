@@ -309,3 +309,46 @@ async fn udp_echo_between_containers() {
     handle.stop();
     handle.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_ports_are_per_pod_too() {
+    // Two pods bind the same UDP port at once (a clash on the host would
+    // fail the second bind); each client is answered by its own pod's echo.
+    let runtime = runtime();
+    let pod = |name: &str| {
+        PodSpec::builder(name)
+            .container(ContainerSpec::new("echo", guest("udp_echo")).args(["serve", "53"]))
+            .container(ContainerSpec::new("client", guest("udp_echo")).args([
+                "send",
+                "127.0.0.1:53",
+                name,
+                "--retry-ms",
+                "5000",
+            ]))
+            .restart_policy(RestartPolicy::Never)
+            .build()
+            .unwrap()
+    };
+    let mut first = runtime.start(pod("first"), options()).await.unwrap();
+    let mut second = runtime.start(pod("second"), options()).await.unwrap();
+    assert_eq!(
+        exit_of(&mut first, "client").await,
+        0,
+        "{:?} {:?}",
+        first.logs("client"),
+        first.logs("echo")
+    );
+    assert_eq!(
+        exit_of(&mut second, "client").await,
+        0,
+        "{:?} {:?}",
+        second.logs("client"),
+        second.logs("echo")
+    );
+    assert_eq!(first.logs("client"), ["reply: first"]);
+    assert_eq!(second.logs("client"), ["reply: second"]);
+    for handle in [first, second] {
+        handle.stop();
+        handle.wait().await;
+    }
+}
