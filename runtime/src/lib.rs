@@ -75,10 +75,12 @@ pub use volume::VolumeError;
 pub enum Error {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("pod `{pod}`, container `{container}`: {source}")]
+    #[error("{field}: {source} (pod `{pod}`, container `{container}`)")]
     Image {
         pod: String,
         container: String,
+        /// The image's field path, e.g. `spec.initContainers[0].image`.
+        field: String,
         #[source]
         source: Box<ImageError>,
     },

@@ -308,11 +308,7 @@ impl Runtime {
         volumes: &Volumes,
         network: &PodNetwork,
     ) -> Result<Vec<ContainerPlan>> {
-        let image_error = |container: &ContainerSpec, source: ImageError| Error::Image {
-            pod: pod.name.clone(),
-            container: container.name.clone(),
-            source: Box::new(source),
-        };
+        let image_error = |container: &ContainerSpec, source| image_error(pod, container, source);
         // Resolve every container's image and program first (cheap), ...
         let mut resolved = Vec::new();
         for spec in pod.all_containers() {
@@ -399,6 +395,18 @@ impl Runtime {
         }
         Ok(plans)
     }
+}
+
+/// An image error of one of `pod`'s containers, with its field path
+/// (`spec.initContainers[0].image`).
+pub(crate) fn image_error(pod: &PodSpec, container: &ContainerSpec, source: ImageError) -> Error {
+    let position = |list: &[ContainerSpec]| list.iter().position(|c| std::ptr::eq(c, container));
+    let field = match (position(&pod.init_containers), position(&pod.containers)) {
+        (Some(index), _) => format!("spec.initContainers[{index}].image"),
+        (_, Some(index)) => format!("spec.containers[{index}].image"),
+        _ => "image".into(),
+    };
+    Error::Image { pod: pod.name.clone(), container: container.name.clone(), field, source: Box::new(source) }
 }
 
 fn pod_egress(pod: &PodSpec, extra: &EgressPolicy) -> Result<EgressPolicy> {
