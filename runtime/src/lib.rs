@@ -10,7 +10,8 @@
 //! `manifest` (YAML to [`PodSpec`]) → `image` (a reference to a compiled
 //! program) → `volume` (host folders and preopens) → `network` (what sockets
 //! a container may use) → `container` (one wasmtime store, run to an exit
-//! status) → `pod` (the lifecycle) → `status` (Kubernetes' `PodStatus`).
+//! status) → `pod` (the lifecycle) → `status` (Kubernetes' `PodStatus`) →
+//! `sandbox` (the OS wall around a pod's process: [`Sandbox`], [`PodProcess`]).
 //!
 //! The library never prints, never installs a tracing subscriber or signal
 //! handlers and never exits the process: it emits `tracing` events, and the
@@ -56,6 +57,7 @@ mod log;
 mod manifest;
 mod network;
 mod pod;
+mod sandbox;
 mod status;
 mod volume;
 
@@ -67,6 +69,10 @@ pub use manifest::{
 };
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
+pub use sandbox::{
+    Entered, ErrorReport, Isolation, POD_INIT_ARG, PodProcess, Sandbox, SandboxConfig,
+    SandboxError, SandboxedPod, SandboxedRun,
+};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 pub use volume::VolumeError;
 

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wpod::{
-    Backoff, EgressPolicy, ImagePath, LogLine, LogSink, PodOptions, PodPhase, PodSpec, PodStatus,
-    Runtime, RuntimeConfig, Stream,
+    Backoff, EgressPolicy, Entered, ImagePath, Isolation, LogLine, LogSink, PodOptions, PodPhase,
+    PodProcess, PodSpec, PodStatus, Runtime, RuntimeConfig, Sandbox, SandboxConfig, Stream,
 };
 
 /// Run Kubernetes Pods whose containers are WebAssembly programs.
@@ -52,6 +52,22 @@ struct RunArgs {
     /// comma-separated, `*` for all), for every pod of the manifest.
     #[arg(long, value_name = "RULES")]
     allow_egress: Option<String>,
+    /// The OS wall around each pod's process (Linux: namespaces, own root,
+    /// cgroup, seccomp): auto (where the kernel allows, else a warning),
+    /// required (refuse to run without all of it) or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    isolation: IsolationArg,
+    /// Write the host PID of each pod's process (PID 1 of its namespaces)
+    /// here, one a line, once its wall is up.
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IsolationArg {
+    Auto,
+    Required,
+    None,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -64,17 +80,19 @@ enum Format {
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    // First of all, before anything can start a thread: a pod process that
+    // the OS wall re-executed (`unshare(CLONE_NEWUSER)` needs one thread).
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(wpod::POD_INIT_ARG)) {
+        return match PodProcess::enter() {
+            Entered::Exit(code) => ExitCode::from(code),
+            Entered::Pod(process) => {
+                init_tracing();
+                run_pod_process(*process)
+            }
+        };
+    }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WPOD_LOG")
-                .unwrap_or_else(|_| "wpod=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .init();
+    init_tracing();
     let result = match cli.command {
         Command::Validate { manifest } => validate(&manifest),
         Command::Run(args) => run(args),
@@ -85,16 +103,36 @@ fn main() -> ExitCode {
             let bad_input = error
                 .downcast_ref::<wpod::Error>()
                 .is_some_and(wpod::Error::is_bad_input)
+                || error
+                    .downcast_ref::<wpod::SandboxError>()
+                    .is_some_and(wpod::SandboxError::is_bad_input)
                 || error.downcast_ref::<wpod::ManifestError>().is_some()
                 || error.downcast_ref::<BadInput>().is_some();
             // wpod's errors say all in their own text; others get their chain.
-            match error.downcast_ref::<wpod::Error>() {
-                Some(error) => eprintln!("wpod: error: {error}"),
-                None => eprintln!("wpod: error: {error:#}"),
+            match (
+                error.downcast_ref::<wpod::Error>(),
+                error.downcast_ref::<wpod::SandboxError>(),
+            ) {
+                (Some(error), _) => eprintln!("wpod: error: {error}"),
+                (_, Some(error)) => eprintln!("wpod: error: {error}"),
+                _ => eprintln!("wpod: error: {error:#}"),
             }
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }
     }
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WPOD_LOG")
+                .unwrap_or_else(|_| "wpod=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
 }
 
 /// Bad input found by the CLI itself (a flag's value).
@@ -128,6 +166,27 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.no_cache {
         config.cache_dir = None;
     }
+    let backoff = Backoff {
+        initial: args.restart_backoff,
+        max: Backoff::KUBELET.max.max(args.restart_backoff),
+    };
+    let sandbox = Sandbox::new(SandboxConfig {
+        isolation: match args.isolation {
+            IsolationArg::Auto => Isolation::Auto,
+            IsolationArg::Required => Isolation::Required,
+            IsolationArg::None => Isolation::None,
+        },
+        image_path: ImagePath::from_env(),
+        cache_dir: config.cache_dir.clone(),
+        state_dir: PodOptions::default().state_dir,
+        allow_egress: args.allow_egress.clone(),
+        backoff,
+        pid_file: args.pid_file.clone(),
+        pass_through: Terminal::from_args(&args).to_pass_through(),
+    })?;
+    if let Some(sandbox) = sandbox {
+        return run_behind_the_wall(&sandbox, &args, &pods);
+    }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,15 +196,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let options = PodOptions {
             image_path: ImagePath::from_env(),
             egress,
-            backoff: Backoff {
-                initial: args.restart_backoff,
-                max: Backoff::KUBELET.max.max(args.restart_backoff),
-            },
+            backoff,
             // With -o, stdout holds only the status: containers' lines go to stderr.
-            log_sink: Arc::new(Terminal {
-                tags: !args.no_tags,
-                all_to_stderr: args.output.is_some(),
-            }),
+            log_sink: Arc::new(Terminal::from_args(&args)),
             ..PodOptions::default()
         };
         // Signal handlers first: a signal that arrives while pods start
@@ -154,6 +207,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut handles = Vec::new();
         for pod in pods {
             handles.push(runtime.start(pod, options.clone()).await?);
+        }
+        if let Some(path) = &args.pid_file {
+            // Without the wall the pods' process is this one.
+            std::fs::write(path, format!("{}\n", std::process::id()))
+                .with_context(|| format!("writing the pid file {}", path.display()))?;
         }
         let stop_all: Vec<_> = handles.iter().map(|h| h.stopper()).collect();
         let signal = tokio::spawn(async move {
@@ -173,7 +231,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        report(&statuses, args.output)?;
+        if let Some(path) = &args.pid_file {
+            let _ = std::fs::remove_file(path);
+        }
+        report(&statuses, &[], args.output)?;
         if let Some(code) = signalled {
             return Ok(ExitCode::from(code));
         }
@@ -228,7 +289,96 @@ impl Signals {
     }
 }
 
-fn report(statuses: &[(String, PodStatus)], format: Option<Format>) -> anyhow::Result<()> {
+/// `wpod run` behind the OS wall: the pods run in their own processes, this
+/// one supervises them (see the `sandbox` module).
+fn run_behind_the_wall(
+    sandbox: &Sandbox,
+    args: &RunArgs,
+    pods: &[PodSpec],
+) -> anyhow::Result<ExitCode> {
+    let yaml = std::fs::read_to_string(&args.manifest)
+        .with_context(|| format!("reading {}", args.manifest.display()))?;
+    let run = sandbox.run(&args.manifest, &yaml, pods)?;
+    let statuses: Vec<(String, PodStatus)> = run
+        .pods
+        .iter()
+        .map(|pod| (pod.name.clone(), pod.status.clone()))
+        .collect();
+    let pids: Vec<Option<u32>> = run.pods.iter().map(|pod| pod.pid).collect();
+    report(&statuses, &pids, args.output)?;
+    if let Some(signal) = run.signal {
+        return Ok(ExitCode::from(128 + signal as u8));
+    }
+    let succeeded = statuses
+        .iter()
+        .all(|(_, status)| status.phase == PodPhase::Succeeded);
+    Ok(if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// PID 1 of a pod's namespaces, its wall up: runs its one pod as `run` does
+/// and reports to the supervisor, which prints the status.
+fn run_pod_process(process: PodProcess) -> ExitCode {
+    let mut options = process.options.clone();
+    options.log_sink = Arc::new(Terminal::from_pass_through(&process.pass_through));
+    let tokio = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(tokio) => tokio,
+        Err(error) => {
+            process.failed(&error, false);
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio.block_on(async move {
+        // PID 1 of a PID namespace gets no signal it has no handler for:
+        // these handlers are what lets the supervisor's SIGTERM stop the pod.
+        let signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(error) => {
+                process.failed(&error, false);
+                return ExitCode::FAILURE;
+            }
+        };
+        process.ready();
+        let runtime = match Runtime::new(process.runtime_config.clone()) {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                process.failed(&error, error.is_bad_input());
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut handle = match runtime.start(process.pod.clone(), options).await {
+            Ok(handle) => handle,
+            Err(error) => {
+                process.failed(&error, error.is_bad_input());
+                return ExitCode::FAILURE;
+            }
+        };
+        let stop = handle.stopper();
+        tokio::spawn(async move {
+            signals.wait().await;
+            stop();
+        });
+        let report_status = process.status_reporter();
+        while let Some(status) = handle.status_changed().await {
+            report_status(&status);
+        }
+        let status = handle.wait().await;
+        process.ended(&status);
+        ExitCode::SUCCESS
+    })
+}
+
+fn report(
+    statuses: &[(String, PodStatus)],
+    pids: &[Option<u32>],
+    format: Option<Format>,
+) -> anyhow::Result<()> {
     for (name, status) in statuses {
         if let Some((container, termination)) = status.failed_container() {
             let detail = termination
@@ -253,13 +403,22 @@ fn report(statuses: &[(String, PodStatus)], format: Option<Format>) -> anyhow::R
         }
     }
     let Some(format) = format else { return Ok(()) };
+    // wpod's own field: the host PID of the pod's process behind the wall.
+    let with_pid = |index: usize, status: &PodStatus| -> anyhow::Result<serde_json::Value> {
+        let mut value = serde_json::to_value(status)?;
+        if let (Some(Some(pid)), Some(object)) = (pids.get(index), value.as_object_mut()) {
+            object.insert("pid".into(), (*pid).into());
+        }
+        Ok(value)
+    };
     let value = if statuses.len() == 1 {
-        serde_json::to_value(&statuses[0].1)?
+        with_pid(0, &statuses[0].1)?
     } else {
-        let items: Vec<_> = statuses
+        let items = statuses
             .iter()
-            .map(|(name, status)| serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "status": status}))
-            .collect();
+            .enumerate()
+            .map(|(index, (name, status))| Ok(serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "status": with_pid(index, status)?})))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
     };
     let text = match format {
@@ -274,6 +433,35 @@ fn report(statuses: &[(String, PodStatus)], format: Option<Format>) -> anyhow::R
 struct Terminal {
     tags: bool,
     all_to_stderr: bool,
+}
+
+impl Terminal {
+    fn from_args(args: &RunArgs) -> Terminal {
+        Terminal {
+            tags: !args.no_tags,
+            all_to_stderr: args.output.is_some(),
+        }
+    }
+
+    /// The settings as words, for the pod process behind the wall (which
+    /// inherits our stdout and stderr and prints the lines itself).
+    fn to_pass_through(&self) -> Vec<String> {
+        let mut words = Vec::new();
+        if !self.tags {
+            words.push("--no-tags".to_owned());
+        }
+        if self.all_to_stderr {
+            words.push("--all-to-stderr".to_owned());
+        }
+        words
+    }
+
+    fn from_pass_through(words: &[String]) -> Terminal {
+        Terminal {
+            tags: !words.iter().any(|w| w == "--no-tags"),
+            all_to_stderr: words.iter().any(|w| w == "--all-to-stderr"),
+        }
+    }
 }
 
 impl LogSink for Terminal {

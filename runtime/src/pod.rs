@@ -406,7 +406,12 @@ pub(crate) fn image_error(pod: &PodSpec, container: &ContainerSpec, source: Imag
         (_, Some(index)) => format!("spec.containers[{index}].image"),
         _ => "image".into(),
     };
-    Error::Image { pod: pod.name.clone(), container: container.name.clone(), field, source: Box::new(source) }
+    Error::Image {
+        pod: pod.name.clone(),
+        container: container.name.clone(),
+        field,
+        source: Box::new(source),
+    }
 }
 
 fn pod_egress(pod: &PodSpec, extra: &EgressPolicy) -> Result<EgressPolicy> {

@@ -2,11 +2,11 @@
 //! container its state (Waiting / Running / Terminated), restarts and times.
 //! Serializes with Kubernetes' field names, so `-o json` reads like kubectl's.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::SystemTime;
 
 /// `status.phase`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PodPhase {
     /// Accepted; init containers are running or the app containers are starting.
     Pending,
@@ -19,7 +19,9 @@ pub enum PodPhase {
 }
 
 /// The status of a pod.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+// Deserialize too: a pod behind the OS wall (`sandbox`) sends its status to
+// the supervisor as JSON, in this very shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     pub phase: PodPhase,
@@ -35,7 +37,7 @@ pub struct PodStatus {
 }
 
 /// The status of one container.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
     pub name: String,
@@ -50,7 +52,7 @@ pub struct ContainerStatus {
 }
 
 /// `state`: exactly one of waiting, running, terminated.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ContainerState {
     #[serde(rename_all = "camelCase")]
@@ -65,7 +67,7 @@ pub enum ContainerState {
 }
 
 /// `state.terminated`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Termination {
     pub exit_code: i32,
@@ -138,6 +140,15 @@ pub struct Timestamp(pub SystemTime);
 impl Timestamp {
     pub fn now() -> Timestamp {
         Timestamp(SystemTime::now())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_rfc3339(&text)
+            .map(Timestamp)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -53,10 +53,16 @@ impl Running {
         self.lines.lock().unwrap().clone()
     }
 
-    /// Waits until a line satisfies `ready`.
-    fn wait_for_line(&self, ready: impl Fn(&str) -> bool) {
+    /// Waits until a line satisfies `ready`; fails at once if wpod exits.
+    fn wait_for_line(&mut self, ready: impl Fn(&str) -> bool) {
         let start = Instant::now();
         while !self.output().iter().any(|l| ready(l)) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "wpod exited ({status}) before it was ready; output:\n{}",
+                    self.output().join("\n")
+                );
+            }
             assert!(
                 start.elapsed() < DEADLINE,
                 "not ready in time; output:\n{}",
@@ -116,9 +122,11 @@ fn share_volume_nginx_serves_what_ubuntu_wrote() {
     let workspace = Workspace::new();
     // The article's hostPath, /var/data, becomes a folder of this test's.
     let data = workspace.path().join("var-data");
-    let pod = Running::start(&workspace, "share-volume", |yaml| {
+    let mut pod = Running::start(&workspace, "share-volume", |yaml| {
         yaml.replace("/var/data", data.to_str().unwrap())
     });
+    // Ready when this pod's server says so (not whatever answers on 8080).
+    pod.wait_for_line(|l| l == "[nginx-container] listening on 0.0.0.0:80");
     let response = curl_until(8080, "/", "Hello from the ubuntu container");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     pod.interrupt(&workspace);
@@ -132,7 +140,8 @@ fn share_volume_nginx_serves_what_ubuntu_wrote() {
 #[test]
 fn javaweb_init_container_copies_the_war_for_tomcat() {
     let workspace = Workspace::new();
-    let pod = Running::start(&workspace, "javaweb", |yaml| yaml);
+    let mut pod = Running::start(&workspace, "javaweb", |yaml| yaml);
+    pod.wait_for_line(|l| l == "[tomcat] listening on 0.0.0.0:8080");
     let response = curl_until(8001, "/sample/", "Sample \"Hello, World\" Application");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let output = pod.interrupt(&workspace);
@@ -146,7 +155,7 @@ fn javaweb_init_container_copies_the_war_for_tomcat() {
 #[test]
 fn log_sidecar_forwards_every_line() {
     let workspace = Workspace::new();
-    let pod = Running::start(&workspace, "log-sidecar", |yaml| yaml);
+    let mut pod = Running::start(&workspace, "log-sidecar", |yaml| yaml);
     pod.wait_for_line(|l| l == "[log-collector] [app.log] app done");
     let output = pod.interrupt(&workspace);
     for i in 1..=5 {
@@ -164,7 +173,7 @@ fn log_sidecar_forwards_every_line() {
 #[test]
 fn ambassador_forwards_the_apps_localhost_calls_to_the_backend() {
     let workspace = Workspace::new();
-    let pod = Running::start(&workspace, "ambassador", |yaml| yaml);
+    let mut pod = Running::start(&workspace, "ambassador", |yaml| yaml);
     pod.wait_for_line(|l| l == "[app] <h1>Welcome to nginx (wpod)</h1>");
     let output = pod.interrupt(&workspace);
     assert!(

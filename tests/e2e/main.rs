@@ -13,4 +13,5 @@ mod lifecycle;
 mod manifest;
 mod memory;
 mod network;
+mod sandbox;
 mod volumes;

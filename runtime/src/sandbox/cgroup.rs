@@ -1,0 +1,339 @@
+//! The pod's cgroup: memory, CPU quota and pids, nested under the cgroup
+//! `wpod run` itself is in (`<its cgroup>/wpod/<pod>-<pid>-<n>`), never at the
+//! root of a hierarchy, so whatever limits the caller's own cgroup has still
+//! apply above the pod's.
+//!
+//! cgroup v1 where the memory controller is mounted as v1 (as on this
+//! project's machines: v1 memory, pids and cpu, and a unified mount with no
+//! controllers); else v2, where the controllers can be enabled for our
+//! subtree (delegated to us, or we are at the root). A pod's cgroup is
+//! removed when the pod ends; one left by a `wpod` that was killed (`kill -9`)
+//! is swept by the next run once its owner pid is gone.
+
+use super::Limits;
+use std::path::{Path, PathBuf};
+
+/// The v1 controllers wpod limits.
+const V1_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// Where cgroups of wpod's pods go, per hierarchy.
+#[derive(Debug, Clone)]
+pub(crate) struct Hierarchies {
+    /// `(controller, <own cgroup>/wpod)` for v1, or one `("", ...)` for v2.
+    parents: Vec<(&'static str, PathBuf)>,
+    v2: bool,
+}
+
+/// One pod's cgroup (a directory per v1 controller, or one for v2).
+#[derive(Debug)]
+pub(crate) struct PodCgroup {
+    dirs: Vec<(&'static str, PathBuf)>,
+    v2: bool,
+}
+
+impl Hierarchies {
+    /// Finds the hierarchies from /proc/self/mountinfo and /proc/self/cgroup.
+    pub(crate) fn find() -> Result<Hierarchies, String> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+        let mounts: Vec<Mount> = mountinfo.lines().filter_map(Mount::parse).collect();
+        let own_path = |controller: &str| {
+            own.lines().find_map(|line| {
+                let mut parts = line.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                let matches = if controller.is_empty() {
+                    controllers.is_empty()
+                } else {
+                    controllers.split(',').any(|c| c == controller)
+                };
+                matches.then(|| path.to_owned())
+            })
+        };
+        let v1_memory = mounts
+            .iter()
+            .any(|m| m.fstype == "cgroup" && m.has_controller("memory"));
+        if v1_memory {
+            let mut parents = Vec::new();
+            for controller in V1_CONTROLLERS {
+                let Some(mount) = mounts
+                    .iter()
+                    .find(|m| m.fstype == "cgroup" && m.has_controller(controller))
+                else {
+                    continue;
+                };
+                let Some(path) = own_path(controller) else {
+                    continue;
+                };
+                parents.push((controller, mount.dir_of(&path).join("wpod")));
+            }
+            return Ok(Hierarchies { parents, v2: false });
+        }
+        let mount = mounts
+            .iter()
+            .find(|m| m.fstype == "cgroup2")
+            .ok_or("no cgroup filesystem is mounted")?;
+        let path = own_path("").ok_or("/proc/self/cgroup has no cgroup v2 entry")?;
+        Ok(Hierarchies {
+            parents: vec![("", mount.dir_of(&path).join("wpod"))],
+            v2: true,
+        })
+    }
+
+    /// Whether we may create pod cgroups here (rootless users usually may
+    /// not, unless a cgroup v2 subtree is delegated to them).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.parents.is_empty() {
+            return Err("no memory, pids or cpu cgroup controller is mounted".into());
+        }
+        for (_, parent) in &self.parents {
+            if self.v2 {
+                enable_v2_controllers(parent)?;
+            }
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+            rustix::fs::access(parent, rustix::fs::Access::WRITE_OK)
+                .map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the pod's cgroup with its limits.
+    pub(crate) fn create(&self, name: &str, limits: &Limits) -> Result<PodCgroup, String> {
+        let mut cgroup = PodCgroup {
+            dirs: Vec::new(),
+            v2: self.v2,
+        };
+        for (controller, parent) in &self.parents {
+            if self.v2 {
+                enable_v2_controllers(parent)?;
+            }
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+            if self.v2 {
+                write(&parent.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
+            }
+            let dir = parent.join(name);
+            std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+            cgroup.dirs.push((controller, dir));
+        }
+        cgroup.limit(limits)?;
+        Ok(cgroup)
+    }
+
+    /// Removes cgroups of pods whose `wpod` (the pid in their name) is gone,
+    /// killing anything still in them first.
+    pub(crate) fn sweep_stale(&self) {
+        for (_, parent) in &self.parents {
+            let Ok(entries) = std::fs::read_dir(parent) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name
+                    .to_str()
+                    .and_then(|n| n.rsplit('-').nth(1))
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if pid != std::process::id() && !super::sys::process_exists(pid) {
+                    tracing::debug!(cgroup = %entry.path().display(), "removing a stale pod cgroup");
+                    remove(&entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// For v2: the controllers must be enabled in every ancestor's
+/// `cgroup.subtree_control` down to ours; we try only our own cgroup (the
+/// parent of `wpod/`), which works when we are at the root or it was
+/// delegated to us.
+fn enable_v2_controllers(wpod_dir: &Path) -> Result<(), String> {
+    let own = wpod_dir.parent().expect("wpod/ has a parent");
+    let enabled = std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap_or_default();
+    if ["memory", "pids", "cpu"]
+        .iter()
+        .all(|c| enabled.split_whitespace().any(|e| e == *c))
+    {
+        return Ok(());
+    }
+    write(&own.join("cgroup.subtree_control"), "+memory +pids +cpu").map_err(|e| {
+        format!(
+            "{e} (cgroup v2: the memory, pids and cpu controllers are not delegated to {})",
+            own.display()
+        )
+    })
+}
+
+impl PodCgroup {
+    fn limit(&self, limits: &Limits) -> Result<(), String> {
+        for (controller, dir) in &self.dirs {
+            let has = |c: &str| self.v2 || *controller == c;
+            if has("memory")
+                && let Some(bytes) = limits.memory_bytes
+            {
+                if self.v2 {
+                    write(&dir.join("memory.max"), &bytes.to_string())?;
+                    // No swap: the limit is the pod's memory, not its RAM share.
+                    let _ = write(&dir.join("memory.swap.max"), "0");
+                } else {
+                    write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                    let _ = write(&dir.join("memory.memsw.limit_in_bytes"), &bytes.to_string());
+                }
+            }
+            if has("pids") {
+                write(&dir.join("pids.max"), &limits.pids.to_string())?;
+            }
+            if has("cpu")
+                && let Some(millis) = limits.cpu_millis
+            {
+                // A period of 100 ms, the kernel's default: 1000m is 100 ms
+                // of CPU time per 100 ms.
+                let quota = (millis * 100).max(1000);
+                if self.v2 {
+                    write(&dir.join("cpu.max"), &format!("{quota} 100000"))?;
+                } else {
+                    write(&dir.join("cpu.cfs_period_us"), "100000")?;
+                    write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a process into the cgroup (in every hierarchy).
+    pub(crate) fn add(&self, pid: u32) -> Result<(), String> {
+        for (_, dir) in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this cgroup.
+    pub(crate) fn oom_killed(&self) -> bool {
+        let Some((_, dir)) = self
+            .dirs
+            .iter()
+            .find(|(controller, _)| self.v2 || *controller == "memory")
+        else {
+            return false;
+        };
+        let file = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .any(|line| {
+                line.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+    }
+
+    /// The memory limit as the kernel holds it, for messages.
+    pub(crate) fn describe(&self) -> String {
+        self.dirs
+            .iter()
+            .map(|(_, dir)| dir.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        for (_, dir) in &self.dirs {
+            remove(dir);
+        }
+    }
+}
+
+/// Kills what is left in a cgroup directory, then removes it. A process
+/// leaves its cgroup when it exits, so once the kill lands the directory is
+/// empty; we retry briefly for the kernel to finish.
+fn remove(dir: &Path) {
+    for _ in 0..100 {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|p| p.trim().parse::<u32>().ok()) {
+            super::sys::send_signal(pid, libc::SIGKILL);
+        }
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    tracing::warn!(cgroup = %dir.display(), "could not remove the pod's cgroup");
+}
+
+fn write(path: &Path, value: &str) -> Result<(), String> {
+    std::fs::write(path, value).map_err(|e| format!("writing `{value}` to {}: {e}", path.display()))
+}
+
+/// One line of /proc/self/mountinfo, the parts we need.
+#[derive(Debug)]
+struct Mount {
+    root: String,
+    mount_point: PathBuf,
+    fstype: String,
+    super_options: String,
+}
+
+impl Mount {
+    fn parse(line: &str) -> Option<Mount> {
+        let (left, right) = line.split_once(" - ")?;
+        let fields: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        Some(Mount {
+            root: fields.get(3)?.to_string(),
+            mount_point: PathBuf::from(fields.get(4)?),
+            fstype: right.first()?.to_string(),
+            super_options: right.get(2).unwrap_or(&"").to_string(),
+        })
+    }
+
+    fn has_controller(&self, controller: &str) -> bool {
+        self.super_options.split(',').any(|o| o == controller)
+    }
+
+    /// The directory of cgroup `path` (as /proc/self/cgroup names it) under
+    /// this mount, whose own root may be a sub-cgroup.
+    fn dir_of(&self, path: &str) -> PathBuf {
+        let relative = path
+            .strip_prefix(self.root.as_str())
+            .unwrap_or(path)
+            .trim_start_matches('/');
+        self.mount_point.join(relative)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_give_the_cgroup_directories() {
+        let v1 = Mount::parse(
+            "35 25 0:30 / /sys/fs/cgroup/memory rw,relatime shared:14 - cgroup cgroup rw,memory",
+        )
+        .unwrap();
+        assert!(v1.has_controller("memory") && !v1.has_controller("cpu"));
+        assert_eq!(
+            v1.dir_of("/process_api/abc"),
+            Path::new("/sys/fs/cgroup/memory/process_api/abc")
+        );
+        let nested =
+            Mount::parse("40 25 0:31 /user.slice /sys/fs/cgroup rw - cgroup2 cgroup2 rw").unwrap();
+        assert_eq!(nested.fstype, "cgroup2");
+        assert_eq!(
+            nested.dir_of("/user.slice/session-1.scope"),
+            Path::new("/sys/fs/cgroup/session-1.scope")
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! Inside the namespaces: pod-init (the re-executed `wpod`, one thread) and
+//! PID 1 of the new PID namespace, which puts up the wall and then runs the
+//! pod.
+//!
+//! The order, and why:
+//! 1. pod-init: `PR_SET_PDEATHSIG` first, then check the supervisor is still
+//!    our parent (it may have died before the prctl); `setsid` so that the
+//!    terminal's Ctrl-C reaches only the supervisor, which forwards it.
+//! 2. Read the request to its end: the supervisor writes it only after
+//!    putting us in the pod's cgroup, so everything below is charged there,
+//!    and the cgroup namespace made next is rooted at the pod's cgroup.
+//! 3. `unshare` every namespace at once, the user namespace among them, so
+//!    that it owns the others (bubblewrap clones with all the flags at once).
+//! 4. Map our uid and gid to root inside (`setgroups` denied first).
+//! 5. `fork`: a new PID namespace applies to children only; the child is
+//!    PID 1. pod-init waits for it and exits with its status.
+//! 6. PID 1: `PR_SET_PDEATHSIG` again (a fork clears it), and a lifeline pipe
+//!    to notice a parent that died before that.
+//! 7. Mounts private; open every bind source (`O_PATH`) while the host's
+//!    tree is in view; a tmpfs as the new root (on `/tmp`, as bubblewrap
+//!    does); each source bound at its own path, restricted (ro, nosuid, nodev,
+//!    noexec as planned); a fresh `/proc` of our PID namespace (it must be
+//!    mounted while the host's proc is still visible); `pivot_root` and detach
+//!    the old root; the new root sealed read-only.
+//! 8. hostname; `lo` up in the new network namespace.
+//! 9. `setsid`, no_new_privs, every capability dropped (the bounding set
+//!    first, while CAP_SETPCAP remains), and the seccomp filter last: it
+//!    denies `mount` and friends, which the steps above still needed.
+//! 10. Only now does the CLI start tokio and wasmtime: every thread they make
+//!     inherits the namespaces, the empty capability sets and the filter.
+
+use super::protocol::{Channel, ErrorReport, Message, Request};
+use super::sys::{self, MountAccess, SysError};
+use super::{Entered, Plan, PodProcess};
+use crate::image::ImagePath;
+use crate::manifest::PodSpec;
+use crate::network::EgressPolicy;
+use crate::pod::{Backoff, PodOptions, RuntimeConfig};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the new root is built before `pivot_root`: a tmpfs over `/tmp`, in
+/// our own mount namespace only (bubblewrap's fallback `base_path`).
+const NEW_ROOT: &str = "/tmp";
+
+/// A step of the wall that failed: what we were doing, the system call, and
+/// how to get past it.
+#[derive(Debug, thiserror::Error)]
+#[error("setting up the OS wall: {step}: {source}; {hint}")]
+struct WallError {
+    step: &'static str,
+    #[source]
+    source: SysError,
+    hint: &'static str,
+}
+
+const HINT_KERNEL: &str = "the kernel refused it inside the pod's namespaces; run with --isolation=none to do without the OS wall";
+
+fn step(step: &'static str, hint: &'static str) -> impl FnOnce(SysError) -> WallError {
+    move |source| WallError { step, source, hint }
+}
+
+pub(super) fn enter() -> Entered {
+    let Ok(file) = sys::take_fd3() else {
+        eprintln!("wpod: {} is for wpod's own use", super::POD_INIT_ARG);
+        return Entered::Exit(2);
+    };
+    let channel = Arc::new(Channel::new(file));
+    let fail = |error: &dyn std::error::Error| {
+        channel.send(&Message::Failed(ErrorReport::new(error, false)));
+        Entered::Exit(1)
+    };
+    let supervisor: u32 = std::env::args()
+        .nth(2)
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or(0);
+    if let Err(error) = sys::die_with_parent() {
+        return fail(&error);
+    }
+    if sys::parent_pid() != supervisor {
+        // The supervisor died before PR_SET_PDEATHSIG took effect.
+        return Entered::Exit(1);
+    }
+    if let Err(error) = sys::new_session() {
+        return fail(&error);
+    }
+    let mut text = Vec::new();
+    if let Err(error) = std::io::stdin().read_to_end(&mut text) {
+        return fail(&error);
+    }
+    let request: Request = match serde_json::from_slice(&text) {
+        Ok(request) => request,
+        Err(error) => return fail(&error),
+    };
+    // Read before unshare: until the map is written, we are the overflow id.
+    let (outer_uid, outer_gid) = (request.outer_uid, request.outer_gid);
+    if let Err(error) = sys::enter_namespaces(sys::namespace_flags(request.plan.net_namespace))
+        .map_err(step(
+            "creating the pod's namespaces",
+            "user namespaces may be disabled: see the sysctls user.max_user_namespaces and kernel.unprivileged_userns_clone, or run with --isolation=none",
+        ))
+    {
+        return fail(&error);
+    }
+    if let Err(error) = sys::die_with_parent()
+        .and_then(|()| sys::write_id_maps(outer_uid, outer_gid))
+        .map_err(step(
+            "mapping the user into the pod's user namespace",
+            HINT_KERNEL,
+        ))
+    {
+        return fail(&error);
+    }
+    let (lifeline_read, lifeline_write) = match sys::lifeline() {
+        Ok(pipe) => pipe,
+        Err(error) => return fail(&error),
+    };
+    match sys::fork() {
+        Err(error) => fail(&error),
+        Ok(sys::Forked::Parent(pid)) => {
+            drop(lifeline_read);
+            channel.send(&Message::Started {
+                pid: pid.as_raw_nonzero().get() as u32,
+            });
+            let code = sys::wait_for(pid).unwrap_or(1);
+            drop(lifeline_write);
+            Entered::Exit(u8::try_from(code).unwrap_or(1))
+        }
+        Ok(sys::Forked::Child) => {
+            drop(lifeline_write);
+            if sys::die_with_parent().is_err()
+                || sys::hung_up(rustix::fd::AsFd::as_fd(&lifeline_read))
+            {
+                return Entered::Exit(1);
+            }
+            drop(lifeline_read);
+            if let Err(error) = build_wall(&request.plan) {
+                return fail(&error);
+            }
+            match pod_process(request, channel.clone()) {
+                Ok(process) => Entered::Pod(Box::new(process)),
+                Err(error) => {
+                    channel.send(&Message::Failed(error));
+                    Entered::Exit(1)
+                }
+            }
+        }
+    }
+}
+
+/// Steps 7 to 9 of the module docs, in PID 1.
+fn build_wall(plan: &Plan) -> Result<(), WallError> {
+    sys::make_mounts_private().map_err(step("making mounts private", HINT_KERNEL))?;
+    let sources = plan
+        .binds
+        .iter()
+        .map(|bind| sys::open_path(&bind.path))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(step(
+            "opening what the pod needs",
+            "check that the path exists and that the user running wpod can reach it",
+        ))?;
+    let root = Path::new(NEW_ROOT);
+    sys::mount_tmpfs(root, c"mode=0755,size=1m")
+        .map_err(step("mounting the new root", HINT_KERNEL))?;
+    for (bind, source) in plan.binds.iter().zip(&sources) {
+        let target = inside(root, &bind.path);
+        make_target(&target, bind.file)
+            .map_err(step("creating a mount point in the new root", HINT_KERNEL))?;
+        sys::bind(rustix::fd::AsFd::as_fd(source), &target)
+            .map_err(step("binding into the new root", HINT_KERNEL))?;
+        sys::restrict_bind(
+            &target,
+            MountAccess {
+                read_only: bind.read_only,
+                exec: bind.exec,
+            },
+        )
+        .map_err(step("restricting a bind", HINT_KERNEL))?;
+    }
+    drop(sources);
+    let proc = root.join("proc");
+    make_target(&proc, false).map_err(step("creating /proc", HINT_KERNEL))?;
+    sys::mount_proc(&proc).map_err(step(
+        "mounting /proc",
+        "a user namespace may mount proc only where the host's /proc is fully visible (not partly covered, as in some containers); run with --isolation=none",
+    ))?;
+    sys::pivot_into(root).map_err(step("pivot_root", HINT_KERNEL))?;
+    sys::seal_root().map_err(step("sealing the new root", HINT_KERNEL))?;
+    sys::set_hostname(&plan.hostname).map_err(step("setting the hostname", HINT_KERNEL))?;
+    if plan.net_namespace {
+        sys::bring_up_loopback().map_err(step("bringing lo up", HINT_KERNEL))?;
+    }
+    sys::new_session().map_err(step("setsid", HINT_KERNEL))?;
+    sys::set_no_new_privs().map_err(step("no_new_privs", HINT_KERNEL))?;
+    sys::drop_capabilities().map_err(step("dropping capabilities", HINT_KERNEL))?;
+    let filter = sys::compile_filter(&sys::seccomp_rules());
+    sys::install_seccomp_filter(&filter).map_err(step(
+        "installing the seccomp filter",
+        "the kernel needs CONFIG_SECCOMP_FILTER; run with --isolation=none",
+    ))?;
+    Ok(())
+}
+
+/// `path` under the new root.
+fn inside(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// Creates a mount point: a directory, or an empty file for a file bind.
+/// It is created only where missing: a mount point inside an earlier bind
+/// is the host's own path, which exists (each path is bound at itself).
+fn make_target(target: &Path, file: bool) -> Result<(), SysError> {
+    let error = |source| SysError {
+        call: "mkdir",
+        path: Some(target.to_owned()),
+        source,
+    };
+    if file {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(error)?;
+        }
+        if std::fs::symlink_metadata(target).is_err() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(target)
+                .map_err(error)?;
+        }
+        Ok(())
+    } else {
+        std::fs::create_dir_all(target).map_err(error)
+    }
+}
+
+/// PID 1 behind its wall: the pod and its options from the request.
+fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, ErrorReport> {
+    let mut pods = PodSpec::from_yaml_str(&request.yaml, &request.manifest)
+        .map_err(|e| ErrorReport::new(&e, true))?;
+    if request.index >= pods.len() {
+        return Err(ErrorReport {
+            message: format!("the manifest has no pod number {}", request.index),
+            causes: Vec::new(),
+            bad_input: false,
+        });
+    }
+    let mut pod = pods.swap_remove(request.index);
+    pod.base_dir = request.base_dir.clone();
+    let egress = match &request.allow_egress {
+        Some(rules) => EgressPolicy::parse(rules).map_err(|message| ErrorReport {
+            message: format!("--allow-egress: {message}"),
+            causes: Vec::new(),
+            bad_input: true,
+        })?,
+        None => EgressPolicy::default(),
+    };
+    let options = PodOptions {
+        image_path: ImagePath {
+            roots: request.image_path.clone(),
+        },
+        egress,
+        backoff: Backoff {
+            initial: Duration::from_millis(request.backoff_initial_ms),
+            max: Duration::from_millis(request.backoff_max_ms),
+        },
+        state_dir: request.state_dir.clone(),
+        ..PodOptions::default()
+    };
+    Ok(PodProcess {
+        pod,
+        options,
+        runtime_config: RuntimeConfig {
+            cache_dir: request.cache_dir.clone(),
+        },
+        pass_through: request.pass_through,
+        channel,
+    })
+}

@@ -1,0 +1,109 @@
+//! The wall on Linux: what this kernel allows (`probe`), and the entry
+//! points to the supervisor and the pod process.
+
+use super::cgroup::Hierarchies;
+use super::{Entered, Isolation, Sandbox, SandboxConfig, SandboxError, SandboxedRun, sys};
+use crate::manifest::PodSpec;
+use std::path::Path;
+
+/// What the probe found.
+#[derive(Debug)]
+pub(super) struct State {
+    /// Where pod cgroups go; `None` when cgroups are out of reach (rootless,
+    /// or cgroup v2 not delegated) and `auto` goes on without them.
+    pub cgroups: Option<Hierarchies>,
+}
+
+pub(super) fn probe(config: SandboxConfig) -> Result<Option<Sandbox>, SandboxError> {
+    let required = config.isolation == Isolation::Required;
+    if let Err(error) = sys::probe_unshare(sys::namespace_flags(true)) {
+        let (part, reason, fix) = explain_namespaces(&error);
+        if required {
+            return Err(SandboxError::Unavailable { part, reason, fix });
+        }
+        tracing::warn!(
+            "running without the OS wall: {part} unavailable ({reason}); {fix}. (--isolation=none silences this, --isolation=required refuses to run)"
+        );
+        return Ok(None);
+    }
+    let cgroups = match Hierarchies::find().and_then(|h| h.check().map(|()| h)) {
+        Ok(hierarchies) => Some(hierarchies),
+        Err(reason) => {
+            let fix = "run wpod as root, or in a cgroup delegated to your user (systemd-run --user -p Delegate=yes)";
+            if required {
+                return Err(SandboxError::Unavailable {
+                    part: "the pod cgroup".into(),
+                    reason,
+                    fix: fix.into(),
+                });
+            }
+            tracing::warn!(
+                "the OS wall has no cgroup: {reason}; pods run without a cgroup memory, CPU and pids backstop; {fix}"
+            );
+            None
+        }
+    };
+    Ok(Some(Sandbox {
+        config,
+        state: State { cgroups },
+    }))
+}
+
+/// Names the missing part, why, and the fix (bubblewrap names the sysctl too).
+fn explain_namespaces(error: &sys::SysError) -> (String, String, String) {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|text| text.trim().to_owned())
+    };
+    if sys::probe_unshare(rustix::thread::UnshareFlags::NEWUSER).is_err() {
+        let (reason, fix) = if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+            (
+                "user.max_user_namespaces is 0".to_owned(),
+                "enable them: sysctl -w user.max_user_namespaces=15000",
+            )
+        } else if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+            (
+                "kernel.unprivileged_userns_clone is 0".to_owned(),
+                "enable them: sysctl -w kernel.unprivileged_userns_clone=1",
+            )
+        } else if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref()
+            == Some("1")
+        {
+            (
+                "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns is 1)".to_owned(),
+                "allow them for wpod with an AppArmor profile, or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+            )
+        } else {
+            (
+                error.to_string(),
+                "check user.max_user_namespaces and kernel.unprivileged_userns_clone, and whether a container runtime's seccomp profile forbids unshare",
+            )
+        };
+        return ("user namespaces".into(), reason, fix.into());
+    }
+    (
+        "namespaces (mount, pid, net, uts, ipc, cgroup)".into(),
+        error.to_string(),
+        "check that the kernel was built with them (CONFIG_*_NS)".into(),
+    )
+}
+
+pub(super) fn run(
+    sandbox: &Sandbox,
+    manifest: &Path,
+    yaml: &str,
+    pods: &[PodSpec],
+) -> Result<SandboxedRun, SandboxError> {
+    super::supervisor::run(
+        &sandbox.config,
+        sandbox.state.cgroups.as_ref(),
+        manifest,
+        yaml,
+        pods,
+    )
+}
+
+pub(super) fn enter() -> Entered {
+    super::inside::enter()
+}

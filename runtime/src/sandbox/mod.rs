@@ -1,0 +1,585 @@
+//! The OS wall: on Linux, each pod's process runs in namespaces of its own
+//! (user, mount, pid, net, uts, ipc, cgroup), on a minimal root that holds
+//! only what the pod needs, in a cgroup with the pod's limits, with no
+//! capabilities, no_new_privs and a seccomp filter. It is the second wall,
+//! behind the Wasm sandbox. Elsewhere it is a documented no-op.
+//!
+//! Three processes (see DESIGN.md, "Process model on Linux"):
+//! - the **supervisor** (`supervisor.rs`): `wpod run` itself, in the host's
+//!   namespaces. It checks what comes from the user (images, hostPaths),
+//!   makes the [`Plan`], creates the cgroup, starts the pod process, forwards
+//!   SIGINT/SIGTERM, reports the status and cleans up.
+//! - **pod-init** (`inside.rs`): `wpod` re-executed with [`POD_INIT_ARG`], so
+//!   that it has one thread (`unshare(CLONE_NEWUSER)` fails in a process with
+//!   two). It unshares the namespaces, maps its ids and forks;
+//! - **PID 1** of the new PID namespace (`inside.rs`): builds the root,
+//!   pivots into it, locks itself down, and only then returns to the CLI to
+//!   start tokio and wasmtime and run the pod ([`PodProcess`]).
+//!
+//! They talk through `protocol.rs`; every system call is in `sys.rs`.
+//!
+//! Paths are the same inside as outside: each thing the pod needs is bound at
+//! its own host path on an empty tmpfs root (bubblewrap's `--bind SRC SRC`).
+//! The pod's manifest, image path and cache directory need no rewriting, and
+//! every error names the path the user knows.
+
+// The plan, the protocol and the error types are plain data and compile
+// everywhere (so they stay portable and unit-tested), but only Linux's
+// implementation uses them.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
+mod protocol;
+
+#[cfg(target_os = "linux")]
+mod cgroup;
+#[cfg(target_os = "linux")]
+mod inside;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+mod supervisor;
+#[cfg(target_os = "linux")]
+mod sys;
+#[cfg(not(target_os = "linux"))]
+mod unsupported;
+
+/// The platform's implementation: one name, one `cfg` (STYLE §1).
+#[cfg(target_os = "linux")]
+use linux as imp;
+#[cfg(not(target_os = "linux"))]
+use unsupported as imp;
+
+pub use protocol::{ErrorReport, POD_INIT_ARG};
+
+use crate::image::ImagePath;
+use crate::manifest::{PodSpec, VolumeSource};
+use crate::pod::{Backoff, PodOptions, RuntimeConfig};
+use crate::status::PodStatus;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How much of the OS wall `wpod run` insists on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// The whole wall where the kernel allows it; otherwise one warning that
+    /// names what is missing and why, and the pod runs without that part.
+    #[default]
+    Auto,
+    /// Every part of the wall, or no run at all (exit 2). Always refused on
+    /// systems other than Linux.
+    Required,
+    /// No wall: the pods run inside the `wpod` process, as on other systems.
+    None,
+}
+
+/// Settings for [`Sandbox`]: what the supervisor needs to start pods.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub isolation: Isolation,
+    pub image_path: ImagePath,
+    /// The compile cache, bound read-write (and exec: wasmtime maps the
+    /// compiled code from it) into every pod.
+    pub cache_dir: Option<PathBuf>,
+    /// Where each pod's private folder (for emptyDirs) is made on the host.
+    pub state_dir: PathBuf,
+    /// `--allow-egress`, as written (it is parsed again in the pod process).
+    pub allow_egress: Option<String>,
+    pub backoff: Backoff,
+    /// Where to write the host PIDs of the pod processes once their walls are
+    /// up, one a line in manifest order.
+    pub pid_file: Option<PathBuf>,
+    /// The CLI's own settings, handed untouched to [`PodProcess::pass_through`].
+    pub pass_through: Vec<String>,
+}
+
+/// The OS wall, ready to run pods behind it. Made by [`Sandbox::new`], which
+/// finds out what this kernel allows.
+#[derive(Debug)]
+pub struct Sandbox {
+    config: SandboxConfig,
+    /// What the platform found (on Linux: where the cgroups go, if anywhere).
+    state: imp::State,
+}
+
+/// How a run behind the wall ended.
+#[derive(Debug)]
+pub struct SandboxedRun {
+    pub pods: Vec<SandboxedPod>,
+    /// The signal (SIGINT 2, SIGTERM 15) that stopped the run, if one did.
+    pub signal: Option<i32>,
+}
+
+/// One pod's end.
+#[derive(Debug)]
+pub struct SandboxedPod {
+    pub name: String,
+    /// The host PID of the pod process (PID 1 of its namespaces).
+    pub pid: Option<u32>,
+    pub status: PodStatus,
+}
+
+/// Why the wall could not be put up, or a pod not started behind it.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// `--isolation=required` and a part of the wall is not available.
+    #[error("--isolation=required: {part} unavailable: {reason}; {fix}")]
+    Unavailable {
+        part: String,
+        reason: String,
+        fix: String,
+    },
+    /// A check of the user's input, before anything started.
+    #[error(transparent)]
+    Pod(#[from] crate::Error),
+    /// The pod process could not put up its wall or start its pod.
+    #[error("{}", name_the_pod(pod, report))]
+    Inside { pod: String, report: ErrorReport },
+    /// The supervisor itself failed (a pipe, the cgroup, starting a process).
+    #[error("pod `{pod}`: {what}: {source}")]
+    Supervisor {
+        pod: String,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `pod `x`: ` before the report, unless the report (a `wpod::Error`) names the pod.
+fn name_the_pod(pod: &str, report: &ErrorReport) -> String {
+    let prefix = format!("pod `{pod}`");
+    if report.message.contains(&prefix) {
+        report.to_string()
+    } else {
+        format!("{prefix}: {report}")
+    }
+}
+
+impl SandboxError {
+    /// Whether the user's input is at fault (exit 2), as opposed to the machine.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            SandboxError::Unavailable { .. } => true,
+            SandboxError::Pod(error) => error.is_bad_input(),
+            SandboxError::Inside { report, .. } => report.bad_input,
+            SandboxError::Supervisor { .. } => false,
+        }
+    }
+}
+
+impl Sandbox {
+    /// Finds out what the kernel allows. `Ok(None)` means "run in-process":
+    /// `--isolation=none`, or `auto` where no wall can be had (after one
+    /// warning saying why).
+    ///
+    /// # Errors
+    ///
+    /// [`SandboxError::Unavailable`] for `required` when a part is missing.
+    pub fn new(config: SandboxConfig) -> Result<Option<Sandbox>, SandboxError> {
+        if config.isolation == Isolation::None {
+            return Ok(None);
+        }
+        imp::probe(config)
+    }
+
+    /// Runs the pods of a manifest, each in its own pod process behind the
+    /// wall, until they end. `yaml` is the manifest's text and `pods` what
+    /// [`PodSpec::from_yaml_str`] made of it, in order. Call it before the
+    /// process has other threads: SIGINT and SIGTERM are blocked on this
+    /// thread and read from a signalfd while the pods run.
+    ///
+    /// # Errors
+    ///
+    /// The first pod that could not start, checked input first (exit 2).
+    pub fn run(
+        &self,
+        manifest: &Path,
+        yaml: &str,
+        pods: &[PodSpec],
+    ) -> Result<SandboxedRun, SandboxError> {
+        imp::run(self, manifest, yaml, pods)
+    }
+}
+
+/// What `wpod __pod-init` became: the pod process, its wall up, or a process
+/// with nothing more to do than exit with this code (pod-init, once its child
+/// ended; or a set-up failure, already reported to the supervisor).
+#[derive(Debug)]
+pub enum Entered {
+    Pod(Box<PodProcess>),
+    Exit(u8),
+}
+
+/// PID 1 of the pod's namespaces, behind its wall: what to run, and the way
+/// back to the supervisor.
+#[derive(Debug)]
+pub struct PodProcess {
+    pub pod: PodSpec,
+    /// Everything but `log_sink`, which the caller sets.
+    pub options: PodOptions,
+    pub runtime_config: RuntimeConfig,
+    /// [`SandboxConfig::pass_through`], as the CLI gave it.
+    pub pass_through: Vec<String>,
+    #[cfg(target_os = "linux")]
+    channel: std::sync::Arc<protocol::Channel>,
+}
+
+impl PodProcess {
+    /// Called first thing in `main` when `argv[1]` is [`POD_INIT_ARG`], while
+    /// the process has one thread: puts up the wall (see the module docs).
+    pub fn enter() -> Entered {
+        imp::enter()
+    }
+
+    /// Tells the supervisor that SIGTERM/SIGINT handlers are installed: from
+    /// now on it forwards signals instead of killing the pod process.
+    pub fn ready(&self) {
+        #[cfg(target_os = "linux")]
+        self.channel.send(&protocol::Message::Ready);
+    }
+
+    /// A function that reports each status change to the supervisor (which
+    /// needs the last one if the pod process is killed, e.g. by the cgroup's
+    /// OOM killer).
+    pub fn status_reporter(&self) -> impl Fn(&PodStatus) + Send + Sync + 'static {
+        #[cfg(target_os = "linux")]
+        {
+            let channel = self.channel.clone();
+            move |status: &PodStatus| channel.send(&protocol::Message::Status(status.clone()))
+        }
+        #[cfg(not(target_os = "linux"))]
+        |_: &PodStatus| {}
+    }
+
+    /// The pod could not start: the supervisor prints `error` and exits.
+    pub fn failed(&self, error: &dyn std::error::Error, bad_input: bool) {
+        #[cfg(target_os = "linux")]
+        self.channel
+            .send(&protocol::Message::Failed(ErrorReport::new(
+                error, bad_input,
+            )));
+        #[cfg(not(target_os = "linux"))]
+        let _ = (error, bad_input);
+    }
+
+    /// The pod ended with `status`.
+    pub fn ended(&self, status: &PodStatus) {
+        #[cfg(target_os = "linux")]
+        self.channel.send(&protocol::Message::Ended(status.clone()));
+        #[cfg(not(target_os = "linux"))]
+        let _ = status;
+    }
+}
+
+/// The wall for one pod, as plain data: what the supervisor decided and the
+/// pod process carries out. A test can build it and compare it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub hostname: String,
+    /// A network namespace of its own (holding only `lo`); false for pods
+    /// that need the host's network (see [`needs_host_network`]).
+    pub net_namespace: bool,
+    /// In mount order: parents before what is bound inside them.
+    pub binds: Vec<Bind>,
+    pub limits: Limits,
+}
+
+/// One host path bound at the same path in the pod's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    pub path: PathBuf,
+    /// A file (an image's `.wasm`, `/etc/hosts`) rather than a directory.
+    pub file: bool,
+    pub read_only: bool,
+    /// Whether code may be mapped executable from it (the compile cache).
+    pub exec: bool,
+}
+
+/// The pod's cgroup limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    pub cpu_millis: Option<u64>,
+    pub pids: u64,
+}
+
+/// What wasmtime, tokio and the compiler take besides the guests' memories:
+/// added to the sum of the containers' `limits.memory` for the pod's cgroup.
+pub const RUNTIME_MEMORY_ALLOWANCE: u64 = 256 << 20;
+
+/// The pids limit: the runtime's threads count (tokio's workers, its blocking
+/// pool of up to 512, the compiler's one per core, the epoch ticker), so this
+/// leaves room for all of them at once, and stops only a runaway.
+pub const PIDS_LIMIT: u64 = 1024;
+
+/// The annotation that sets the pod's cgroup memory limit directly (a
+/// quantity such as `96Mi`), instead of the sum of its containers'
+/// `limits.memory` plus [`RUNTIME_MEMORY_ALLOWANCE`]. It is how a pod whose
+/// containers have no Wasm memory limit still gets a backstop.
+pub const MEMORY_ANNOTATION: &str = "wpod.dev/memory-limit";
+
+/// Why a pod must share the host's network namespace, if it must: the
+/// port space of `network` works at the socket layer, so a listener on a
+/// hostPort, or a connection out, needs sockets in the host's namespace,
+/// which an `lo`-only namespace cannot give without more machinery.
+pub fn needs_host_network(pod: &PodSpec, allow_egress: Option<&str>) -> Option<&'static str> {
+    if pod.host_network {
+        return Some("hostNetwork: true");
+    }
+    if pod
+        .all_containers()
+        .any(|c| c.ports.iter().any(|p| p.host_port.is_some()))
+    {
+        return Some("a hostPort is published");
+    }
+    let annotated = pod
+        .annotations
+        .get("wpod.dev/egress")
+        .is_some_and(|rules| !rules.trim().is_empty());
+    if annotated || allow_egress.is_some_and(|rules| !rules.trim().is_empty()) {
+        return Some("egress is allowed");
+    }
+    None
+}
+
+/// What [`plan`] needs besides the pod: the host paths the supervisor found.
+#[derive(Debug, Clone)]
+pub struct PlanInputs {
+    /// Each container's image: an image folder or a `.wasm` file.
+    pub images: Vec<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    /// The pod's private state folder.
+    pub state_dir: PathBuf,
+    /// Files for name lookup that exist on the host (`/etc/hosts`, ...).
+    pub etc_files: Vec<PathBuf>,
+    pub net_namespace: bool,
+}
+
+/// Decides the pod's wall: binds, hostname, namespaces and limits.
+///
+/// A hostPath is bound read-only only when every container mounts it
+/// readOnly: the containers share one process, so the per-container
+/// difference is the Wasm layer's to enforce.
+///
+/// # Errors
+///
+/// A malformed [`MEMORY_ANNOTATION`], as text for the user.
+pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Result<Plan, String> {
+    let mut binds: Vec<Bind> = Vec::new();
+    let mut add = |bind: Bind| match binds.iter_mut().find(|b| b.path == bind.path) {
+        Some(existing) => {
+            existing.read_only &= bind.read_only;
+            existing.exec |= bind.exec;
+        }
+        None => binds.push(bind),
+    };
+    for volume in &pod.volumes {
+        let VolumeSource::HostPath { path, .. } = &volume.source else {
+            continue;
+        };
+        let read_only = pod
+            .all_containers()
+            .flat_map(|c| &c.volume_mounts)
+            .filter(|m| m.name == volume.name)
+            .all(|m| m.read_only);
+        add(Bind {
+            path: path.clone(),
+            file: path.is_file(),
+            read_only,
+            exec: false,
+        });
+    }
+    for image in &inputs.images {
+        add(Bind {
+            path: image.clone(),
+            file: image.extension().is_some_and(|e| e == "wasm") || image.is_file(),
+            read_only: true,
+            exec: false,
+        });
+    }
+    if let Some(cache) = &inputs.cache_dir {
+        add(Bind {
+            path: cache.clone(),
+            file: false,
+            read_only: false,
+            exec: true,
+        });
+    }
+    add(Bind {
+        path: inputs.state_dir.clone(),
+        file: false,
+        read_only: false,
+        exec: false,
+    });
+    for file in &inputs.etc_files {
+        add(Bind {
+            path: file.clone(),
+            file: true,
+            read_only: true,
+            exec: false,
+        });
+    }
+    // Parents first, so that a path bound inside another bind is mounted
+    // on top of it, not hidden under it.
+    binds.sort_by_key(|b| (b.path.components().count(), b.path.clone()));
+    Ok(Plan {
+        hostname: pod.hostname.clone(),
+        net_namespace: inputs.net_namespace,
+        binds,
+        limits: limits(pod)?,
+    })
+}
+
+/// The pod's cgroup limits: as Kubernetes sizes a pod, the larger of the app
+/// containers' sum and the largest init container (they run one at a
+/// time), and only when every container has a limit.
+fn limits(pod: &PodSpec) -> Result<Limits, String> {
+    let effective = |limit: fn(&crate::manifest::ContainerSpec) -> Option<u64>| {
+        let apps: Option<u64> = pod.containers.iter().map(limit).sum();
+        let inits: Option<Vec<u64>> = pod.init_containers.iter().map(limit).collect();
+        Some(apps?.max(inits?.into_iter().max().unwrap_or(0)))
+    };
+    let memory_bytes = match pod.annotations.get(MEMORY_ANNOTATION) {
+        Some(text) => Some(parse_bytes(text).ok_or_else(|| {
+            format!(
+                "metadata.annotations[{MEMORY_ANNOTATION}]: `{text}` is not a memory quantity; write bytes, or a number with Ki, Mi or Gi"
+            )
+        })?),
+        None => effective(|c| c.resources.memory_limit).map(|m| m + RUNTIME_MEMORY_ALLOWANCE),
+    };
+    Ok(Limits {
+        memory_bytes,
+        cpu_millis: effective(|c| c.resources.cpu_limit_millis),
+        pids: PIDS_LIMIT,
+    })
+}
+
+/// `96Mi`, `1Gi`, `500Ki` or plain bytes: the forms the annotation takes.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, shift) = [("Ki", 10), ("Mi", 20), ("Gi", 30)]
+        .iter()
+        .find_map(|(suffix, shift)| text.strip_suffix(suffix).map(|n| (n, *shift)))
+        .unwrap_or((text, 0));
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ContainerSpec, HostPathType};
+
+    fn inputs() -> PlanInputs {
+        PlanInputs {
+            images: vec!["/images/box/latest".into(), "/wasm/hello.wasm".into()],
+            cache_dir: Some("/home/u/.cache/wpod".into()),
+            state_dir: "/tmp/wpod/demo-7-w0".into(),
+            etc_files: vec![],
+            net_namespace: true,
+        }
+    }
+
+    #[test]
+    fn the_plan_binds_each_path_once_parents_first() {
+        let pod = PodSpec::builder("demo")
+            .host_path("data", "/srv/data", HostPathType::Directory)
+            .host_path("nested", "/srv/data/logs", HostPathType::DirectoryOrCreate)
+            .container(
+                ContainerSpec::new("a", "box")
+                    .mount("data", "/data", true)
+                    .mount("nested", "/logs", false)
+                    .memory_limit(64 << 20),
+            )
+            .container(
+                ContainerSpec::new("b", "hello.wasm")
+                    .mount("data", "/d", true)
+                    .memory_limit(32 << 20),
+            )
+            .build()
+            .unwrap();
+        let plan = plan(&pod, &inputs()).unwrap();
+        let shown: Vec<String> = plan
+            .binds
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} {}{}{}",
+                    b.path.display(),
+                    if b.read_only { "ro" } else { "rw" },
+                    if b.exec { ",exec" } else { "" },
+                    if b.file { ",file" } else { "" }
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "/srv/data ro",
+                "/wasm/hello.wasm ro,file",
+                "/images/box/latest ro",
+                "/srv/data/logs rw",
+                "/tmp/wpod/demo-7-w0 rw",
+                "/home/u/.cache/wpod rw,exec",
+            ]
+        );
+        assert_eq!(plan.hostname, "demo");
+        assert_eq!(
+            plan.limits.memory_bytes,
+            Some((96 << 20) + RUNTIME_MEMORY_ALLOWANCE)
+        );
+        assert_eq!(plan.limits.cpu_millis, None);
+        assert_eq!(plan.limits.pids, PIDS_LIMIT);
+    }
+
+    #[test]
+    fn memory_is_unlimited_unless_every_container_has_a_limit_or_the_annotation_says() {
+        let unlimited = PodSpec::builder("p")
+            .container(ContainerSpec::new("a", "x.wasm").memory_limit(1 << 20))
+            .container(ContainerSpec::new("b", "x.wasm"))
+            .build()
+            .unwrap();
+        assert_eq!(
+            plan(&unlimited, &inputs()).unwrap().limits.memory_bytes,
+            None
+        );
+        let annotated = PodSpec::builder("p")
+            .annotation(MEMORY_ANNOTATION, "96Mi")
+            .container(ContainerSpec::new("a", "x.wasm"))
+            .build()
+            .unwrap();
+        assert_eq!(
+            plan(&annotated, &inputs()).unwrap().limits.memory_bytes,
+            Some(96 << 20)
+        );
+        let bad = PodSpec::builder("p")
+            .annotation(MEMORY_ANNOTATION, "lots")
+            .container(ContainerSpec::new("a", "x.wasm"))
+            .build()
+            .unwrap();
+        assert!(
+            plan(&bad, &inputs())
+                .unwrap_err()
+                .contains("wpod.dev/memory-limit")
+        );
+    }
+
+    #[test]
+    fn host_ports_and_egress_need_the_host_network() {
+        let plain = PodSpec::builder("p")
+            .container(ContainerSpec::new("a", "x.wasm"))
+            .build()
+            .unwrap();
+        assert_eq!(needs_host_network(&plain, None), None);
+        assert_eq!(
+            needs_host_network(&plain, Some("*")),
+            Some("egress is allowed")
+        );
+        let published = PodSpec::builder("p")
+            .container(ContainerSpec::new("a", "x.wasm").host_port(80, 8080))
+            .build()
+            .unwrap();
+        assert_eq!(
+            needs_host_network(&published, None),
+            Some("a hostPort is published")
+        );
+    }
+}

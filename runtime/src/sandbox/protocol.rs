@@ -1,0 +1,180 @@
+//! What the supervisor and the pod process say to each other.
+//!
+//! Two pipes, each one way. The supervisor writes one [`Request`] (JSON) to
+//! the pod-init process's stdin and closes it: reading it to its end is also
+//! the pod process's cue that it has been placed in its cgroup. The pod
+//! process answers on fd 3 with [`Message`]s, one JSON object per line
+//! (each line is shorter than `PIPE_BUF` or written whole by one `write`, so
+//! lines of the two writers, pod-init and PID 1, never interleave).
+//!
+//! Errors cross as data, their cause chain included ([`ErrorReport`]), as
+//! youki's `ErrorEnclosure` carries them out of its test children.
+
+use super::Plan;
+use crate::status::PodStatus;
+use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// The argument that makes `wpod` the pod-init process (hidden from help).
+pub const POD_INIT_ARG: &str = "__pod-init";
+
+/// Everything the pod process needs, sent once by the supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Request {
+    /// The manifest's text and which of its pods this is: `PodSpec` is not a
+    /// serde type (see the README's "Serialization"), so the pod process
+    /// reads the manifest again, as the supervisor did.
+    pub yaml: String,
+    pub manifest: PathBuf,
+    pub index: usize,
+    /// Absolute: the pod process starts in `/` of its new root.
+    pub base_dir: PathBuf,
+    pub plan: Plan,
+    /// The supervisor's ids, mapped to root in the user namespace.
+    pub outer_uid: u32,
+    pub outer_gid: u32,
+    pub image_path: Vec<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub allow_egress: Option<String>,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub pass_through: Vec<String>,
+}
+
+/// What the pod process reports, in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Message {
+    /// From pod-init: the host PID of PID 1 of the pod's namespaces.
+    Started { pid: u32 },
+    /// The wall is up and the pod process handles SIGTERM and SIGINT.
+    Ready,
+    /// The pod's status changed.
+    Status(PodStatus),
+    /// The pod could not start; nothing runs.
+    Failed(ErrorReport),
+    /// The pod ended; its final status.
+    Ended(PodStatus),
+}
+
+/// An error and its causes, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub message: String,
+    pub causes: Vec<String>,
+    /// The user's input was wrong (exit 2), not the machine.
+    pub bad_input: bool,
+}
+
+impl ErrorReport {
+    pub(crate) fn new(error: &dyn std::error::Error, bad_input: bool) -> ErrorReport {
+        let message = error.to_string();
+        let mut causes = Vec::new();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            // wpod's errors often repeat their source in their own text.
+            if !message.contains(&text) && !causes.iter().any(|c: &String| c.contains(&text)) {
+                causes.push(text);
+            }
+            source = cause.source();
+        }
+        ErrorReport {
+            message,
+            causes,
+            bad_input,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        for cause in &self.causes {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The pod process's end of the status pipe.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    file: Mutex<std::fs::File>,
+}
+
+impl Channel {
+    pub(crate) fn new(file: std::fs::File) -> Channel {
+        Channel {
+            file: Mutex::new(file),
+        }
+    }
+
+    /// Sends one message. A supervisor that is gone cannot be told anything;
+    /// PR_SET_PDEATHSIG ends us soon after.
+    pub(crate) fn send(&self, message: &Message) {
+        let mut line = serde_json::to_vec(message).expect("messages serialize");
+        line.push(b'\n');
+        if let Ok(mut file) = self.file.lock() {
+            let _ = file.write_all(&line);
+        }
+    }
+}
+
+/// Splits what arrived on the status pipe into messages; keeps a partial line.
+#[derive(Debug, Default)]
+pub(crate) struct Reader {
+    buffer: Vec<u8>,
+}
+
+impl Reader {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<Message> {
+        self.buffer.extend_from_slice(bytes);
+        let mut messages = Vec::new();
+        while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            match serde_json::from_slice(&line) {
+                Ok(message) => messages.push(message),
+                Err(error) => tracing::warn!(%error, "unreadable message from a pod process"),
+            }
+        }
+        messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_survive_the_pipe_split_anywhere() {
+        let channel_bytes = {
+            let mut bytes = serde_json::to_vec(&Message::Started { pid: 42 }).unwrap();
+            bytes.push(b'\n');
+            let report = ErrorReport {
+                message: "mount(MS_BIND)(/x): Permission denied".into(),
+                causes: vec!["EPERM".into()],
+                bad_input: false,
+            };
+            bytes.extend(serde_json::to_vec(&Message::Failed(report)).unwrap());
+            bytes.push(b'\n');
+            bytes
+        };
+        for split in 0..channel_bytes.len() {
+            let mut reader = Reader::default();
+            let mut got = reader.push(&channel_bytes[..split]);
+            got.extend(reader.push(&channel_bytes[split..]));
+            assert_eq!(got.len(), 2, "split at {split}");
+            assert!(matches!(got[0], Message::Started { pid: 42 }));
+            match &got[1] {
+                Message::Failed(report) => assert_eq!(
+                    report.to_string(),
+                    "mount(MS_BIND)(/x): Permission denied: EPERM"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! The supervisor: `wpod run`, in the host's namespaces. It does what needs
+//! the host, in this order:
+//! 1. Block SIGINT and SIGTERM (read from a signalfd instead): a Ctrl-C from
+//!    now on stops the pods properly instead of killing wpod mid-way.
+//! 2. Sweep what killed runs left: pod cgroups and private folders whose
+//!    owner pid is gone.
+//! 3. Check the user's input for every pod before starting any: images
+//!    resolved, hostPaths checked and created (`Volumes::prepare`), so errors
+//!    name host paths and exit 2 as they do without the wall.
+//! 4. Per pod: its private folder, its [`Plan`], its cgroup; start pod-init
+//!    (`/proc/self/exe __pod-init`), put it in the cgroup, and only then send
+//!    the request, which pod-init waits for.
+//! 5. Poll: messages from the pods, their exits (pidfds), signals. A signal
+//!    is forwarded to each pod process that handles it (it said `Ready`);
+//!    one that is not ready yet is killed (PID 1 of a PID namespace ignores
+//!    signals it has no handler for).
+//! 6. Clean up: cgroups removed (anything left in them killed), private
+//!    folders removed.
+
+use super::cgroup::{Hierarchies, PodCgroup};
+use super::protocol::{ErrorReport, Message, POD_INIT_ARG, Reader, Request};
+use super::{Isolation, PlanInputs, SandboxConfig, SandboxError, SandboxedPod, SandboxedRun, sys};
+use crate::image::{Image, ImagePath};
+use crate::manifest::{PodSpec, VolumeSource};
+use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
+use crate::volume::Volumes;
+use rustix::fd::{AsFd, OwnedFd};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Files bound read-only into pods that share the host's network, for name
+/// lookups (only those that exist).
+const ETC_FILES: [&str; 2] = ["/etc/hosts", "/etc/resolv.conf"];
+
+pub(super) fn run(
+    config: &SandboxConfig,
+    cgroups: Option<&Hierarchies>,
+    manifest: &Path,
+    yaml: &str,
+    pods: &[PodSpec],
+) -> Result<SandboxedRun, SandboxError> {
+    let signals =
+        sys::SignalFd::interrupt_and_terminate().map_err(|e| SandboxError::Supervisor {
+            pod: pods.first().map(|p| p.name.clone()).unwrap_or_default(),
+            what: "blocking SIGINT and SIGTERM".into(),
+            source: e.source,
+        })?;
+    sweep_stale_folders(&config.state_dir);
+    if let Some(cgroups) = cgroups {
+        cgroups.sweep_stale();
+    }
+    let mut prepared = Vec::new();
+    for (index, pod) in pods.iter().enumerate() {
+        prepared.push(prepare(config, cgroups, manifest, yaml, index, pod)?);
+    }
+    let mut running = Vec::new();
+    for prepared in prepared {
+        running.push(start(prepared)?);
+    }
+    let signal = supervise(&mut running, &signals, config.pid_file.as_deref());
+    if let Some(pid_file) = &config.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    if let Some((pod, report)) = running
+        .iter()
+        .find_map(|p| p.failed.clone().map(|r| (p.name.clone(), r)))
+    {
+        return Err(SandboxError::Inside { pod, report });
+    }
+    let pods = running
+        .iter_mut()
+        .map(|pod| SandboxedPod {
+            name: pod.name.clone(),
+            pid: pod.pid,
+            status: pod.final_status(signal.is_some()),
+        })
+        .collect();
+    Ok(SandboxedRun { pods, signal })
+}
+
+/// A pod checked and planned, not started yet.
+struct Prepared {
+    name: String,
+    request: Request,
+    cgroup: Option<PodCgroup>,
+    folder: PrivateFolder,
+    initial: PodStatus,
+}
+
+fn prepare(
+    config: &SandboxConfig,
+    cgroups: Option<&Hierarchies>,
+    manifest: &Path,
+    yaml: &str,
+    index: usize,
+    pod: &PodSpec,
+) -> Result<Prepared, SandboxError> {
+    let required = config.isolation == Isolation::Required;
+    let base_dir = absolute(&pod.base_dir);
+    let image_path = ImagePath {
+        roots: config
+            .image_path
+            .roots
+            .iter()
+            .map(|r| absolute(r))
+            .collect(),
+    };
+    let mut images = Vec::new();
+    for container in pod.all_containers() {
+        let image = Image::resolve(&container.image, &base_dir, &image_path)
+            .map_err(|source| crate::pod::image_error(pod, container, source))?;
+        match (image.wasm_file, image.rootfs) {
+            (Some(file), _) => images.push(file),
+            (None, Some(rootfs)) => images.push(rootfs.parent().unwrap_or(&rootfs).to_owned()),
+            (None, None) => {}
+        }
+    }
+    // The library's own checks and DirectoryOrCreate, on the host's side;
+    // emptyDirs are left out (they are made inside, in the private folder).
+    let mut host_paths = pod.clone();
+    host_paths
+        .volumes
+        .retain(|v| matches!(v.source, VolumeSource::HostPath { .. }));
+    Volumes::prepare(&host_paths, &config.state_dir).map_err(|source| crate::Error::Volume {
+        pod: pod.name.clone(),
+        source: Box::new(source),
+    })?;
+    let cache_dir = config.cache_dir.as_ref().map(|d| absolute(d)).filter(|dir| {
+        crate::image::create_private_dir(dir)
+            .map_err(|error| tracing::warn!(dir = %dir.display(), %error, "no compile cache for this run"))
+            .is_ok()
+    });
+    let folder =
+        PrivateFolder::create(&absolute(&config.state_dir), &pod.name).map_err(|source| {
+            SandboxError::Supervisor {
+                pod: pod.name.clone(),
+                what: "creating the pod's private folder".into(),
+                source,
+            }
+        })?;
+    let host_network = super::needs_host_network(pod, config.allow_egress.as_deref());
+    if let Some(reason) = host_network {
+        if required {
+            return Err(SandboxError::Unavailable {
+                part: format!("a network namespace for pod `{}`", pod.name),
+                reason: format!("{reason}, which needs sockets in the host's network namespace"),
+                fix: "run it with --isolation=auto (every other part of the wall stays)".into(),
+            });
+        }
+        tracing::warn!(
+            pod = %pod.name,
+            "the pod shares the host's network namespace ({reason}); every other part of the OS wall is up"
+        );
+    }
+    let inputs = PlanInputs {
+        images,
+        cache_dir: cache_dir.clone(),
+        state_dir: folder.path.clone(),
+        etc_files: if host_network.is_some() {
+            ETC_FILES
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.exists())
+                .collect()
+        } else {
+            // Only `/etc/hosts`, so that `localhost` resolves.
+            ETC_FILES[..1]
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.exists())
+                .collect()
+        },
+        net_namespace: host_network.is_none(),
+    };
+    let plan = super::plan(pod, &inputs).map_err(|message| {
+        crate::Error::Manifest(crate::ManifestError::Invalid {
+            file: manifest.to_owned(),
+            problems: vec![crate::manifest::Problem {
+                path: format!("metadata.annotations[{}]", super::MEMORY_ANNOTATION),
+                message,
+                hint: "e.g. 96Mi".into(),
+            }],
+        })
+    })?;
+    let cgroup = match cgroups.map(|c| c.create(&folder.name, &plan.limits)) {
+        None => None,
+        Some(Ok(cgroup)) => Some(cgroup),
+        Some(Err(reason)) if required => {
+            return Err(SandboxError::Unavailable {
+                part: format!("a cgroup for pod `{}`", pod.name),
+                reason,
+                fix: "run wpod as root, or in a delegated cgroup".into(),
+            });
+        }
+        Some(Err(reason)) => {
+            tracing::warn!(pod = %pod.name, "the pod has no cgroup: {reason}");
+            None
+        }
+    };
+    let (outer_uid, outer_gid) = sys::outer_ids();
+    let request = Request {
+        yaml: yaml.to_owned(),
+        manifest: manifest.to_owned(),
+        index,
+        base_dir,
+        plan,
+        outer_uid,
+        outer_gid,
+        image_path: image_path.roots,
+        cache_dir,
+        state_dir: folder.path.clone(),
+        allow_egress: config.allow_egress.clone(),
+        backoff_initial_ms: config.backoff.initial.as_millis() as u64,
+        backoff_max_ms: config.backoff.max.as_millis() as u64,
+        pass_through: config.pass_through.clone(),
+    };
+    Ok(Prepared {
+        name: pod.name.clone(),
+        request,
+        cgroup,
+        folder,
+        initial: initial_status(pod),
+    })
+}
+
+/// A pod process and what we know of it.
+struct Running {
+    name: String,
+    child: Child,
+    /// The read end of the status pipe; `None` after end of file.
+    messages: Option<OwnedFd>,
+    reader: Reader,
+    pidfd: OwnedFd,
+    exited: Option<i32>,
+    pid: Option<u32>,
+    ready: bool,
+    last: PodStatus,
+    ended: Option<PodStatus>,
+    failed: Option<ErrorReport>,
+    /// Killed before it could handle signals.
+    killed: bool,
+    // Dropped after the process is gone, in this order.
+    cgroup: Option<PodCgroup>,
+    _folder: PrivateFolder,
+}
+
+fn start(prepared: Prepared) -> Result<Running, SandboxError> {
+    let error = |what: &str, source: std::io::Error| SandboxError::Supervisor {
+        pod: prepared.name.clone(),
+        what: what.into(),
+        source,
+    };
+    let (read, write) = sys::pipe().map_err(|e| error("creating the status pipe", e.source))?;
+    let mut command = Command::new("/proc/self/exe");
+    command
+        .arg(POD_INIT_ARG)
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::piped());
+    sys::pass_as_fd3(&mut command, write);
+    let mut child = command
+        .spawn()
+        .map_err(|e| error("starting the pod process (/proc/self/exe)", e))?;
+    // The command holds our copy of the pipe's write end: close it, or we
+    // would never see the end of the pod's messages.
+    drop(command);
+    let pidfd = sys::pidfd(child.id()).map_err(|e| error("pidfd_open", e.source));
+    let pidfd = match pidfd {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let mut running = Running {
+        name: prepared.name.clone(),
+        child,
+        messages: Some(read),
+        reader: Reader::default(),
+        pidfd,
+        exited: None,
+        pid: None,
+        ready: false,
+        last: prepared.initial,
+        ended: None,
+        failed: None,
+        killed: false,
+        cgroup: prepared.cgroup,
+        _folder: prepared.folder,
+    };
+    // Into the cgroup before it does anything: it waits for the request.
+    if let Some(cgroup) = &running.cgroup {
+        cgroup.add(running.child.id()).map_err(|e| {
+            error(
+                "moving the pod process into its cgroup",
+                std::io::Error::other(e),
+            )
+        })?;
+    }
+    let text = serde_json::to_vec(&prepared.request).expect("requests serialize");
+    let mut stdin = running.child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(&text)
+        .map_err(|e| error("sending the pod its request", e))?;
+    drop(stdin);
+    Ok(running)
+}
+
+/// The poll loop (step 5). Returns the signal that stopped the run.
+fn supervise(
+    pods: &mut [Running],
+    signals: &sys::SignalFd,
+    pid_file: Option<&Path>,
+) -> Option<i32> {
+    let mut signal = None;
+    let mut pid_file_written = false;
+    loop {
+        if pods
+            .iter()
+            .all(|p| p.exited.is_some() && p.messages.is_none())
+        {
+            return signal;
+        }
+        // What to wait on: the signals, and per pod its messages until
+        // their end and its pidfd until it has exited.
+        let mut watched = Vec::new();
+        let readable = {
+            let mut fds = vec![signals.as_fd()];
+            for (index, pod) in pods.iter().enumerate() {
+                if let Some(fd) = &pod.messages {
+                    fds.push(fd.as_fd());
+                    watched.push((index, Watched::Messages));
+                }
+                if pod.exited.is_none() {
+                    fds.push(pod.pidfd.as_fd());
+                    watched.push((index, Watched::Exit));
+                }
+            }
+            sys::wait_readable(&fds, None)
+        };
+        if readable[0] {
+            while let Some(number) = signals.take() {
+                if signal.is_none() {
+                    signal = Some(number);
+                    stop_all(pods, number);
+                } else {
+                    // A second Ctrl-C: no more waiting.
+                    for pod in pods.iter_mut() {
+                        pod.kill();
+                    }
+                }
+            }
+        }
+        let mut failure = false;
+        for ((index, what), readable) in watched.into_iter().zip(&readable[1..]) {
+            if !readable {
+                continue;
+            }
+            let pod = &mut pods[index];
+            match what {
+                Watched::Messages => {
+                    let Some(fd) = &pod.messages else { continue };
+                    let mut buffer = [0u8; 64 * 1024];
+                    match rustix::io::read(fd, &mut buffer) {
+                        Ok(0) | Err(_) => pod.messages = None,
+                        Ok(n) => {
+                            for message in pod.reader.push(&buffer[..n]) {
+                                failure |= pod.handle(message);
+                            }
+                        }
+                    }
+                }
+                Watched::Exit => {
+                    if let Ok(Some(status)) = pod.child.try_wait() {
+                        // PID 1 follows pod-init (PR_SET_PDEATHSIG).
+                        pod.exited = Some(status.code().unwrap_or(1));
+                    }
+                }
+            }
+        }
+        if failure && signal.is_none() {
+            // One pod could not start: stop the others, as the CLI does
+            // without the wall.
+            stop_all(pods, libc::SIGTERM);
+        }
+        if !pid_file_written && pods.iter().all(|p| p.ready) {
+            pid_file_written = true;
+            if let Some(path) = pid_file {
+                write_pid_file(path, pods);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Watched {
+    Messages,
+    Exit,
+}
+
+fn stop_all(pods: &mut [Running], signal: i32) {
+    for pod in pods.iter_mut() {
+        match (pod.ready, pod.pid) {
+            (true, Some(pid)) => sys::send_signal(pid, signal),
+            _ => pod.kill(),
+        }
+    }
+}
+
+impl Running {
+    /// Takes a message in; true if the pod failed to start.
+    fn handle(&mut self, message: Message) -> bool {
+        match message {
+            Message::Started { pid } => self.pid = Some(pid),
+            Message::Ready => self.ready = true,
+            Message::Status(status) => self.last = status,
+            Message::Ended(status) => self.ended = Some(status),
+            Message::Failed(report) => {
+                self.failed = Some(report);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn kill(&mut self) {
+        if self.exited.is_some() {
+            return;
+        }
+        self.killed = true;
+        if let Some(pid) = self.pid {
+            sys::send_signal(pid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+    }
+
+    /// The pod's final status: as it reported it, or, if the pod process was
+    /// killed (by the cgroup's OOM killer, a signal, a crash), the last one
+    /// it reported with every running container terminated, and why.
+    fn final_status(&mut self, stopped: bool) -> PodStatus {
+        if let Some(status) = self.ended.take() {
+            return status;
+        }
+        let oom = self.cgroup.as_ref().is_some_and(PodCgroup::oom_killed);
+        let (reason, message, exit_code) = if oom {
+            (
+                "OOMKilled",
+                format!(
+                    "the pod's cgroup ({}) reached its memory limit and the kernel killed the pod process",
+                    self.cgroup
+                        .as_ref()
+                        .map(PodCgroup::describe)
+                        .unwrap_or_default()
+                ),
+                137,
+            )
+        } else if stopped || self.killed {
+            ("Stopped", "the pod was stopped".to_owned(), 137)
+        } else {
+            (
+                "Error",
+                format!(
+                    "the pod process ended unexpectedly (status {})",
+                    self.exited.unwrap_or(-1)
+                ),
+                self.exited.unwrap_or(1).max(1),
+            )
+        };
+        let mut status = self.last.clone();
+        status.phase = PodPhase::Failed;
+        status.reason = Some(reason.into());
+        status.message = Some(message.clone());
+        let now = Timestamp::now();
+        for container in status
+            .init_container_statuses
+            .iter_mut()
+            .chain(status.container_statuses.iter_mut())
+        {
+            if let ContainerState::Running { started_at } = container.state {
+                container.state = ContainerState::Terminated(Termination {
+                    exit_code,
+                    reason: reason.into(),
+                    message: Some(message.clone()),
+                    started_at,
+                    finished_at: now,
+                });
+                container.ready = false;
+            }
+        }
+        status
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            self.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn initial_status(pod: &PodSpec) -> PodStatus {
+    let waiting = |spec: &crate::manifest::ContainerSpec| {
+        ContainerStatus::waiting(&spec.name, &spec.image, "PodInitializing")
+    };
+    PodStatus {
+        phase: PodPhase::Pending,
+        start_time: Some(Timestamp::now()),
+        reason: None,
+        message: None,
+        init_container_statuses: pod.init_containers.iter().map(waiting).collect(),
+        container_statuses: pod.containers.iter().map(waiting).collect(),
+    }
+}
+
+/// One PID a line, written whole (a reader never sees half of it).
+fn write_pid_file(path: &Path, pods: &[Running]) {
+    let text: String = pods
+        .iter()
+        .filter_map(|p| p.pid)
+        .map(|pid| format!("{pid}\n"))
+        .collect();
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    let result = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(error) = result {
+        tracing::warn!(path = %path.display(), %error, "could not write the pid file");
+    }
+}
+
+/// The pod's private folder on the host, `<state_dir>/<pod>-<pid>-w<n>`,
+/// bound into the pod as its state folder (emptyDirs go there). Named like
+/// the library's scratch folders, so the same sweep recognises it.
+#[derive(Debug)]
+struct PrivateFolder {
+    path: PathBuf,
+    /// Also the name of the pod's cgroup.
+    name: String,
+}
+
+impl PrivateFolder {
+    fn create(state_dir: &Path, pod: &str) -> std::io::Result<PrivateFolder> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{pod}-{}-w{n}", std::process::id());
+        let path = state_dir.join(&name);
+        crate::image::create_private_dir(&path)?;
+        Ok(PrivateFolder { path, name })
+    }
+}
+
+impl Drop for PrivateFolder {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(path = %self.path.display(), %error, "could not remove the pod's private folder");
+        }
+    }
+}
+
+/// Removes private folders of runs whose wpod is gone (killed with -9).
+fn sweep_stale_folders(state_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| {
+                n.rsplit('-')
+                    .next()
+                    .is_some_and(|last| last.starts_with('w'))
+            })
+            .and_then(|n| n.rsplit('-').nth(1))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !sys::process_exists(pid) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}

@@ -1,0 +1,916 @@
+//! The OS wall's system calls, one small function per operation, and the only
+//! home of `unsafe` in the sandbox (Linux only).
+//!
+//! Safe wrappers come first: rustix does the mounts, namespaces, pivot_root,
+//! prctls, capabilities, pipes and poll with no `unsafe` here. libc is used
+//! only where rustix has no wrapper: `fork` (rustix's is experimental and
+//! unsafe all the same), `seccomp(SET_MODE_FILTER)`, `signalfd`, the
+//! `SIOCSIFFLAGS` ioctl that brings `lo` up, and the `pre_exec` hook that
+//! places the status pipe at fd 3 in the re-executed process.
+//!
+//! Every error names the system call and, where there is one, the path:
+//! [`SysError`] reaches the user as `mount(/tmp/x): Operation not permitted`.
+
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use std::path::{Path, PathBuf};
+
+/// A failed system call: which, on what, and the errno.
+#[derive(Debug, thiserror::Error)]
+#[error("{call}{}: {source}", path.as_ref().map(|p| format!("({})", p.display())).unwrap_or_default())]
+pub(crate) struct SysError {
+    pub call: &'static str,
+    pub path: Option<PathBuf>,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl SysError {
+    fn new(call: &'static str, errno: Errno) -> SysError {
+        SysError {
+            call,
+            path: None,
+            source: errno.into(),
+        }
+    }
+
+    fn at(call: &'static str, path: &Path, errno: impl Into<std::io::Error>) -> SysError {
+        SysError {
+            call,
+            path: Some(path.to_owned()),
+            source: errno.into(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, SysError>;
+
+/// The namespaces of the wall, as one `unshare` flag set.
+pub(crate) fn namespace_flags(net: bool) -> rustix::thread::UnshareFlags {
+    use rustix::thread::UnshareFlags as F;
+    let mut flags = F::NEWUSER | F::NEWNS | F::NEWPID | F::NEWUTS | F::NEWIPC | F::NEWCGROUP;
+    if net {
+        flags |= F::NEWNET;
+    }
+    flags
+}
+
+/// Whether this kernel lets the calling user create these namespaces: a
+/// throw-away child tries the very `unshare` the pod process will do. The
+/// parent may have threads, so the child calls only `unshare` and `_exit`
+/// (both async-signal-safe) before it ends.
+pub(crate) fn probe_unshare(flags: rustix::thread::UnshareFlags) -> Result<()> {
+    // SAFETY: in the child, only async-signal-safe system calls run
+    // (unshare, _exit), so forking a possibly multi-threaded process is sound.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SysError::new("fork", Errno::from_raw_os_error(errno())));
+    }
+    if pid == 0 {
+        // SAFETY: raw system calls in the forked child; no allocation, no locks.
+        unsafe {
+            let code = if libc::unshare(flags.bits() as libc::c_int) == 0 {
+                0
+            } else {
+                *libc::__errno_location()
+            };
+            libc::_exit(code);
+        }
+    }
+    let pid = rustix::process::Pid::from_raw(pid).expect("fork returned a positive pid");
+    let status = wait_for(pid)?;
+    match status {
+        0 => Ok(()),
+        errno => Err(SysError::new("unshare", Errno::from_raw_os_error(errno))),
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// `unshare(flags)`: the calling process (which must have one thread) moves
+/// into new namespaces; a new PID namespace applies to its next child.
+pub(crate) fn enter_namespaces(flags: rustix::thread::UnshareFlags) -> Result<()> {
+    // SAFETY: the flags never include CLONE_FILES, the one flag that makes
+    // `unshare` unsafe (fd tables diverging between threads); the caller is
+    // single-threaded anyway, as CLONE_NEWUSER requires.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| SysError::new("unshare", e))
+}
+
+/// Maps the calling user to root in the new user namespace, one id each,
+/// which works for root and rootless alike (a process may map its own ids).
+/// `setgroups` must be denied first or the kernel refuses an unprivileged
+/// gid_map (user_namespaces(7)); bubblewrap does the same.
+pub(crate) fn write_id_maps(outer_uid: u32, outer_gid: u32) -> Result<()> {
+    let write = |path: &str, text: String| {
+        std::fs::write(path, text).map_err(|e| SysError::at("write", Path::new(path), e))
+    };
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/uid_map", format!("0 {outer_uid} 1\n"))?;
+    write("/proc/self/gid_map", format!("0 {outer_gid} 1\n"))
+}
+
+/// Who we are outside.
+pub(crate) fn outer_ids() -> (u32, u32) {
+    (
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw(),
+    )
+}
+
+/// The result of [`fork`].
+pub(crate) enum Forked {
+    Parent(rustix::process::Pid),
+    Child,
+}
+
+/// `fork()`: the child becomes PID 1 of the new PID namespace.
+pub(crate) fn fork() -> Result<Forked> {
+    // SAFETY: the caller is the freshly exec'd pod-init process and has a
+    // single thread, so the child inherits no lock held by another thread.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(SysError::new("fork", Errno::from_raw_os_error(errno()))),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(
+            rustix::process::Pid::from_raw(pid).expect("a positive pid"),
+        )),
+    }
+}
+
+/// Waits for a child and returns its status as a shell would: the exit
+/// code, or 128 + the signal that killed it.
+pub(crate) fn wait_for(pid: rustix::process::Pid) -> Result<i32> {
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    return Ok(code);
+                }
+                if let Some(signal) = status.terminating_signal() {
+                    return Ok(128 + signal);
+                }
+            }
+            Ok(None) => {}
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(SysError::new("waitpid", e)),
+        }
+    }
+}
+
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: this process dies with its parent.
+pub(crate) fn die_with_parent() -> Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(|e| SysError::new("prctl(PR_SET_PDEATHSIG)", e))
+}
+
+/// The parent's pid (0 when the parent is outside our PID namespace).
+pub(crate) fn parent_pid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+}
+
+/// `setsid()`: a session of our own, with no controlling terminal, so the
+/// terminal's Ctrl-C reaches only the supervisor (which forwards it) and the
+/// pod can never reach the terminal (TIOCSTI, job control).
+pub(crate) fn new_session() -> Result<()> {
+    rustix::process::setsid()
+        .map(drop)
+        .map_err(|e| SysError::new("setsid", e))
+}
+
+/// A pipe whose write end the parent keeps: the child sees POLLHUP on the
+/// read end once the parent is gone. Closes the window between `fork` and
+/// `PR_SET_PDEATHSIG` in the child, which a `getppid` check cannot (the
+/// parent is outside the child's PID namespace).
+pub(crate) fn lifeline() -> Result<(OwnedFd, OwnedFd)> {
+    pipe()
+}
+
+/// A pipe, both ends close-on-exec.
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| SysError::new("pipe", e))
+}
+
+/// Whether the other end of a pipe is closed, without waiting.
+pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut fds, Some(&zero)) {
+        Ok(_) => fds[0].revents().contains(PollFlags::HUP),
+        Err(_) => true,
+    }
+}
+
+/// `mount("", "/", MS_REC | MS_PRIVATE)`: nothing we mount propagates back to
+/// the host, and nothing the host mounts later appears here.
+pub(crate) fn make_mounts_private() -> Result<()> {
+    use rustix::mount::MountPropagationFlags as P;
+    rustix::mount::mount_change("/", P::PRIVATE | P::REC)
+        .map_err(|e| SysError::at("mount(MS_REC|MS_PRIVATE)", Path::new("/"), e))
+}
+
+/// Opens a bind source as an `O_PATH` descriptor: the mount then binds what
+/// was opened here, not whatever the path names later (no symlink swap
+/// between the check and the mount; runc mounts from /proc/self/fd too).
+pub(crate) fn open_path(path: &Path) -> Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| SysError::at("open(O_PATH)", path, e))
+}
+
+/// Mounts a tmpfs at `target`.
+pub(crate) fn mount_tmpfs(target: &Path, options: &std::ffi::CStr) -> Result<()> {
+    use rustix::mount::MountFlags as M;
+    rustix::mount::mount(
+        "tmpfs",
+        target,
+        "tmpfs",
+        M::NOSUID | M::NODEV | M::NOEXEC,
+        Some(options),
+    )
+    .map_err(|e| SysError::at("mount(tmpfs)", target, e))
+}
+
+/// Binds what `source` (an `O_PATH` fd) refers to at `target`, recursively
+/// (as bubblewrap's `--bind`: submounts of a hostPath stay visible).
+pub(crate) fn bind(source: BorrowedFd<'_>, target: &Path) -> Result<()> {
+    let from = format!("/proc/self/fd/{}", source.as_raw_fd());
+    rustix::mount::mount_bind_recursive(from.as_str(), target)
+        .map_err(|e| SysError::at("mount(MS_BIND)", target, e))
+}
+
+/// The per-mount flags a bind remount may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MountAccess {
+    pub read_only: bool,
+    pub exec: bool,
+}
+
+/// Remounts the bind at `target` with nosuid and nodev, plus read-only and
+/// noexec as asked. The flags the mount already has that a user namespace may
+/// not clear (the atime ones, and nosuid/nodev/noexec/ro themselves) are
+/// kept, as bubblewrap's `bind_mount` does, or the kernel refuses with EPERM.
+pub(crate) fn restrict_bind(target: &Path, access: MountAccess) -> Result<()> {
+    use rustix::fs::StatVfsMountFlags as S;
+    use rustix::mount::MountFlags as M;
+    let current = rustix::fs::statvfs(target)
+        .map_err(|e| SysError::at("statvfs", target, e))?
+        .f_flag;
+    let mut flags = M::BIND | M::NOSUID | M::NODEV;
+    for (has, keep) in [
+        (S::RDONLY, M::RDONLY),
+        (S::NOEXEC, M::NOEXEC),
+        (S::NOATIME, M::NOATIME),
+        (S::NODIRATIME, M::NODIRATIME),
+        (S::RELATIME, M::RELATIME),
+    ] {
+        if current.contains(has) {
+            flags |= keep;
+        }
+    }
+    if access.read_only {
+        flags |= M::RDONLY;
+    }
+    if !access.exec {
+        flags |= M::NOEXEC;
+    }
+    rustix::mount::mount_remount(target, flags, "")
+        .map_err(|e| SysError::at("mount(MS_REMOUNT|MS_BIND)", target, e))
+}
+
+/// Mounts a procfs of our PID namespace at `target`. It must happen before
+/// the old root is detached: the kernel allows a new proc mount in a user
+/// namespace only while a fully visible one exists (`mount_too_revealing`).
+pub(crate) fn mount_proc(target: &Path) -> Result<()> {
+    use rustix::mount::MountFlags as M;
+    rustix::mount::mount(
+        "proc",
+        target,
+        "proc",
+        M::NOSUID | M::NODEV | M::NOEXEC,
+        None,
+    )
+    .map_err(|e| SysError::at("mount(proc)", target, e))
+}
+
+/// Makes `new_root` the root and detaches the old one, with runc's
+/// `pivot_root(".", ".")`: no directory for the old root is needed in the new
+/// one; the old root ends up stacked on `.`, and `umount2(MNT_DETACH)` takes it
+/// away (runc `libcontainer/rootfs_linux.go`, `pivotRoot`).
+pub(crate) fn pivot_into(new_root: &Path) -> Result<()> {
+    rustix::process::chdir(new_root).map_err(|e| SysError::at("chdir", new_root, e))?;
+    rustix::process::pivot_root(".", ".").map_err(|e| SysError::at("pivot_root", new_root, e))?;
+    rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH)
+        .map_err(|e| SysError::at("umount2(MNT_DETACH)", Path::new("the old root"), e))?;
+    rustix::process::chdir("/").map_err(|e| SysError::at("chdir", Path::new("/"), e))
+}
+
+/// Remounts the (tmpfs) root read-only: the skeleton of directories leading to
+/// the binds cannot be written to.
+pub(crate) fn seal_root() -> Result<()> {
+    use rustix::mount::MountFlags as M;
+    rustix::mount::mount_remount(
+        "/",
+        M::BIND | M::RDONLY | M::NOSUID | M::NODEV | M::NOEXEC,
+        "",
+    )
+    .map_err(|e| SysError::at("mount(MS_REMOUNT|MS_RDONLY)", Path::new("/"), e))
+}
+
+/// `sethostname` in our UTS namespace.
+pub(crate) fn set_hostname(name: &str) -> Result<()> {
+    rustix::system::sethostname(name.as_bytes()).map_err(|e| SysError::new("sethostname", e))
+}
+
+/// Brings `lo` up in our network namespace (a new one starts with it down),
+/// with the `SIOCGIFFLAGS`/`SIOCSIFFLAGS` ioctls, as bubblewrap's
+/// `loopback_setup` does through netlink.
+pub(crate) fn bring_up_loopback() -> Result<()> {
+    const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
+    const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
+    /// `struct ifreq` with the `ifr_flags` member of its union (40 bytes).
+    #[repr(C)]
+    struct IfreqFlags {
+        name: [u8; 16],
+        flags: libc::c_short,
+        _rest: [u8; 22],
+    }
+    let socket = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )
+    .map_err(|e| SysError::new("socket", e))?;
+    let mut request = IfreqFlags {
+        name: [0; 16],
+        flags: 0,
+        _rest: [0; 22],
+    };
+    request.name[..2].copy_from_slice(b"lo");
+    let ioctl = |call: &'static str, number: libc::c_ulong, request: &mut IfreqFlags| {
+        // SAFETY: `request` is a valid, initialised `struct ifreq` layout that
+        // outlives the call; both ioctls read and write only its 40 bytes.
+        let result = unsafe { libc::ioctl(socket.as_raw_fd(), number, request as *mut IfreqFlags) };
+        if result < 0 {
+            Err(SysError::at(
+                call,
+                Path::new("lo"),
+                std::io::Error::last_os_error(),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    ioctl("ioctl(SIOCGIFFLAGS)", SIOCGIFFLAGS, &mut request)?;
+    request.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    ioctl("ioctl(SIOCSIFFLAGS)", SIOCSIFFLAGS, &mut request)
+}
+
+/// `PR_SET_NO_NEW_PRIVS`: nothing this process or its threads do can gain
+/// privileges (no setuid exec); also what lets an unprivileged process
+/// install a seccomp filter.
+pub(crate) fn set_no_new_privs() -> Result<()> {
+    rustix::thread::set_no_new_privs(true)
+        .map_err(|e| SysError::new("prctl(PR_SET_NO_NEW_PRIVS)", e))
+}
+
+/// Drops every capability: the bounding set first (which needs
+/// CAP_SETPCAP, so while we still have it), the ambient set, then the
+/// effective, permitted and inheritable sets. Threads started later inherit
+/// the empty sets.
+pub(crate) fn drop_capabilities() -> Result<()> {
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .unwrap_or(40)
+        .min(63);
+    for cap in 0..=last {
+        match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
+            1 << cap,
+        )) {
+            // Capabilities newer than the kernel are EINVAL: nothing to drop.
+            Ok(()) | Err(Errno::INVAL) => {}
+            Err(e) => return Err(SysError::new("prctl(PR_CAPBSET_DROP)", e)),
+        }
+    }
+    rustix::thread::clear_ambient_capability_set()
+        .map_err(|e| SysError::new("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", e))?;
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(|e| SysError::new("capset", e))
+}
+
+/// One rule of the seccomp filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// The call fails with EPERM.
+    Deny(libc::c_long),
+    /// The call fails with ENOSYS, so that callers fall back to an older
+    /// call the filter can inspect (`clone3` → `clone`, as Docker does).
+    NoSys(libc::c_long),
+    /// `ioctl(fd, request)` fails with EPERM for this request (compared on
+    /// the low 32 bits, which is all the kernel reads: CVE-2019-10063).
+    DenyIoctl(u32),
+    /// `clone` fails with EPERM when any of these flags is set.
+    DenyCloneFlags(u64),
+}
+
+/// What a pod never needs. Denials answer EPERM, never kill: a runtime that
+/// probes a call (rustix and cap-std try `openat2` and fall back on ENOSYS,
+/// which is why `openat2` is not here at all) keeps working.
+pub(crate) fn seccomp_rules() -> Vec<Rule> {
+    use libc::*;
+    let mut rules: Vec<Rule> = [
+        SYS_mount,
+        SYS_umount2,
+        SYS_pivot_root,
+        SYS_chroot,
+        SYS_unshare,
+        SYS_setns,
+        SYS_ptrace,
+        SYS_process_vm_readv,
+        SYS_process_vm_writev,
+        SYS_bpf,
+        SYS_keyctl,
+        SYS_add_key,
+        SYS_request_key,
+        SYS_kexec_load,
+        SYS_kexec_file_load,
+        SYS_init_module,
+        SYS_finit_module,
+        SYS_delete_module,
+        SYS_io_uring_setup,
+        SYS_io_uring_enter,
+        SYS_io_uring_register,
+        SYS_perf_event_open,
+        SYS_userfaultfd,
+        SYS_fsopen,
+        SYS_fsmount,
+        SYS_fsconfig,
+        SYS_fspick,
+        SYS_move_mount,
+        SYS_open_tree,
+        SYS_mount_setattr,
+        SYS_open_by_handle_at,
+        SYS_name_to_handle_at,
+        SYS_swapon,
+        SYS_swapoff,
+        SYS_reboot,
+        SYS_settimeofday,
+        SYS_clock_settime,
+        SYS_clock_adjtime,
+        SYS_adjtimex,
+        SYS_acct,
+        SYS_quotactl,
+        SYS_syslog,
+        SYS_personality,
+        SYS_vhangup,
+        SYS_lookup_dcookie,
+    ]
+    .into_iter()
+    .map(Rule::Deny)
+    .collect();
+    rules.push(Rule::NoSys(SYS_clone3));
+    rules.push(Rule::DenyIoctl(TIOCSTI as u32));
+    rules.push(Rule::DenyIoctl(TIOCLINUX as u32));
+    rules.push(Rule::DenyCloneFlags(
+        (CLONE_NEWUSER
+            | CLONE_NEWNS
+            | CLONE_NEWPID
+            | CLONE_NEWNET
+            | CLONE_NEWUTS
+            | CLONE_NEWIPC
+            | CLONE_NEWCGROUP) as u64,
+    ));
+    rules
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xc000_003e;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xc000_00b7;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("the seccomp filter knows x86_64 and aarch64; add this architecture's AUDIT_ARCH");
+
+/// Compiles the rules to classic BPF: check the architecture (another ABI's
+/// numbers would mean other calls, so a foreign one is killed, as Docker's
+/// default profile does), refuse x32 calls on x86_64, then one comparison per
+/// rule, and allow the rest.
+pub(crate) fn compile_filter(rules: &[Rule]) -> Vec<libc::sock_filter> {
+    use libc::{
+        BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W,
+        SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS,
+    };
+    let statement = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    // Offsets in `struct seccomp_data`.
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    const ARG0_LOW: u32 = 16;
+    const ARG0_HIGH: u32 = 20;
+    const ARG1_LOW: u32 = 24;
+    let eperm = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    let enosys = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+    let mut program = vec![
+        statement(BPF_LD | BPF_W | BPF_ABS, ARCH),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
+        statement(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        statement(BPF_LD | BPF_W | BPF_ABS, NR),
+    ];
+    if cfg!(target_arch = "x86_64") {
+        // x32 system calls have bit 30 set: refuse them all.
+        program.push(jump(BPF_JMP | BPF_JGE | BPF_K, 0x4000_0000, 0, 1));
+        program.push(statement(BPF_RET | BPF_K, eperm));
+    }
+    for rule in rules {
+        match *rule {
+            Rule::Deny(nr) | Rule::NoSys(nr) => {
+                let answer = if matches!(rule, Rule::Deny(_)) {
+                    eperm
+                } else {
+                    enosys
+                };
+                program.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr as u32, 0, 1));
+                program.push(statement(BPF_RET | BPF_K, answer));
+            }
+            Rule::DenyIoctl(request) => {
+                program.push(jump(
+                    BPF_JMP | BPF_JEQ | BPF_K,
+                    libc::SYS_ioctl as u32,
+                    0,
+                    4,
+                ));
+                program.push(statement(BPF_LD | BPF_W | BPF_ABS, ARG1_LOW));
+                program.push(jump(BPF_JMP | BPF_JEQ | BPF_K, request, 0, 1));
+                program.push(statement(BPF_RET | BPF_K, eperm));
+                // Not this request: reload the number for the next rule.
+                program.push(statement(BPF_LD | BPF_W | BPF_ABS, NR));
+            }
+            Rule::DenyCloneFlags(flags) => {
+                // clone's flags are an unsigned long; the namespace flags
+                // all sit in the low word, the high word must be zero.
+                program.push(jump(
+                    BPF_JMP | BPF_JEQ | BPF_K,
+                    libc::SYS_clone as u32,
+                    0,
+                    7,
+                ));
+                program.push(statement(BPF_LD | BPF_W | BPF_ABS, ARG0_HIGH));
+                program.push(jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0));
+                program.push(statement(BPF_RET | BPF_K, eperm));
+                program.push(statement(BPF_LD | BPF_W | BPF_ABS, ARG0_LOW));
+                program.push(jump(BPF_JMP | BPF_JSET | BPF_K, flags as u32, 0, 1));
+                program.push(statement(BPF_RET | BPF_K, eperm));
+                program.push(statement(BPF_LD | BPF_W | BPF_ABS, NR));
+            }
+        }
+    }
+    program.push(statement(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    program
+}
+
+/// Installs the filter on the calling thread; threads started afterwards
+/// inherit it. Needs no_new_privs (or CAP_SYS_ADMIN), so it comes after
+/// [`set_no_new_privs`], and last of all the set-up, like bubblewrap's
+/// ("the last thing before execve()").
+pub(crate) fn install_seccomp_filter(program: &[libc::sock_filter]) -> Result<()> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len()).expect("a short filter"),
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `program`, which outlives the call; the
+    // kernel copies the filter and keeps no pointer to it.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if result != 0 {
+        return Err(SysError::new(
+            "seccomp(SECCOMP_SET_MODE_FILTER)",
+            Errno::from_raw_os_error(errno()),
+        ));
+    }
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, blocked on the calling thread and readable from a
+/// signalfd instead, for the supervisor's poll loop. (A blocked mask is
+/// inherited through exec: [`pass_as_fd3`] clears it in the pod process.)
+pub(crate) struct SignalFd {
+    fd: OwnedFd,
+}
+
+impl SignalFd {
+    pub(crate) fn interrupt_and_terminate() -> Result<SignalFd> {
+        // SAFETY: `set` is initialised by sigemptyset before any other use,
+        // and every pointer passed is to this stack frame's own locals.
+        let fd = unsafe {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::sigaddset(set.as_mut_ptr(), libc::SIGINT);
+            libc::sigaddset(set.as_mut_ptr(), libc::SIGTERM);
+            let set = set.assume_init();
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(SysError::new("pthread_sigmask", Errno::INVAL));
+            }
+            libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+        };
+        if fd < 0 {
+            return Err(SysError::new("signalfd", Errno::from_raw_os_error(errno())));
+        }
+        // SAFETY: signalfd returned a new descriptor that nothing else owns.
+        let fd = unsafe { <OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(SignalFd { fd })
+    }
+
+    /// The signal waiting to be read, if any.
+    pub(crate) fn take(&self) -> Option<i32> {
+        let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
+        match rustix::io::read(&self.fd, &mut info) {
+            Ok(n) if n == info.len() => Some(u32::from_ne_bytes(info[..4].try_into().ok()?) as i32),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for SignalFd {
+    /// Unblocks the signals again (the CLI may go on to run pods in-process).
+    fn drop(&mut self) {
+        // SAFETY: as in `interrupt_and_terminate`.
+        unsafe {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::sigaddset(set.as_mut_ptr(), libc::SIGINT);
+            libc::sigaddset(set.as_mut_ptr(), libc::SIGTERM);
+            let set = set.assume_init();
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Sends `signal` to a process.
+pub(crate) fn send_signal(pid: u32, signal: i32) {
+    if let (Some(pid), Some(signal)) = (
+        rustix::process::Pid::from_raw(pid as i32),
+        rustix::process::Signal::from_named_raw(signal),
+    ) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// Whether a process exists (for sweeping what dead wpod runs left).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    rustix::process::Pid::from_raw(pid as i32)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid) != Err(Errno::SRCH))
+}
+
+/// Has `command` put `fd` at descriptor 3 in the child, where the pod-init
+/// process expects its status channel.
+pub(crate) fn pass_as_fd3(command: &mut std::process::Command, fd: OwnedFd) {
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    // SAFETY: the hook runs in the forked child before exec and calls only
+    // `dup2`, `sigemptyset` and `sigprocmask`, which are async-signal-safe,
+    // on its own stack. `dup2` clears close-on-exec on fd 3. The `OwnedFd` is
+    // moved into the closure so that it stays open until the command is
+    // spawned, and is closed in the parent when the command drops.
+    unsafe {
+        command.pre_exec(move || {
+            let _keep = &fd;
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The supervisor blocks SIGINT and SIGTERM (it reads them from a
+            // signalfd); a blocked mask survives exec, and a pod process that
+            // inherited it would never see the SIGTERM it is forwarded.
+            let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(empty.as_mut_ptr());
+            if libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The status channel that [`pass_as_fd3`] placed at descriptor 3, taken
+/// over once, first thing in the pod-init process.
+pub(crate) fn take_fd3() -> Result<std::fs::File> {
+    // SAFETY: 3 is only a number here; `fcntl(F_GETFD)` reads no memory
+    // and fails with EBADF if nothing is open there.
+    if unsafe { libc::fcntl(3, libc::F_GETFD) } < 0 {
+        return Err(SysError::new("fcntl(3, F_GETFD)", Errno::BADF));
+    }
+    // SAFETY: descriptor 3 is open (checked above) and was put there by the
+    // supervisor for this purpose; nothing else in this freshly executed
+    // process owns it, and this function is called once.
+    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(3) };
+    // Close-on-exec, like every other descriptor of ours.
+    let _ = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC);
+    Ok(file)
+}
+
+/// Waits until one of `fds` is readable or hung up, or `timeout` passes.
+/// Returns which were.
+pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], timeout_ms: Option<u64>) -> Vec<bool> {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polls: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
+    let timeout = timeout_ms.map(|ms| rustix::time::Timespec {
+        tv_sec: (ms / 1000) as i64,
+        tv_nsec: ((ms % 1000) * 1_000_000) as i64,
+    });
+    match rustix::event::poll(&mut polls, timeout.as_ref()) {
+        Ok(_) => polls.iter().map(|p| !p.revents().is_empty()).collect(),
+        Err(_) => vec![false; fds.len()],
+    }
+}
+
+/// A pidfd for `pid`: readable once the process has exited.
+pub(crate) fn pidfd(pid: u32) -> Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| SysError::new("pidfd_open", Errno::INVAL))?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| SysError::new("pidfd_open", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `body` in a forked, single-threaded child and returns its exit
+    /// code: youki's `test_in_child_process`. The test harness has threads, so
+    /// the child does nothing but raw system calls and `_exit`.
+    fn in_child(body: impl FnOnce() -> i32) -> i32 {
+        let program = compile_filter(&seccomp_rules());
+        // SAFETY: the child only makes raw system calls (prctl, seccomp and
+        // whatever `body` does, all allocation-free) and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: raw calls in the child, see above; `program` was built
+            // before the fork, so nothing allocates here.
+            unsafe {
+                let fprog = libc::sock_fprog {
+                    len: program.len() as u16,
+                    filter: program.as_ptr().cast_mut(),
+                };
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog)
+                        != 0
+                {
+                    libc::_exit(100);
+                }
+                libc::_exit(body());
+            }
+        }
+        wait_for(rustix::process::Pid::from_raw(pid).unwrap()).unwrap()
+    }
+
+    /// The errno of a raw call that should fail, or 0 if it succeeded.
+    fn errno_of(result: libc::c_long) -> i32 {
+        if result < 0 {
+            // SAFETY: reading this thread's errno right after the call.
+            unsafe { *libc::__errno_location() }
+        } else {
+            0
+        }
+    }
+
+    /// A system call to try, and the errno the filter must answer.
+    type Case = (&'static str, fn() -> libc::c_long, i32);
+
+    #[test]
+    fn the_filter_denies_what_a_pod_never_needs_with_eperm() {
+        let cases: [Case; 7] = [
+            (
+                "mount",
+                || {
+                    // SAFETY: valid NUL-terminated strings; the call is refused.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_mount,
+                            c"none".as_ptr(),
+                            c"/".as_ptr(),
+                            c"tmpfs".as_ptr(),
+                            0,
+                            0,
+                        )
+                    }
+                },
+                libc::EPERM,
+            ),
+            (
+                "unshare",
+                || {
+                    // SAFETY: a plain system call with an integer argument.
+                    unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER) }
+                },
+                libc::EPERM,
+            ),
+            (
+                "ptrace",
+                || {
+                    // SAFETY: PTRACE_TRACEME takes no pointers.
+                    unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) }
+                },
+                libc::EPERM,
+            ),
+            (
+                "bpf",
+                || {
+                    // SAFETY: the call is refused before the kernel reads the pointer.
+                    unsafe { libc::syscall(libc::SYS_bpf, 0, 0, 0) }
+                },
+                libc::EPERM,
+            ),
+            (
+                "io_uring_setup",
+                || {
+                    // SAFETY: as above.
+                    unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, 0) }
+                },
+                libc::EPERM,
+            ),
+            (
+                "clone3",
+                || {
+                    // SAFETY: as above.
+                    unsafe { libc::syscall(libc::SYS_clone3, 0, 0) }
+                },
+                libc::ENOSYS,
+            ),
+            (
+                "TIOCSTI",
+                || {
+                    let c = 0u8;
+                    // SAFETY: `c` outlives the call, which is refused anyway.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_ioctl,
+                            0,
+                            libc::TIOCSTI as libc::c_ulong | (1 << 32),
+                            &c,
+                        )
+                    }
+                },
+                libc::EPERM,
+            ),
+        ];
+        for (name, call, expected) in cases {
+            let got = in_child(|| errno_of(call()));
+            assert_eq!(got, expected, "{name}: errno {got}, expected {expected}");
+        }
+    }
+
+    #[test]
+    fn the_filter_allows_what_the_runtime_uses() {
+        // getpid, a plain clone-free call, and openat2 (probed by rustix and
+        // cap-std, which fall back on ENOSYS; it must never be killed).
+        let got = in_child(|| {
+            // SAFETY: getpid has no arguments.
+            let pid = unsafe { libc::syscall(libc::SYS_getpid) };
+            if pid <= 0 {
+                return 1;
+            }
+            // SAFETY: a NULL `how` is refused by the kernel with EFAULT/EINVAL.
+            let result =
+                unsafe { libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, c"/".as_ptr(), 0, 0) };
+            let errno = errno_of(result);
+            if errno == libc::EPERM { 2 } else { 0 }
+        });
+        assert_eq!(got, 0, "the filter blocked getpid (1) or openat2 (2)");
+    }
+}

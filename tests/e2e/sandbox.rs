@@ -1,0 +1,606 @@
+//! The OS wall on Linux, checked from the host the way an operator would:
+//! `--pid-file` gives the pod process, and `/proc/PID/...` tells its
+//! namespaces, root, mounts, privileges and network. Then the cgroup
+//! backstop, a rootless run, and `kill -9` at random points leaving nothing.
+//!
+//! On Linux as root these always run. Elsewhere, or where user namespaces
+//! are disabled for a non-root user, each test prints why and returns.
+#![cfg(target_os = "linux")]
+
+use crate::support::{Workspace, container};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether the wall can be had here; prints why not.
+fn wall_available() -> bool {
+    if is_root() {
+        return true;
+    }
+    let ok = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount",
+            "--net",
+            "true",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipped: user namespaces are not available to this user");
+    }
+    ok
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// A pod running behind the wall, its supervisor and the pod process's PID.
+struct Walled {
+    wpod: Child,
+    pid: u32,
+}
+
+impl Walled {
+    /// Starts `wpod run` and waits (with a deadline) for the pid file, which
+    /// is written once the wall is up.
+    fn start(workspace: &Workspace, yaml: &str, extra: &[&str]) -> Walled {
+        let pod = workspace.pod(yaml);
+        let pid_file = workspace.path().join("pod.pid");
+        let _ = std::fs::remove_file(&pid_file);
+        let mut wpod = workspace
+            .wpod()
+            .args([
+                "run",
+                pod.to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting wpod");
+        let text = wait_for(Duration::from_secs(30), || {
+            if let Ok(Some(status)) = wpod.try_wait() {
+                let output = wpod_output(&mut wpod);
+                panic!("wpod ended ({status}) before its pod was up:\n{output}");
+            }
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .filter(|t| t.ends_with('\n'))
+        })
+        .expect("the pid file within 30 s");
+        let pid = text.trim().parse().expect("a pid");
+        Walled { wpod, pid }
+    }
+
+    fn proc(&self, name: &str) -> PathBuf {
+        Path::new("/proc").join(self.pid.to_string()).join(name)
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.proc(name))
+            .unwrap_or_else(|e| panic!("/proc/{}/{name}: {e}", self.pid))
+    }
+
+    /// SIGTERM to wpod, which forwards it; returns its exit code and output.
+    fn terminate(mut self) -> (i32, String) {
+        send(self.wpod.id(), libc::SIGTERM);
+        let status = self.wpod.wait().expect("waiting for wpod");
+        (status.code().unwrap_or(-1), wpod_output(&mut self.wpod))
+    }
+}
+
+fn wpod_output(wpod: &mut Child) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Some(out) = wpod.stdout.as_mut() {
+        let _ = out.read_to_string(&mut text);
+    }
+    if let Some(err) = wpod.stderr.as_mut() {
+        let _ = err.read_to_string(&mut text);
+    }
+    text
+}
+
+fn send(pid: u32, signal: i32) {
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
+/// Polls `check` until it gives a value or `limit` passes.
+fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+const SLEEPER: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: walled}
+spec:
+  restartPolicy: Never
+  hostname: inside-the-wall
+  volumes:
+  - {name: data, hostPath: {path: '@ws@/data', type: DirectoryOrCreate}}
+  - {name: scratch, emptyDir: {}}
+  containers:
+  - name: app
+    image: '@probe@'
+    args: [sleep, '60000']
+    volumeMounts:
+    - {name: data, mountPath: /data, readOnly: true}
+    - {name: scratch, mountPath: /scratch}
+";
+
+#[test]
+fn every_namespace_differs_from_the_hosts_and_sigterm_stops_the_pod() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let pod = Walled::start(&workspace, SLEEPER, &[]);
+    for ns in ["user", "mnt", "pid", "net", "uts", "ipc", "cgroup"] {
+        let inside = std::fs::read_link(pod.proc(&format!("ns/{ns}"))).unwrap();
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(inside, host, "the pod shares the host's {ns} namespace");
+    }
+    // PID 1 of its own PID namespace.
+    let status = pod.read("status");
+    let ns_pids = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(ns_pids.trim_end().ends_with("\t1"), "{ns_pids}");
+    let (code, output) = pod.terminate();
+    assert_eq!(code, 143, "{output}");
+    assert!(
+        workspace.leftovers().is_empty(),
+        "left behind: {:?}",
+        workspace.leftovers()
+    );
+}
+
+#[test]
+fn the_pod_process_sees_nothing_of_the_hosts_files() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let pod = Walled::start(&workspace, SLEEPER, &[]);
+    let root = pod.proc("root");
+    assert!(
+        !root.join("etc/passwd").exists(),
+        "/etc/passwd of the host is visible"
+    );
+    assert!(!root.join("usr").exists() && !root.join("home").exists());
+    // What is there: the volume, the image, the pod's own /proc.
+    assert!(
+        root.join(workspace.path().join("data").strip_prefix("/").unwrap())
+            .is_dir()
+    );
+    // The hostname is per UTS namespace, so it is read from inside it
+    // (reading /proc/PID/root/proc/sys/... would show the reader's own).
+    let hostname = Command::new("nsenter")
+        .args(["-t", &pod.pid.to_string(), "-u", "hostname"])
+        .output()
+        .expect("nsenter (util-linux)");
+    assert_eq!(
+        String::from_utf8_lossy(&hostname.stdout).trim(),
+        "inside-the-wall"
+    );
+    pod.terminate();
+}
+
+#[test]
+fn a_read_only_volume_is_a_read_only_mount() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let pod = Walled::start(&workspace, SLEEPER, &[]);
+    let data = workspace.path().join("data");
+    let mountinfo = pod.read("mountinfo");
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(data.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("no mount at {}:\n{mountinfo}", data.display()));
+    let options: Vec<&str> = line.split(' ').nth(5).unwrap().split(',').collect();
+    for option in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(options.contains(&option), "{option} missing: {line}");
+    }
+    // The emptyDir's folder (inside the pod's state folder) stays writable.
+    let state = mountinfo
+        .lines()
+        .find(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|p| p.contains("/tmp/wpod/walled-"))
+        })
+        .unwrap_or_else(|| panic!("no state folder mount:\n{mountinfo}"));
+    assert!(
+        state.split(' ').nth(5).unwrap().starts_with("rw"),
+        "{state}"
+    );
+    pod.terminate();
+}
+
+#[test]
+fn the_pod_process_has_no_privileges_left() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let pod = Walled::start(&workspace, SLEEPER, &[]);
+    // Every thread, tokio's and wasmtime's included.
+    let tasks: Vec<_> = std::fs::read_dir(pod.proc("task"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(tasks.len() > 1, "the runtime's threads");
+    for task in tasks {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+        assert_eq!(field("Seccomp:"), "2", "{status}");
+        for set in ["CapEff:", "CapPrm:", "CapInh:", "CapBnd:", "CapAmb:"] {
+            assert_eq!(field(set), "0000000000000000", "{set} {status}");
+        }
+    }
+    pod.terminate();
+}
+
+#[test]
+fn the_network_namespace_holds_only_lo() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let pod = Walled::start(&workspace, SLEEPER, &[]);
+    let dev = pod.read("net/dev");
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(interfaces, ["lo"], "{dev}");
+    pod.terminate();
+}
+
+#[test]
+fn required_refuses_a_pod_that_needs_the_host_network() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let run = workspace.run_pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: published}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: '@hello@'\n    ports: [{containerPort: 80, hostPort: 18099}]\n",
+        &["--isolation=required"],
+    );
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("network namespace for pod `published` unavailable")
+            && run.stderr.contains("hostPort"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The cgroup paths of wpod's pods (`<our cgroup>/wpod`) per v1 hierarchy,
+/// where this machine has them.
+fn pod_cgroup_parents() -> Vec<PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    ["memory", "pids", "cpu"]
+        .iter()
+        .filter_map(|controller| {
+            let path = own.lines().find_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                controllers
+                    .split(',')
+                    .any(|c| c == *controller)
+                    .then(|| path.to_owned())
+            })?;
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(path.trim_start_matches('/'))
+                .join("wpod");
+            Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .is_dir()
+                .then_some(dir)
+        })
+        .collect()
+}
+
+#[test]
+fn the_cgroup_memory_backstop_stops_a_runaway_pod_and_only_it() {
+    if !wall_available() {
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: a non-root user has no cgroup of its own to limit");
+        return;
+    }
+    let workspace = Workspace::new();
+    // No Wasm memory limit at all: only the cgroup (the annotation) stops it.
+    let run = workspace.run_pod(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: runaway
+  annotations: {wpod.dev/memory-limit: 200Mi}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: '@probe@'
+    args: [grow-memory, --die]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: neighbour}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: calm
+    image: '@probe@'
+    args: [sleep, '1500']
+",
+        &["-o", "json"],
+    );
+    run.expect_code(1);
+    let list = run.json();
+    let status = |name: &str| {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["metadata"]["name"] == name)
+            .map(|i| i["status"].clone())
+            .unwrap()
+    };
+    let runaway = status("runaway");
+    assert_eq!(runaway["phase"], "Failed", "{runaway:#}");
+    assert_eq!(runaway["reason"], "OOMKilled", "{runaway:#}");
+    let hog = &container(&runaway, "hog")["state"]["terminated"];
+    assert_eq!(hog["reason"], "OOMKilled", "{runaway:#}");
+    assert_eq!(hog["exitCode"], 137);
+    let neighbour = status("neighbour");
+    assert_eq!(neighbour["phase"], "Succeeded", "{neighbour:#}");
+    assert!(run.stderr.contains("[calm] slept 1500"), "{}", run.stderr);
+}
+
+#[test]
+fn a_rootless_run_gets_the_wall_and_its_files_belong_to_the_user() {
+    if !wall_available() {
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: creating a user for the rootless run needs root");
+        return;
+    }
+    let user = "wpod-e2e";
+    if Command::new("id")
+        .arg(user)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        let created = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                user,
+            ])
+            .status()
+            .expect("useradd");
+        assert!(created.success(), "useradd {user}");
+    }
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, user]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: rootless}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: out, hostPath: {path: '@ws@/out', type: DirectoryOrCreate}}
+  containers:
+  - name: writer
+    image: '@probe@'
+    args: [write, /out/made-inside.txt, 'by the pod']
+    volumeMounts: [{name: out, mountPath: /out}]
+",
+    );
+    let cache = workspace.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let chown = |path: &Path| {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    };
+    for path in [
+        workspace.path().to_owned(),
+        workspace.tmp(),
+        cache.clone(),
+        pod.clone(),
+    ] {
+        chown(&path);
+    }
+    // The workspace is the test's (0700); the user must reach into it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(workspace.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |extra: &[&str]| -> crate::support::Run {
+        let command = workspace.wpod();
+        let wpod = command.get_program().to_owned();
+        let mut runuser = Command::new("runuser");
+        runuser.args(["-u", user, "--"]).arg(wpod);
+        for (key, value) in command.get_envs() {
+            if let Some(value) = value {
+                runuser.env(key, value);
+            }
+        }
+        runuser
+            .env("WPOD_CACHE_DIR", &cache)
+            .current_dir(workspace.path())
+            .args(["run", pod.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .expect("runuser")
+            .into()
+    };
+    let walled = run(&[]);
+    walled.expect_code(0);
+    assert!(
+        walled
+            .stdout
+            .contains("[writer] wrote /out/made-inside.txt"),
+        "{walled:?}"
+    );
+    // One warning: a user has no cgroup of its own here; the rest is up.
+    assert_eq!(
+        walled.stderr.matches("WARN").count(),
+        1,
+        "{}",
+        walled.stderr
+    );
+    assert!(walled.stderr.contains("no cgroup"), "{}", walled.stderr);
+    let made = workspace.path().join("out/made-inside.txt");
+    let meta = std::fs::metadata(&made).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (uid, gid),
+        "owner of {}",
+        made.display()
+    );
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "by the pod");
+    // `required` refuses, naming what is missing.
+    let refused = run(&["--isolation=required"]);
+    refused.expect_code(2);
+    assert!(
+        refused.stderr.contains("the pod cgroup unavailable"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// Processes started by a given supervisor: pod-init and PID 1 both run
+/// `wpod __pod-init <supervisor pid>`.
+fn pod_processes_of(supervisor: u32) -> Vec<u32> {
+    let wanted = format!("__pod-init\0{supervisor}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_at_random_points_leaves_nothing_behind() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let pod = workspace.pod(SLEEPER);
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut killed = Vec::new();
+    for _ in 0..10 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // A random point in start-up: from before the namespaces exist to
+        // well after the guest runs (the pod takes ~20-80 ms to start).
+        let delay = Duration::from_micros((seed >> 33) % 150_000);
+        let mut wpod = workspace
+            .wpod()
+            .args(["run", pod.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        wpod.kill().unwrap();
+        wpod.wait().unwrap();
+        killed.push(wpod.id());
+        let gone = wait_for(Duration::from_secs(10), || {
+            pod_processes_of(wpod.id()).is_empty().then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "after kill -9 at {delay:?}, pod processes remain: {:?}",
+            pod_processes_of(wpod.id())
+        );
+    }
+    // The next run sweeps what the killed ones could not clean up.
+    workspace
+        .run_pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: sweeper}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: hello, image: '@hello@'}\n",
+            &[],
+        )
+        .expect_code(0);
+    assert!(
+        workspace.leftovers().is_empty(),
+        "folders left: {:?}",
+        workspace.leftovers()
+    );
+    for parent in pod_cgroup_parents() {
+        let left: Vec<String> = std::fs::read_dir(&parent)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| killed.iter().any(|pid| name.contains(&format!("-{pid}-w"))))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "cgroups left in {}: {left:?}",
+            parent.display()
+        );
+    }
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(
+        mounts_before, mounts_after,
+        "mounts were left in the host's namespace"
+    );
+}
