@@ -380,7 +380,10 @@ fn report(
     format: Option<Format>,
 ) -> anyhow::Result<()> {
     for (name, status) in statuses {
-        if let Some((container, termination)) = status.failed_container() {
+        if status.reason.as_deref() == Some("Stopped") {
+            // The user asked for it (Ctrl-C, SIGTERM): no container "failed".
+            eprintln!("wpod: pod `{name}` stopped");
+        } else if let Some((container, termination)) = status.failed_container() {
             let detail = termination
                 .message
                 .as_deref()
