@@ -301,6 +301,40 @@ impl Runtime {
         Ok(self.start(pod, options).await?.wait().await)
     }
 
+    /// [`Runtime::run`] for a host without an async runtime: runs the pod
+    /// to its end on a single-threaded tokio runtime made for the call, and
+    /// blocks until then. (Inside an async context, `.await` [`Runtime::run`]
+    /// instead: tokio refuses to block a thread that drives tasks.)
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::start`], and [`Error::Engine`] if no tokio runtime can
+    /// be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let wasm = std::env::temp_dir().join(format!("wpod-doc-{}-blocking.wasm", std::process::id()));
+    /// # std::fs::write(&wasm, b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\x00\x0b").unwrap();
+    /// use wpod::{ContainerSpec, PodOptions, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
+    ///
+    /// let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+    /// let pod = PodSpec::builder("blocking")
+    ///     .container(ContainerSpec::new("app", wasm.display().to_string()))
+    ///     .restart_policy(RestartPolicy::Never)
+    ///     .build()?;
+    /// let status = runtime.run_blocking(pod, PodOptions::default())?;
+    /// assert_eq!(status.phase, wpod::PodPhase::Succeeded);
+    /// # Ok::<(), wpod::Error>(())
+    /// ```
+    pub fn run_blocking(&self, pod: PodSpec, options: PodOptions) -> Result<PodStatus> {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Engine(format!("cannot start a tokio runtime: {e}")))?;
+        tokio.block_on(self.run(pod, options))
+    }
+
     async fn plan_containers(
         &self,
         pod: &PodSpec,
