@@ -73,6 +73,7 @@ impl Running {
     }
 
     /// Ctrl-C, then the exit code must be 130 and no scratch folder left.
+    #[cfg(unix)]
     fn interrupt(mut self, workspace: &Workspace) -> Vec<String> {
         let status = std::process::Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
@@ -86,6 +87,18 @@ impl Running {
             "left behind: {:?}",
             workspace.leftovers()
         );
+        self.output()
+    }
+
+    /// Without Unix signals there is no Ctrl-C to send from a test: the
+    /// process is ended, and the clean-up check is left to the Unix runs.
+    #[cfg(not(unix))]
+    fn interrupt(mut self, _workspace: &Workspace) -> Vec<String> {
+        eprintln!(
+            "note: no Ctrl-C can be sent on this OS; clean-up after Ctrl-C is checked on Unix"
+        );
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
         self.output()
     }
 }
@@ -116,7 +129,6 @@ fn curl_until(port: u16, path: &str, expected: &str) -> String {
     }
 }
 
-#[cfg(unix)]
 #[test]
 fn share_volume_nginx_serves_what_ubuntu_wrote() {
     let workspace = Workspace::new();
@@ -136,7 +148,6 @@ fn share_volume_nginx_serves_what_ubuntu_wrote() {
     );
 }
 
-#[cfg(unix)]
 #[test]
 fn javaweb_init_container_copies_the_war_for_tomcat() {
     let workspace = Workspace::new();
@@ -151,7 +162,6 @@ fn javaweb_init_container_copies_the_war_for_tomcat() {
     );
 }
 
-#[cfg(unix)]
 #[test]
 fn log_sidecar_forwards_every_line() {
     let workspace = Workspace::new();
@@ -169,9 +179,11 @@ fn log_sidecar_forwards_every_line() {
     }
 }
 
-#[cfg(unix)]
 #[test]
 fn ambassador_forwards_the_apps_localhost_calls_to_the_backend() {
+    if !crate::support::second_loopback_address() {
+        return;
+    }
     let workspace = Workspace::new();
     let mut pod = Running::start(&workspace, "ambassador", |yaml| yaml);
     pod.wait_for_line(|l| l == "[app] <h1>Welcome to nginx (wpod)</h1>");

@@ -14,4 +14,5 @@ mod manifest;
 mod memory;
 mod network;
 mod sandbox;
+mod sandbox_elsewhere;
 mod volumes;

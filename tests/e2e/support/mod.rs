@@ -194,3 +194,16 @@ pub fn container<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_jso
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no status for container {name} in {status:#}"))
 }
+
+/// Whether 127.0.0.2 can be bound (Linux and Windows: all of 127/8 is
+/// loopback; macOS has only 127.0.0.1 unless an alias is added). Prints why
+/// when it cannot.
+pub fn second_loopback_address() -> bool {
+    let ok = std::net::TcpListener::bind("127.0.0.2:0").is_ok();
+    if !ok {
+        eprintln!(
+            "skipped: 127.0.0.2 is not a local address here (macOS: `sudo ifconfig lo0 alias 127.0.0.2`)"
+        );
+    }
+    ok
+}
