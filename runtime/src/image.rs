@@ -368,6 +368,19 @@ impl Compiler {
             path: path.to_owned(),
             source,
         };
+        // Fast path: the file is the one compiled before (same identity,
+        // size and times), so its cache entry is known without reading and
+        // hashing it: for a 38 MB module that read and hash was most of a
+        // warm start.
+        let fingerprint = std::fs::metadata(path).ok().map(|meta| fingerprint(&meta));
+        let index = match (&self.cache_dir, &fingerprint) {
+            (Some(dir), Some(fingerprint)) => Some(FileIndex::new(dir, path, fingerprint.clone())),
+            _ => None,
+        };
+        if let Some(compiled) = index.as_ref().and_then(|index| self.load_indexed(index)) {
+            tracing::debug!(program = %path.display(), "loaded from the compile cache");
+            return Ok(compiled);
+        }
         let bytes = std::fs::read(path).map_err(io)?;
         let kind = detect(&bytes).map_err(|what| ImageError::NotWasm {
             reference: reference.into(),
@@ -379,6 +392,9 @@ impl Compiler {
             .chain_update(&bytes)
             .finalize()
             .into();
+        if let Some(index) = &index {
+            index.write(&kind, &key);
+        }
         if let Some(compiled) = self
             .compiled
             .lock()
@@ -428,6 +444,26 @@ impl Compiler {
         Ok(compiled)
     }
 
+    /// A program found through its file's index entry, from memory or disk.
+    fn load_indexed(&self, index: &FileIndex) -> Option<Compiled> {
+        let (kind, key) = index.read()?;
+        if let Some(compiled) = self
+            .compiled
+            .lock()
+            .expect("compile cache poisoned")
+            .get(&key)
+        {
+            return Some(compiled.clone());
+        }
+        let file = index.cache_dir.join(format!("{}.cwasm", hex::encode(key)));
+        let compiled = self.load_cached(&kind, &file)?;
+        self.compiled
+            .lock()
+            .expect("compile cache poisoned")
+            .insert(key, compiled.clone());
+        Some(compiled)
+    }
+
     fn load_cached(&self, kind: &Kind, file: &Path) -> Option<Compiled> {
         if !file.exists() {
             return None;
@@ -457,6 +493,88 @@ impl Compiler {
                 tracing::debug!(file = %file.display(), %error, "ignoring unusable cache entry");
                 None
             }
+        }
+    }
+}
+
+/// What identifies a file's content without reading it: device, inode,
+/// size, modification and change times (size and modification time where
+/// there are no inodes). Any write changes the times; a replaced file
+/// changes the inode.
+fn fingerprint(meta: &std::fs::Metadata) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        format!(
+            "{} {} {} {}.{} {}.{}",
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        format!("{} {:?}", meta.len(), modified)
+    }
+}
+
+/// `<cache>/files/<hash of the path>`: the fingerprint a Wasm file had when
+/// it was compiled, and the cache key of its artifact.
+struct FileIndex {
+    cache_dir: PathBuf,
+    file: PathBuf,
+    fingerprint: String,
+}
+
+impl FileIndex {
+    fn new(cache_dir: &Path, program: &Path, fingerprint: String) -> FileIndex {
+        let name = hex::encode(Sha256::digest(program.as_os_str().as_encoded_bytes()));
+        FileIndex {
+            cache_dir: cache_dir.to_owned(),
+            file: cache_dir.join("files").join(name),
+            fingerprint,
+        }
+    }
+
+    /// The kind and key recorded for the file, if it has not changed since.
+    fn read(&self) -> Option<(Kind, [u8; 32])> {
+        let text = std::fs::read_to_string(&self.file).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != self.fingerprint {
+            return None;
+        }
+        let kind = match lines.next()? {
+            "component" => Kind::Component,
+            "module" => Kind::Module,
+            _ => return None,
+        };
+        let key = hex::decode(lines.next()?).ok()?.try_into().ok()?;
+        Some((kind, key))
+    }
+
+    fn write(&self, kind: &Kind, key: &[u8; 32]) {
+        let kind = match kind {
+            Kind::Component => "component",
+            Kind::Module => "module",
+        };
+        let text = format!("{}\n{kind}\n{}\n", self.fingerprint, hex::encode(key));
+        let result = create_private_dir(self.file.parent().expect("in files/")).and_then(|()| {
+            let temporary = self
+                .file
+                .with_extension(format!("{}.tmp", std::process::id()));
+            std::fs::write(&temporary, text)?;
+            std::fs::rename(&temporary, &self.file)
+        });
+        if let Err(error) = result {
+            tracing::debug!(file = %self.file.display(), %error, "could not write the compile cache's file index");
         }
     }
 }

@@ -144,11 +144,14 @@ fn second_run_loads_from_the_cache() {
     let first = run_once();
     first.expect_code(0);
     assert!(first.stderr.contains("compiled"), "{}", first.stderr);
-    assert_eq!(
-        std::fs::read_dir(&cache).unwrap().count(),
-        1,
-        "one cache entry"
-    );
+    let artifacts = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .count()
+    };
+    assert_eq!(artifacts(&cache), 1, "one compiled artifact");
     let second = run_once();
     second.expect_code(0);
     assert!(
@@ -170,4 +173,36 @@ fn second_run_loads_from_the_cache() {
     no_cache.expect_code(0);
     assert!(no_cache.stderr.contains("compiled"));
     assert!(!workspace.path().join("unused").exists());
+}
+
+#[test]
+fn a_changed_wasm_file_is_compiled_again() {
+    let workspace = Workspace::new();
+    let cache = workspace.path().join("cache");
+    let app = workspace.path().join("app.wasm");
+    let pod = workspace.pod(&pod_with_image("app.wasm"));
+    let run = || -> crate::support::Run {
+        workspace
+            .wpod()
+            .env("WPOD_CACHE_DIR", &cache)
+            .arg("run")
+            .arg(&pod)
+            .output()
+            .unwrap()
+            .into()
+    };
+    std::fs::copy(component("hello"), &app).unwrap();
+    run().expect_code(0);
+    let warm = run();
+    warm.expect_code(0);
+    assert_eq!(warm.stdout, "[app] hello from wpod\n");
+    // Same path, new content: the cache must not answer with the old program.
+    std::fs::copy(component("probe"), &app).unwrap();
+    let changed = run();
+    changed.expect_code(1);
+    assert!(
+        changed.stderr.contains("exited with code 64"),
+        "{}",
+        changed.stderr
+    );
 }
