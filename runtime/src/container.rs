@@ -22,18 +22,41 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, Wasi
 /// The linkers, built once per engine: WASI 0.2 for components, WASI
 /// preview 1 for core modules.
 pub(crate) struct Linkers {
-    component: wasmtime::component::Linker<P2State>,
-    module: wasmtime::Linker<P1State>,
+    engine: Engine,
+    // Each is built on first use: a pod of components never pays for the
+    // preview-1 linker, nor a pod of core modules for the WASI 0.2 one.
+    component: std::sync::OnceLock<wasmtime::component::Linker<P2State>>,
+    module: std::sync::OnceLock<wasmtime::Linker<P1State>>,
 }
 
 impl Linkers {
-    pub(crate) fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
-        let mut component = wasmtime::component::Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut component)?;
-        shadow_tcp(&mut component)?;
-        let mut module = wasmtime::Linker::new(engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut module, |state: &mut P1State| &mut state.wasi)?;
-        Ok(Linkers { component, module })
+    pub(crate) fn new(engine: &Engine) -> Linkers {
+        Linkers {
+            engine: engine.clone(),
+            component: Default::default(),
+            module: Default::default(),
+        }
+    }
+
+    fn component(&self) -> &wasmtime::component::Linker<P2State> {
+        self.component.get_or_init(|| {
+            let mut linker = wasmtime::component::Linker::new(&self.engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                .and_then(|()| shadow_tcp(&mut linker))
+                .expect("wasmtime-wasi's and wpod's definitions never clash");
+            linker
+        })
+    }
+
+    fn module(&self) -> &wasmtime::Linker<P1State> {
+        self.module.get_or_init(|| {
+            let mut linker = wasmtime::Linker::new(&self.engine);
+            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut P1State| {
+                &mut state.wasi
+            })
+            .expect("wasmtime-wasi's preview-1 definitions never clash");
+            linker
+        })
     }
 
     /// Links a compiled program: every import resolved now, so a program
@@ -42,7 +65,7 @@ impl Linkers {
         match compiled {
             Compiled::Component(component) => {
                 let pre = self
-                    .component
+                    .component()
                     .instantiate_pre(component)
                     .map_err(|e| format!("{e:#}"))?;
                 CommandPre::new(pre)
@@ -56,7 +79,7 @@ impl Linkers {
                 ) {
                     return Err("the module exports no `_start` function".into());
                 }
-                self.module
+                self.module()
                     .instantiate_pre(module)
                     .map(Program::Module)
                     .map_err(|e| format!("{e:#}"))

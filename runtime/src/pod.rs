@@ -196,7 +196,7 @@ impl Runtime {
             .wasm_component_model(true)
             .parallel_compilation(true);
         let engine = Engine::new(&wasmtime_config).map_err(|e| Error::Engine(format!("{e:#}")))?;
-        let linkers = Linkers::new(&engine).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let linkers = Linkers::new(&engine);
         let compiler = Compiler::new(engine.clone(), config.cache_dir);
         start_epoch_ticker(&engine);
         Ok(Runtime {
