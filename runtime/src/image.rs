@@ -93,7 +93,7 @@ struct ImageJson {
 /// Why an image could not be used. Each names the image as written.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("image `{reference}` not found; looked for {}", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("image `{reference}` not found; looked for {}; {}", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "), not_found_hint(reference))]
     NotFound {
         reference: String,
         searched: Vec<PathBuf>,
@@ -296,6 +296,14 @@ impl Image {
             path: rootfs.clone(),
             what: "a chain of scripts too long to follow",
         })
+    }
+}
+
+fn not_found_hint(reference: &str) -> &'static str {
+    if looks_like_path(reference) {
+        "a relative path is relative to the manifest's folder"
+    } else {
+        "an image is a folder <name>/<tag>/ holding image.json and rootfs/; WPOD_IMAGE_PATH adds places to look (`cargo xtask images` builds this repository's images into target/images)"
     }
 }
 

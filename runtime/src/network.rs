@@ -178,16 +178,20 @@ pub(crate) struct PodNetwork {
 }
 
 /// A published port: where the host listens for a container port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Published {
     pub container_port: u16,
     pub host: SocketAddr,
+    /// Its field path, e.g. `spec.containers[0].ports[0].hostPort`.
+    pub field: String,
 }
 
 /// Why a hostPort cannot be published.
 #[derive(Debug, thiserror::Error)]
-#[error("hostPort {host}: {source}; free the port or choose another hostPort")]
+#[error("{field}: hostPort {host}: {source}; free the port or choose another hostPort")]
 pub struct PortError {
+    /// The hostPort's field path.
+    pub field: String,
     pub host: SocketAddr,
     #[source]
     pub source: std::io::Error,
@@ -263,6 +267,7 @@ impl PortSpace {
         let mut table = PortTable::default();
         for port in ports {
             let reservation = reserve(port.host).map_err(|source| PortError {
+                field: port.field.clone(),
                 host: port.host,
                 source,
             })?;

@@ -224,19 +224,27 @@ impl Runtime {
             }));
         }
         let egress = pod_egress(&pod, &options.egress)?;
-        let published: Vec<Published> = pod
-            .all_containers()
-            .flat_map(|c| &c.ports)
-            .filter(|p| p.protocol == Protocol::Tcp)
-            .filter_map(|p| {
-                let port = p.host_port?;
-                let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                Some(Published {
-                    container_port: p.container_port,
-                    host: SocketAddr::new(ip, port),
-                })
-            })
-            .collect();
+        let groups = [
+            ("spec.initContainers", &pod.init_containers),
+            ("spec.containers", &pod.containers),
+        ];
+        let mut published = Vec::new();
+        for (group, containers) in groups {
+            for (c, container) in containers.iter().enumerate() {
+                for (p, port) in container.ports.iter().enumerate() {
+                    let Some(host_port) = port.host_port.filter(|_| port.protocol == Protocol::Tcp)
+                    else {
+                        continue;
+                    };
+                    let ip = port.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                    published.push(Published {
+                        container_port: port.container_port,
+                        host: SocketAddr::new(ip, host_port),
+                        field: format!("{group}[{c}].ports[{p}].hostPort"),
+                    });
+                }
+            }
+        }
         let ports = if pod.host_network {
             tracing::warn!(
                 pod = %pod.name,
