@@ -70,6 +70,11 @@ pub struct PodOptions {
     pub log_sink: Arc<dyn LogSink>,
     /// Where the pod's private folders (emptyDirs) are made.
     pub state_dir: PathBuf,
+    /// Folders the host has already prepared for some of the pod's
+    /// `emptyDir` volumes, by volume name (the OS wall mounts a tmpfs for
+    /// each `medium: Memory` one); wpod uses them as they are and leaves
+    /// their removal to whoever made them.
+    pub prepared_volumes: HashMap<String, PathBuf>,
 }
 
 impl Default for PodOptions {
@@ -82,6 +87,7 @@ impl Default for PodOptions {
             backoff: Backoff::KUBELET,
             log_sink: Arc::new(DiscardLogs),
             state_dir: std::env::temp_dir().join("wpod"),
+            prepared_volumes: HashMap::new(),
         }
     }
 }
@@ -263,8 +269,8 @@ impl Runtime {
             egress: Arc::new(egress),
             ports: Arc::new(ports),
         };
-        let volumes =
-            Volumes::prepare(&pod, &options.state_dir).map_err(|source| Error::Volume {
+        let volumes = Volumes::prepare(&pod, &options.state_dir, &options.prepared_volumes)
+            .map_err(|source| Error::Volume {
                 pod: pod.name.clone(),
                 source: Box::new(source),
             })?;

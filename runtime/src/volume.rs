@@ -63,13 +63,20 @@ pub enum VolumeError {
 impl Volumes {
     /// Checks and creates the pod's volumes. `state_root` is where the pod's
     /// private folder (for emptyDirs) goes.
-    pub(crate) fn prepare(pod: &PodSpec, state_root: &Path) -> Result<Volumes, VolumeError> {
+    pub(crate) fn prepare(
+        pod: &PodSpec,
+        state_root: &Path,
+        prepared: &HashMap<String, PathBuf>,
+    ) -> Result<Volumes, VolumeError> {
         let mut volumes = Volumes {
             dirs: HashMap::new(),
             scratch: None,
         };
         for volume in &pod.volumes {
             let dir = match &volume.source {
+                VolumeSource::EmptyDir { .. } if prepared.contains_key(&volume.name) => {
+                    prepared[&volume.name].clone()
+                }
                 VolumeSource::EmptyDir { .. } => {
                     let scratch = match &volumes.scratch {
                         Some(scratch) => scratch,

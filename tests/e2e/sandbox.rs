@@ -604,3 +604,59 @@ fn kill_9_at_random_points_leaves_nothing_behind() {
         "mounts were left in the host's namespace"
     );
 }
+
+#[test]
+fn a_memory_empty_dir_is_a_tmpfs_of_its_size_limit() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    // 1 MiB of tmpfs: a small file fits, 2 MB do not; the data vanishes
+    // with the pod's mount namespace.
+    let yaml = "apiVersion: v1
+kind: Pod
+metadata: {name: memory}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: scratch, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
+  containers:
+  - name: small
+    image: busybox
+    command: [sh, -c, 'echo fits > /m/small && cat /m/small']
+    volumeMounts: [{name: scratch, mountPath: /m}]
+  - name: big
+    image: busybox
+    command: [sh, -c, 'seq 1 300000 > /m/big']
+    volumeMounts: [{name: scratch, mountPath: /m}]
+";
+    let run = workspace.run_pod(yaml, &["--isolation", "required", "-o", "json"]);
+    run.expect_code(1);
+    let status = run.json();
+    assert_eq!(
+        container(&status, "small")["state"]["terminated"]["exitCode"],
+        0,
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("[small] fits"), "{}", run.stderr);
+    assert_ne!(
+        container(&status, "big")["state"]["terminated"]["exitCode"],
+        0
+    );
+    // WASI reports ENOSPC as an I/O error to the guest.
+    assert!(
+        run.stderr.contains("[big] seq: I/O error"),
+        "{}",
+        run.stderr
+    );
+    // Without the wall the same emptyDir is a plain folder: the write fits.
+    workspace
+        .run_pod(yaml, &["--isolation", "none"])
+        .expect_code(0);
+    assert!(
+        workspace.leftovers().is_empty(),
+        "left behind: {:?}",
+        workspace.leftovers()
+    );
+}

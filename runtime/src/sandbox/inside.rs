@@ -189,6 +189,14 @@ fn build_wall(plan: &Plan) -> Result<(), WallError> {
     ))?;
     sys::pivot_into(root).map_err(step("pivot_root", HINT_KERNEL))?;
     sys::seal_root().map_err(step("sealing the new root", HINT_KERNEL))?;
+    // emptyDir `medium: Memory`: a tmpfs in the pod's private folder (bound
+    // read-write above), while mounting is still allowed.
+    for volume in &plan.memory_volumes {
+        sys::mount_memory_volume(&volume.path, volume.size_limit).map_err(step(
+            "mounting an emptyDir with medium: Memory",
+            HINT_KERNEL,
+        ))?;
+    }
     sys::set_hostname(&plan.hostname).map_err(step("setting the hostname", HINT_KERNEL))?;
     if plan.net_namespace {
         sys::bring_up_loopback().map_err(step("bringing lo up", HINT_KERNEL))?;
@@ -266,6 +274,12 @@ fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, Er
             max: Duration::from_millis(request.backoff_max_ms),
         },
         state_dir: request.state_dir.clone(),
+        prepared_volumes: request
+            .plan
+            .memory_volumes
+            .iter()
+            .map(|volume| (volume.name.clone(), volume.path.clone()))
+            .collect(),
         ..PodOptions::default()
     };
     Ok(PodProcess {

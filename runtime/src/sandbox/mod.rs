@@ -280,7 +280,20 @@ pub struct Plan {
     pub net_namespace: bool,
     /// In mount order: parents before what is bound inside them.
     pub binds: Vec<Bind>,
+    /// `emptyDir` volumes with `medium: Memory`: a tmpfs each, mounted in
+    /// the pod's private folder (sized by `sizeLimit`, else tmpfs's default
+    /// of half the RAM; the pod's cgroup is charged for what it holds).
+    pub memory_volumes: Vec<MemoryVolume>,
     pub limits: Limits,
+}
+
+/// One `emptyDir` with `medium: Memory`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryVolume {
+    pub name: String,
+    /// Where the tmpfs goes, inside the pod's private folder.
+    pub path: PathBuf,
+    pub size_limit: Option<u64>,
 }
 
 /// One host path bound at the same path in the pod's root.
@@ -421,10 +434,26 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Result<Plan, String> {
     // Parents first, so that a path bound inside another bind is mounted
     // on top of it, not hidden under it.
     binds.sort_by_key(|b| (b.path.components().count(), b.path.clone()));
+    let memory_volumes = pod
+        .volumes
+        .iter()
+        .filter_map(|volume| match volume.source {
+            VolumeSource::EmptyDir {
+                memory: true,
+                size_limit,
+            } => Some(MemoryVolume {
+                name: volume.name.clone(),
+                path: inputs.state_dir.join("memory").join(&volume.name),
+                size_limit,
+            }),
+            _ => None,
+        })
+        .collect();
     Ok(Plan {
         hostname: pod.hostname.clone(),
         net_namespace: inputs.net_namespace,
         binds,
+        memory_volumes,
         limits: limits(pod)?,
     })
 }

@@ -122,9 +122,11 @@ fn prepare(
     host_paths
         .volumes
         .retain(|v| matches!(v.source, VolumeSource::HostPath { .. }));
-    Volumes::prepare(&host_paths, &config.state_dir).map_err(|source| crate::Error::Volume {
-        pod: pod.name.clone(),
-        source: Box::new(source),
+    Volumes::prepare(&host_paths, &config.state_dir, &Default::default()).map_err(|source| {
+        crate::Error::Volume {
+            pod: pod.name.clone(),
+            source: Box::new(source),
+        }
     })?;
     let cache_dir = config.cache_dir.as_ref().map(|d| absolute(d)).filter(|dir| {
         crate::image::create_private_dir(dir)

@@ -223,6 +223,18 @@ pub(crate) fn open_path(path: &Path) -> Result<OwnedFd> {
         .map_err(|e| SysError::at("open(O_PATH)", path, e))
 }
 
+/// Makes `target` and mounts a private tmpfs there (`mode=0700`, sized by
+/// `size` bytes when given): an emptyDir with `medium: Memory`.
+pub(crate) fn mount_memory_volume(target: &Path, size: Option<u64>) -> Result<()> {
+    std::fs::create_dir_all(target).map_err(|e| SysError::at("mkdir", target, e))?;
+    let size = size
+        .map(|bytes| format!(",size={bytes}"))
+        .unwrap_or_default();
+    let options =
+        std::ffi::CString::new(format!("mode=0700{size}")).expect("no NUL in tmpfs options");
+    mount_tmpfs(target, &options)
+}
+
 /// Mounts a tmpfs at `target`.
 pub(crate) fn mount_tmpfs(target: &Path, options: &std::ffi::CStr) -> Result<()> {
     use rustix::mount::MountFlags as M;
