@@ -315,24 +315,33 @@ impl Drop for Scratch {
 /// temp cleaner.
 fn sweep_stale(state_root: &Path) {
     #[cfg(target_os = "linux")]
-    {
-        let Ok(entries) = std::fs::read_dir(state_root) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.rsplit('-').nth(1))
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+    for path in left_by_dead_processes(state_root) {
+        let _ = std::fs::remove_dir_all(path);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = state_root;
+}
+
+/// The entries of `dir` named `<name>-<pid>-<n>` (scratch folders, the OS
+/// wall's private folders and cgroups) whose wpod process `pid` is gone:
+/// what a `kill -9` left behind.
+#[cfg(target_os = "linux")]
+pub(crate) fn left_by_dead_processes(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.rsplit('-').nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            pid.is_some_and(|pid| {
+                pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+            })
+        })
+        .map(|entry| entry.path())
+        .collect()
 }

@@ -126,22 +126,9 @@ impl Hierarchies {
     /// killing anything still in them first.
     pub(crate) fn sweep_stale(&self) {
         for (_, parent) in &self.parents {
-            let Ok(entries) = std::fs::read_dir(parent) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(pid) = name
-                    .to_str()
-                    .and_then(|n| n.rsplit('-').nth(1))
-                    .and_then(|p| p.parse::<u32>().ok())
-                else {
-                    continue;
-                };
-                if pid != std::process::id() && !super::sys::process_exists(pid) {
-                    tracing::debug!(cgroup = %entry.path().display(), "removing a stale pod cgroup");
-                    remove(&entry.path());
-                }
+            for cgroup in crate::volume::left_by_dead_processes(parent) {
+                tracing::debug!(cgroup = %cgroup.display(), "removing a stale pod cgroup");
+                remove(&cgroup);
             }
         }
     }

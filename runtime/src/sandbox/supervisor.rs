@@ -562,26 +562,8 @@ impl Drop for PrivateFolder {
 
 /// Removes private folders of runs whose wpod is gone (killed with -9).
 fn sweep_stale_folders(state_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(state_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| {
-                n.rsplit('-')
-                    .next()
-                    .is_some_and(|last| last.starts_with('w'))
-            })
-            .and_then(|n| n.rsplit('-').nth(1))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !sys::process_exists(pid) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+    for path in crate::volume::left_by_dead_processes(state_dir) {
+        let _ = std::fs::remove_dir_all(path);
     }
 }
 

@@ -700,12 +700,6 @@ pub(crate) fn send_signal(pid: u32, signal: i32) {
     }
 }
 
-/// Whether a process exists (for sweeping what dead wpod runs left).
-pub(crate) fn process_exists(pid: u32) -> bool {
-    rustix::process::Pid::from_raw(pid as i32)
-        .is_some_and(|pid| rustix::process::test_kill_process(pid) != Err(Errno::SRCH))
-}
-
 /// Has `command` put `fd` at descriptor 3 in the child, where the pod-init
 /// process expects its status channel.
 pub(crate) fn pass_as_fd3(command: &mut std::process::Command, fd: OwnedFd) {
