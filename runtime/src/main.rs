@@ -235,18 +235,24 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let _ = std::fs::remove_file(path);
         }
         report(&statuses, &[], args.output)?;
-        if let Some(code) = signalled {
-            return Ok(ExitCode::from(code));
-        }
-        let succeeded = statuses
-            .iter()
-            .all(|(_, status)| status.phase == PodPhase::Succeeded);
-        Ok(if succeeded {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        })
+        Ok(exit_code(&statuses, signalled))
     })
+}
+
+/// 0 when every pod succeeded, 1 when one did not, 128 + the signal that
+/// stopped them (130 for Ctrl-C, 143 for SIGTERM).
+fn exit_code(statuses: &[(String, PodStatus)], signalled: Option<u8>) -> ExitCode {
+    if let Some(code) = signalled {
+        return ExitCode::from(code);
+    }
+    let succeeded = statuses
+        .iter()
+        .all(|(_, status)| status.phase == PodPhase::Succeeded);
+    if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// The signals that stop the pods: Ctrl-C (exit 130), SIGTERM (exit 143).
@@ -306,17 +312,10 @@ fn run_behind_the_wall(
         .collect();
     let pids: Vec<Option<u32>> = run.pods.iter().map(|pod| pod.pid).collect();
     report(&statuses, &pids, args.output)?;
-    if let Some(signal) = run.signal {
-        return Ok(ExitCode::from(128 + signal as u8));
-    }
-    let succeeded = statuses
-        .iter()
-        .all(|(_, status)| status.phase == PodPhase::Succeeded);
-    Ok(if succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(exit_code(
+        &statuses,
+        run.signal.map(|signal| 128 + signal as u8),
+    ))
 }
 
 /// PID 1 of a pod's namespaces, its wall up: runs its one pod as `run` does
