@@ -232,11 +232,9 @@ spec:
 
     # ------------------------------------------------------------------- rows
 
-    def bench_start(self):
-        step("pod start, warm compile cache: hello pod, three-container pod, CLI, native "
-             f"({self.start_rounds} rounds x {self.start_runs} runs each, hyperfine)")
-        hello = self.guests / "hello.wasm"
-        pod1 = self.write_pod("hello", f"""\
+    def hello_pod(self):
+        """The one-container hello pod of the start rows and the profile."""
+        return self.write_pod("hello", f"""\
 apiVersion: v1
 kind: Pod
 metadata:
@@ -245,8 +243,14 @@ spec:
   restartPolicy: Never
   containers:
   - name: hello
-    image: {hello}
+    image: {self.guests / "hello.wasm"}
 """)
+
+    def bench_start(self):
+        step("pod start, warm compile cache: hello pod, three-container pod, CLI, native "
+             f"({self.start_rounds} rounds x {self.start_runs} runs each, hyperfine)")
+        hello = self.guests / "hello.wasm"
+        pod1 = self.hello_pod()
         pod3 = self.write_pod("three", f"""\
 apiVersion: v1
 kind: Pod
@@ -768,17 +772,7 @@ spec:
         hello48 = self.work / "hello48.cwasm"
         subprocess.run([phases, "compile", str(self.guests / "hello.wasm"), str(hello48)],
                        check=True)
-        pod1 = self.write_pod("hello", f"""\
-apiVersion: v1
-kind: Pod
-metadata:
-  name: hello
-spec:
-  restartPolicy: Never
-  containers:
-  - name: hello
-    image: {self.guests / "hello.wasm"}
-""")
+        pod1 = self.hello_pod()
         lines = []
 
         step("start-up ladder: one hyperfine run, medians (100 runs each)")
