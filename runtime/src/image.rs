@@ -351,22 +351,40 @@ enum Kind {
 pub(crate) struct Compiler {
     engine: Engine,
     cache_dir: Option<PathBuf>,
-    /// The engine's part of every cache key, computed once.
-    engine_key: [u8; 32],
+    /// The engine's part of every cache key, computed once, when a file is
+    /// first hashed (a start that finds its programs by file identity never
+    /// needs it).
+    engine_key: std::sync::OnceLock<[u8; 32]>,
     compiled: Mutex<HashMap<[u8; 32], Compiled>>,
 }
 
 impl Compiler {
     pub(crate) fn new(engine: Engine, cache_dir: Option<PathBuf>) -> Compiler {
-        let mut hasher = Sha256Hasher(Sha256::new());
-        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
-        let engine_key = hasher.0.finalize().into();
         Compiler {
             engine,
             cache_dir,
-            engine_key,
+            engine_key: std::sync::OnceLock::new(),
             compiled: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn engine_key(&self) -> [u8; 32] {
+        *self.engine_key.get_or_init(|| {
+            let mut hasher = Sha256Hasher(Sha256::new());
+            std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut hasher);
+            hasher.0.finalize().into()
+        })
+    }
+
+    /// The program compiled from `path` if it is at hand without compiling:
+    /// in memory, or in the disk cache under the file's identity. Cheap
+    /// enough to call from async code; [`Compiler::compile`] does the rest.
+    pub(crate) fn cached(&self, path: &Path) -> Option<Compiled> {
+        let dir = self.cache_dir.as_ref()?;
+        let meta = std::fs::metadata(path).ok()?;
+        let compiled = self.load_indexed(&FileIndex::new(dir, path, fingerprint(&meta)))?;
+        tracing::debug!(program = %path.display(), "loaded from the compile cache");
+        Some(compiled)
     }
 
     /// Reads, checks and compiles `path` (blocking: call from a blocking task).
@@ -396,7 +414,7 @@ impl Compiler {
             what,
         })?;
         let key: [u8; 32] = Sha256::new()
-            .chain_update(self.engine_key)
+            .chain_update(self.engine_key())
             .chain_update(&bytes)
             .finalize()
             .into();

@@ -123,16 +123,25 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WPOD_LOG")
-                .unwrap_or_else(|_| "wpod=warn".into()),
-        )
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .init();
+        .without_time();
+    let registry = tracing_subscriber::registry().with(fmt);
+    // `WPOD_LOG` takes EnvFilter's whole syntax; without it a plain target
+    // filter does (it parses no directives: this is on every pod's start).
+    match tracing_subscriber::EnvFilter::try_from_env("WPOD_LOG") {
+        Ok(filter) => registry.with(filter).init(),
+        Err(_) => registry
+            .with(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("wpod", tracing::Level::WARN),
+            )
+            .init(),
+    }
 }
 
 /// Bad input found by the CLI itself (a flag's value).
@@ -187,11 +196,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(sandbox) = sandbox {
         return run_behind_the_wall(&sandbox, &args, &pods);
     }
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    tokio.block_on(async move {
+    let app_containers = pods.iter().map(|pod| pod.containers.len()).sum();
+    let tokio = async_runtime(app_containers).context("starting the async runtime")?;
+    let code = tokio.block_on(async move {
         let runtime = Runtime::new(config)?;
         let options = PodOptions {
             image_path: ImagePath::from_env(),
@@ -235,8 +242,36 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let _ = std::fs::remove_file(path);
         }
         report(&statuses, &[], args.output)?;
-        Ok(exit_code(&statuses, signalled))
-    })
+        leave_to_exit(runtime);
+        Ok::<_, anyhow::Error>(exit_code(&statuses, signalled))
+    })?;
+    leave_to_exit(tokio);
+    Ok(code)
+}
+
+/// The async runtime for `app_containers` containers that run at once: one
+/// runs on the main thread (as `run_blocking` does); more get a worker thread
+/// each, up to the number of CPUs. Spawning and joining threads nobody uses
+/// is a good part of a short pod's start and end.
+fn async_runtime(app_containers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if app_containers <= 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(app_containers.min(cpus))
+        .enable_all()
+        .build()
+}
+
+/// Leaves `value` to the end of the process instead of dropping it: the pods
+/// have ended, their folders are gone and the output is written, so joining
+/// tokio's threads and unmapping the engine's code would be work for nothing
+/// (measured: most of a short pod's teardown).
+fn leave_to_exit<T>(value: T) {
+    std::mem::forget(value);
 }
 
 /// 0 when every pod succeeded, 1 when one did not, 128 + the signal that
@@ -323,17 +358,14 @@ fn run_behind_the_wall(
 fn run_pod_process(process: PodProcess) -> ExitCode {
     let mut options = process.options.clone();
     options.log_sink = Arc::new(Terminal::from_pass_through(&process.pass_through));
-    let tokio = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let tokio = match async_runtime(process.pod.containers.len()) {
         Ok(tokio) => tokio,
         Err(error) => {
             process.failed(&error, false);
             return ExitCode::FAILURE;
         }
     };
-    tokio.block_on(async move {
+    let code = tokio.block_on(async move {
         // PID 1 of a PID namespace gets no signal it has no handler for:
         // these handlers are what lets the supervisor's SIGTERM stop the pod.
         let signals = match Signals::install() {
@@ -369,8 +401,11 @@ fn run_pod_process(process: PodProcess) -> ExitCode {
         }
         let status = handle.wait().await;
         process.ended(&status);
+        leave_to_exit(runtime);
         ExitCode::SUCCESS
-    })
+    });
+    leave_to_exit(tokio);
+    code
 }
 
 fn report(

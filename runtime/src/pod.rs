@@ -375,13 +375,29 @@ impl Runtime {
                 .map_err(|e| image_error(spec, e))?;
             resolved.push((spec, image, argv, env, working_dir, program));
         }
-        // ... then compile each distinct program once, in parallel.
+        // ... then compile each distinct program once, in parallel. One
+        // compiled before is loaded and linked right here: a blocking task
+        // (a thread to start) would cost more than the load.
+        let mut programs = HashMap::new();
         let mut compiling: HashMap<
             PathBuf,
             tokio::task::JoinHandle<std::result::Result<Program, ImageError>>,
         > = HashMap::new();
         for (spec, _, _, _, _, program) in &resolved {
-            if compiling.contains_key(program) {
+            if compiling.contains_key(program) || programs.contains_key(program) {
+                continue;
+            }
+            if let Some(compiled) = self.inner.compiler.cached(program) {
+                let linked =
+                    self.inner
+                        .linkers
+                        .link(&compiled)
+                        .map_err(|message| ImageError::NotCommand {
+                            reference: spec.image.clone(),
+                            path: program.clone(),
+                            message,
+                        });
+                programs.insert(program.clone(), linked);
                 continue;
             }
             let inner = self.inner.clone();
@@ -401,7 +417,6 @@ impl Runtime {
                 }),
             );
         }
-        let mut programs = HashMap::new();
         for (path, task) in compiling {
             let linked = task
                 .await
@@ -755,6 +770,10 @@ impl PodRun {
                 restart_count,
             });
             tracing::debug!(pod = %self.pod_name, container = %plan.name, "container started");
+            // Let whoever watches the status on this thread (a current-thread
+            // runtime) see `Running` before the guest runs: a guest that is
+            // killed (the cgroup's OOM killer) may get no other chance.
+            tokio::task::yield_now().await;
             let output = |stream| ContainerOutput {
                 pod: self.pod_name.clone(),
                 container: plan.name.as_str().into(),

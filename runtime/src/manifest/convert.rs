@@ -17,18 +17,16 @@ pub(crate) fn pods_from_yaml(
     file: &Path,
     base_dir: &Path,
 ) -> Result<Vec<PodSpec>, ManifestError> {
+    // Straight into the schema first; only a manifest that fails is read
+    // again in two steps, for an error that says where (a YAML tree is most
+    // of the parse, and every pod start parses its manifest).
+    let documents = match parse_directly(text) {
+        Some(documents) => documents,
+        None => parse_in_two_steps(text, file)?,
+    };
     let mut pods = Vec::new();
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        // Two steps: YAML syntax first (with a line and column), then the Pod
-        // schema (with a field path).
-        let value = serde_yaml_ng::Value::deserialize(document)
-            .map_err(|error| syntax_error(file, index, &error))?;
-        let pod: Option<raw::Pod> = match serde_path_to_error::deserialize(value) {
-            Ok(pod) => pod,
-            Err(error) => return Err(schema_error(file, error)),
-        };
-        // An empty document (a trailing `---`) holds no pod.
-        let Some(pod) = pod else { continue };
+    // An empty document (a trailing `---`) holds no pod.
+    for pod in documents.into_iter().flatten() {
         let mut problems = Vec::new();
         let pod = Converter {
             problems: &mut problems,
@@ -59,6 +57,26 @@ pub(crate) fn pods_from_yaml(
         });
     }
     Ok(pods)
+}
+
+/// Every document of `text` as a raw Pod, or `None` at the first error.
+fn parse_directly(text: &str) -> Option<Vec<Option<raw::Pod>>> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|document| Option::<raw::Pod>::deserialize(document).ok())
+        .collect()
+}
+
+/// As [`parse_directly`], in two steps that tell the errors apart: YAML
+/// syntax first (with a line and column), then the Pod schema (with a field
+/// path).
+fn parse_in_two_steps(text: &str, file: &Path) -> Result<Vec<Option<raw::Pod>>, ManifestError> {
+    let mut documents = Vec::new();
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml_ng::Value::deserialize(document)
+            .map_err(|error| syntax_error(file, index, &error))?;
+        documents.push(serde_path_to_error::deserialize(value).map_err(|e| schema_error(file, e))?);
+    }
+    Ok(documents)
 }
 
 fn syntax_error(file: &Path, index: usize, error: &serde_yaml_ng::Error) -> ManifestError {
