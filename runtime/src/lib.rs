@@ -70,8 +70,8 @@ pub use manifest::{
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
 pub use sandbox::{
-    Entered, ErrorReport, Isolation, POD_INIT_ARG, PodProcess, Sandbox, SandboxConfig,
-    SandboxError, SandboxedPod, SandboxedRun,
+    ErrorReport, Isolation, PodMain, PodProcess, Sandbox, SandboxConfig, SandboxError,
+    SandboxedPod, SandboxedRun,
 };
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 pub use volume::VolumeError;

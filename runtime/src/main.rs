@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wpod::{
-    Backoff, EgressPolicy, Entered, ImagePath, Isolation, LogLine, LogSink, PodOptions, PodPhase,
+    Backoff, EgressPolicy, ImagePath, Isolation, LogLine, LogSink, PodOptions, PodPhase,
     PodProcess, PodSpec, PodStatus, Runtime, RuntimeConfig, Sandbox, SandboxConfig, Stream,
 };
 
@@ -80,17 +80,6 @@ enum Format {
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    // First of all, before anything can start a thread: a pod process that
-    // the OS wall re-executed (`unshare(CLONE_NEWUSER)` needs one thread).
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(wpod::POD_INIT_ARG)) {
-        return match PodProcess::enter() {
-            Entered::Exit(code) => ExitCode::from(code),
-            Entered::Pod(process) => {
-                init_tracing();
-                run_pod_process(*process)
-            }
-        };
-    }
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
@@ -193,8 +182,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pid_file: args.pid_file.clone(),
         pass_through: Terminal::from_args(&args).to_pass_through(),
     })?;
-    if let Some(sandbox) = sandbox {
-        return run_behind_the_wall(&sandbox, &args, &pods);
+    if let Some(sandbox) = sandbox
+        && let Some(code) = run_behind_the_wall(&sandbox, &args, &pods)?
+    {
+        return Ok(code);
     }
     let app_containers = pods.iter().map(|pod| pod.containers.len()).sum();
     let tokio = async_runtime(app_containers).context("starting the async runtime")?;
@@ -331,15 +322,16 @@ impl Signals {
 }
 
 /// `wpod run` behind the OS wall: the pods run in their own processes, this
-/// one supervises them (see the `sandbox` module).
+/// one supervises them (see the `sandbox` module). `None`: the kernel
+/// refused the wall (`auto` warned): run the pods in-process.
 fn run_behind_the_wall(
     sandbox: &Sandbox,
     args: &RunArgs,
     pods: &[PodSpec],
-) -> anyhow::Result<ExitCode> {
-    let yaml = std::fs::read_to_string(&args.manifest)
-        .with_context(|| format!("reading {}", args.manifest.display()))?;
-    let run = sandbox.run(&args.manifest, &yaml, pods)?;
+) -> anyhow::Result<Option<ExitCode>> {
+    let Some(run) = sandbox.run(&args.manifest, pods, run_pod_process)? else {
+        return Ok(None);
+    };
     let statuses: Vec<(String, PodStatus)> = run
         .pods
         .iter()
@@ -347,22 +339,22 @@ fn run_behind_the_wall(
         .collect();
     let pids: Vec<Option<u32>> = run.pods.iter().map(|pod| pod.pid).collect();
     report(&statuses, &pids, args.output)?;
-    Ok(exit_code(
+    Ok(Some(exit_code(
         &statuses,
         run.signal.map(|signal| 128 + signal as u8),
-    ))
+    )))
 }
 
 /// PID 1 of a pod's namespaces, its wall up: runs its one pod as `run` does
 /// and reports to the supervisor, which prints the status.
-fn run_pod_process(process: PodProcess) -> ExitCode {
+fn run_pod_process(process: PodProcess) -> u8 {
     let mut options = process.options.clone();
     options.log_sink = Arc::new(Terminal::from_pass_through(&process.pass_through));
     let tokio = match async_runtime(process.pod.containers.len()) {
         Ok(tokio) => tokio,
         Err(error) => {
             process.failed(&error, false);
-            return ExitCode::FAILURE;
+            return 1;
         }
     };
     let code = tokio.block_on(async move {
@@ -372,7 +364,7 @@ fn run_pod_process(process: PodProcess) -> ExitCode {
             Ok(signals) => signals,
             Err(error) => {
                 process.failed(&error, false);
-                return ExitCode::FAILURE;
+                return 1;
             }
         };
         process.ready();
@@ -380,14 +372,14 @@ fn run_pod_process(process: PodProcess) -> ExitCode {
             Ok(runtime) => runtime,
             Err(error) => {
                 process.failed(&error, error.is_bad_input());
-                return ExitCode::FAILURE;
+                return 1;
             }
         };
         let mut handle = match runtime.start(process.pod.clone(), options).await {
             Ok(handle) => handle,
             Err(error) => {
                 process.failed(&error, error.is_bad_input());
-                return ExitCode::FAILURE;
+                return 1;
             }
         };
         let stop = handle.stopper();
@@ -402,7 +394,7 @@ fn run_pod_process(process: PodProcess) -> ExitCode {
         let status = handle.wait().await;
         process.ended(&status);
         leave_to_exit(runtime);
-        ExitCode::SUCCESS
+        0
     });
     leave_to_exit(tokio);
     code

@@ -164,6 +164,29 @@ fn every_namespace_differs_from_the_hosts_and_sigterm_stops_the_pod() {
     let status = pod.read("status");
     let ns_pids = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
     assert!(ns_pids.trim_end().ends_with("\t1"), "{ns_pids}");
+    // None of the supervisor's descriptors (its signalfd, pidfds, the read
+    // ends of pod pipes) crossed the wall with the fork.
+    let fds: Vec<String> = std::fs::read_dir(pod.proc("fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect();
+    assert!(
+        !fds.iter()
+            .any(|t| t.contains("signalfd") || t.contains("pidfd")),
+        "{fds:?}"
+    );
+    // `ps` tells the pod processes apart from wpod itself.
+    assert_eq!(pod.read("comm").trim(), "pod walled");
+    let pod_init = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let pod_init_name = std::fs::read_to_string(format!("/proc/{pod_init}/comm")).unwrap();
+    assert_eq!(pod_init_name.trim(), "wpod pod-init");
     let (code, output) = pod.terminate();
     assert_eq!(code, 143, "{output}");
     assert!(
@@ -511,16 +534,17 @@ spec:
     );
 }
 
-/// Processes started by a given supervisor: pod-init and PID 1 both run
-/// `wpod __pod-init <supervisor pid>`.
-fn pod_processes_of(supervisor: u32) -> Vec<u32> {
-    let wanted = format!("__pod-init\0{supervisor}\0");
+/// The processes of one `wpod run` started with `WPOD_TEST_RUN=tag`: its pod
+/// processes (pod-init and PID 1) are forks of it and keep the environment
+/// it was started with, even once it is gone.
+fn processes_tagged(tag: &str) -> Vec<u32> {
+    let wanted = format!("WPOD_TEST_RUN={tag}\0");
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
+            std::fs::read(format!("/proc/{pid}/environ"))
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))
         })
         .collect()
@@ -549,9 +573,11 @@ fn kill_9_at_random_points_leaves_nothing_behind() {
         // A random point in start-up: from before the namespaces exist to
         // well after the guest runs (the pod takes ~20-80 ms to start).
         let delay = Duration::from_micros((seed >> 33) % 150_000);
+        let tag = format!("kill-{}-{seed}", std::process::id());
         let mut wpod = workspace
             .wpod()
             .args(["run", pod.to_str().unwrap()])
+            .env("WPOD_TEST_RUN", &tag)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -561,12 +587,12 @@ fn kill_9_at_random_points_leaves_nothing_behind() {
         wpod.wait().unwrap();
         killed.push(wpod.id());
         let gone = wait_for(Duration::from_secs(10), || {
-            pod_processes_of(wpod.id()).is_empty().then_some(())
+            processes_tagged(&tag).is_empty().then_some(())
         });
         assert!(
             gone.is_some(),
             "after kill -9 at {delay:?}, pod processes remain: {:?}",
-            pod_processes_of(wpod.id())
+            processes_tagged(&tag)
         );
     }
     // The next run sweeps what the killed ones could not clean up.
@@ -602,6 +628,70 @@ fn kill_9_at_random_points_leaves_nothing_behind() {
     assert_eq!(
         mounts_before, mounts_after,
         "mounts were left in the host's namespace"
+    );
+}
+
+#[test]
+fn where_the_kernel_refuses_namespaces_auto_runs_without_the_wall_and_required_refuses() {
+    if !wall_available() {
+        return;
+    }
+    // A user namespace of the test's own whose limit of nested user
+    // namespaces is 0: there the kernel refuses wpod's `unshare` as it does
+    // where user namespaces are disabled (ENOSPC), host untouched.
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: plain}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: hello, image: '@hello@'}\n",
+    );
+    let run = |isolation: &str| -> crate::support::Run {
+        let wpod = workspace.wpod();
+        let mut command = Command::new("unshare");
+        command
+            .args(["--user", "--map-root-user", "--", "sh", "-c"])
+            .arg("echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"")
+            .arg("sh")
+            .arg(wpod.get_program())
+            .args(["run", pod.to_str().unwrap(), isolation]);
+        for (key, value) in wpod.get_envs() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command.output().unwrap().into()
+    };
+    let auto = run("--isolation=auto");
+    auto.expect_code(0);
+    assert!(
+        auto.stdout.contains("[hello] hello from wpod"),
+        "{}",
+        auto.stdout
+    );
+    assert!(
+        auto.stderr.contains("running without the OS wall")
+            && auto.stderr.contains("user.max_user_namespaces is 0"),
+        "{}",
+        auto.stderr
+    );
+    // `required` refuses (there the cgroups, out of reach of a user
+    // namespace, are the first part it finds missing).
+    let required = run("--isolation=required");
+    required.expect_code(2);
+    assert!(
+        required.stderr.contains("--isolation=required: ")
+            && required.stderr.contains(" unavailable: "),
+        "{}",
+        required.stderr
+    );
+    assert!(
+        !required.stdout.contains("hello from wpod"),
+        "{}",
+        required.stdout
+    );
+    assert!(
+        workspace.leftovers().is_empty(),
+        "left behind: {:?}",
+        workspace.leftovers()
     );
 }
 

@@ -1,14 +1,15 @@
-//! Inside the namespaces: pod-init (the re-executed `wpod`, one thread) and
-//! PID 1 of the new PID namespace, which puts up the wall and then runs the
-//! pod.
+//! Inside the namespaces: pod-init (the supervisor's forked child, one
+//! thread) and PID 1 of the new PID namespace, which puts up the wall and
+//! then runs the pod.
 //!
 //! The order, and why:
-//! 1. pod-init: `PR_SET_PDEATHSIG` first, then check the supervisor is still
-//!    our parent (it may have died before the prctl); `setsid` so that the
-//!    terminal's Ctrl-C reaches only the supervisor, which forwards it.
-//! 2. Read the request to its end: the supervisor writes it only after
-//!    putting us in the pod's cgroup, so everything below is charged there,
-//!    and the cgroup namespace made next is rooted at the pod's cgroup.
+//! 1. pod-init: only its status pipe and stdio kept (the supervisor's other
+//!    descriptors must not cross the wall), an empty signal mask,
+//!    `PR_SET_PDEATHSIG`, then check the supervisor is still our parent (it
+//!    may have died before the prctl); `setsid` so that the terminal's
+//!    Ctrl-C reaches only the supervisor, which forwards it.
+//! 2. Into the pod's cgroup, so that everything below is charged there and
+//!    the cgroup namespace made next is rooted at the pod's cgroup.
 //! 3. `unshare` every namespace at once, the user namespace among them, so
 //!    that it owns the others (bubblewrap clones with all the flags at once).
 //! 4. Map our uid and gid to root inside (`setgroups` denied first).
@@ -26,20 +27,24 @@
 //! 9. `setsid`, no_new_privs, every capability dropped (the bounding set
 //!    first, while CAP_SETPCAP remains), and the seccomp filter last: it
 //!    denies `mount` and friends, which the steps above still needed.
-//! 10. Only now does the CLI start tokio and wasmtime: every thread they make
-//!     inherits the namespaces, the empty capability sets and the filter.
+//! 10. Only now is the CLI's pod function called, to start tokio and wasmtime:
+//!     every thread they make inherits the namespaces, the empty capability
+//!     sets and the filter.
+//!
+//! Neither process ever returns into the supervisor's code it was forked
+//! from: both leave with an exit, so none of the supervisor's values (its
+//! cgroups, folders, other pods' processes) is dropped here.
 
+use super::cgroup::PodCgroup;
 use super::protocol::{Channel, ErrorReport, Message, Request};
 use super::sys::{self, MountAccess, SysError};
-use super::{Entered, Plan, PodProcess};
+use super::{Plan, PodMain, PodProcess};
 use crate::image::ImagePath;
-use crate::manifest::PodSpec;
 use crate::network::EgressPolicy;
-use crate::pod::{Backoff, PodOptions, RuntimeConfig};
-use std::io::Read as _;
+use crate::pod::{PodOptions, RuntimeConfig};
+use rustix::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Where the new root is built before `pivot_root`: a tmpfs over `/tmp`, in
 /// our own mount namespace only (bubblewrap's fallback `base_path`).
@@ -62,47 +67,45 @@ fn step(step: &'static str, hint: &'static str) -> impl FnOnce(SysError) -> Wall
     move |source| WallError { step, source, hint }
 }
 
-pub(super) fn enter() -> Entered {
-    let Ok(file) = sys::take_fd3() else {
-        eprintln!("wpod: {} is for wpod's own use", super::POD_INIT_ARG);
-        return Entered::Exit(2);
-    };
-    let channel = Arc::new(Channel::new(file));
-    let fail = |error: &dyn std::error::Error| {
+/// pod-init, in the supervisor's child right after the fork: steps 1 to 5,
+/// then, in PID 1, the rest and the pod. Never returns.
+pub(super) fn pod_init(
+    request: Request,
+    cgroup: Option<&PodCgroup>,
+    channel: OwnedFd,
+    supervisor: u32,
+    pod_main: PodMain,
+) -> ! {
+    if sys::close_inherited_fds(channel.as_fd()).is_err() {
+        sys::exit_now(1);
+    }
+    let channel = Arc::new(Channel::new(std::fs::File::from(channel)));
+    let fail = |error: &dyn std::error::Error| -> ! {
         channel.send(&Message::Failed(ErrorReport::new(error, false)));
-        Entered::Exit(1)
+        sys::exit_now(1)
     };
-    let supervisor: u32 = std::env::args()
-        .nth(2)
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or(0);
-    if let Err(error) = sys::die_with_parent() {
-        return fail(&error);
+    sys::set_process_name("wpod pod-init");
+    if let Err(error) = sys::unblock_signals().and_then(|()| sys::die_with_parent()) {
+        fail(&error);
     }
     if sys::parent_pid() != supervisor {
         // The supervisor died before PR_SET_PDEATHSIG took effect.
-        return Entered::Exit(1);
+        sys::exit_now(1);
     }
     if let Err(error) = sys::new_session() {
-        return fail(&error);
+        fail(&error);
     }
-    let mut text = Vec::new();
-    if let Err(error) = std::io::stdin().read_to_end(&mut text) {
-        return fail(&error);
+    if let Some(Err(reason)) = cgroup.map(|cgroup| cgroup.add(std::process::id())) {
+        fail(&std::io::Error::other(format!(
+            "moving the pod process into its cgroup: {reason}"
+        )));
     }
-    let request: Request = match serde_json::from_slice(&text) {
-        Ok(request) => request,
-        Err(error) => return fail(&error),
-    };
-    // Read before unshare: until the map is written, we are the overflow id.
     let (outer_uid, outer_gid) = (request.outer_uid, request.outer_gid);
-    if let Err(error) = sys::enter_namespaces(sys::namespace_flags(request.plan.net_namespace))
-        .map_err(step(
-            "creating the pod's namespaces",
-            "user namespaces may be disabled: see the sysctls user.max_user_namespaces and kernel.unprivileged_userns_clone, or run with --isolation=none",
-        ))
-    {
-        return fail(&error);
+    // The first `unshare` of the run is also the test of whether the kernel
+    // allows the wall at all: no separate probe is paid for at every start.
+    if let Err(error) = sys::enter_namespaces(sys::namespace_flags(request.plan.net_namespace)) {
+        channel.send(&Message::NoNamespaces(ErrorReport::new(&error, false)));
+        sys::exit_now(1);
     }
     if let Err(error) = sys::die_with_parent()
         .and_then(|()| sys::write_id_maps(outer_uid, outer_gid))
@@ -111,11 +114,11 @@ pub(super) fn enter() -> Entered {
             HINT_KERNEL,
         ))
     {
-        return fail(&error);
+        fail(&error);
     }
     let (lifeline_read, lifeline_write) = match sys::lifeline() {
         Ok(pipe) => pipe,
-        Err(error) => return fail(&error),
+        Err(error) => fail(&error),
     };
     match sys::fork() {
         Err(error) => fail(&error),
@@ -126,26 +129,29 @@ pub(super) fn enter() -> Entered {
             });
             let code = sys::wait_for(pid).unwrap_or(1);
             drop(lifeline_write);
-            Entered::Exit(u8::try_from(code).unwrap_or(1))
+            sys::exit_now(code)
         }
         Ok(sys::Forked::Child) => {
             drop(lifeline_write);
             if sys::die_with_parent().is_err()
                 || sys::hung_up(rustix::fd::AsFd::as_fd(&lifeline_read))
             {
-                return Entered::Exit(1);
+                sys::exit_now(1);
             }
             drop(lifeline_read);
+            sys::set_process_name(&format!("pod {}", request.pod.name));
             if let Err(error) = build_wall(&request.plan) {
-                return fail(&error);
+                fail(&error);
             }
-            match pod_process(request, channel.clone()) {
-                Ok(process) => Entered::Pod(Box::new(process)),
+            let process = match pod_process(request, channel.clone()) {
+                Ok(process) => process,
                 Err(error) => {
                     channel.send(&Message::Failed(error));
-                    Entered::Exit(1)
+                    sys::exit_now(1)
                 }
-            }
+            };
+            // The pod's own output is flushed by `exit` (Rust's stdout).
+            std::process::exit(i32::from(pod_main(process)))
         }
     }
 }
@@ -245,17 +251,6 @@ fn make_target(target: &Path, file: bool) -> Result<(), SysError> {
 
 /// PID 1 behind its wall: the pod and its options from the request.
 fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, ErrorReport> {
-    let mut pods = PodSpec::from_yaml_str(&request.yaml, &request.manifest)
-        .map_err(|e| ErrorReport::new(&e, true))?;
-    if request.index >= pods.len() {
-        return Err(ErrorReport {
-            message: format!("the manifest has no pod number {}", request.index),
-            causes: Vec::new(),
-            bad_input: false,
-        });
-    }
-    let mut pod = pods.swap_remove(request.index);
-    pod.base_dir = request.base_dir.clone();
     let egress = match &request.allow_egress {
         Some(rules) => EgressPolicy::parse(rules).map_err(|message| ErrorReport {
             message: format!("--allow-egress: {message}"),
@@ -269,10 +264,7 @@ fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, Er
             roots: request.image_path.clone(),
         },
         egress,
-        backoff: Backoff {
-            initial: Duration::from_millis(request.backoff_initial_ms),
-            max: Duration::from_millis(request.backoff_max_ms),
-        },
+        backoff: request.backoff,
         state_dir: request.state_dir.clone(),
         prepared_volumes: request
             .plan
@@ -283,7 +275,7 @@ fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, Er
         ..PodOptions::default()
     };
     Ok(PodProcess {
-        pod,
+        pod: request.pod,
         options,
         runtime_config: RuntimeConfig {
             cache_dir: request.cache_dir.clone(),

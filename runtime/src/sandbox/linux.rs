@@ -2,7 +2,7 @@
 //! points to the supervisor and the pod process.
 
 use super::cgroup::Hierarchies;
-use super::{Entered, Isolation, Sandbox, SandboxConfig, SandboxError, SandboxedRun, sys};
+use super::{Isolation, PodMain, Sandbox, SandboxConfig, SandboxError, SandboxedRun, sys};
 use crate::manifest::PodSpec;
 use std::path::Path;
 
@@ -14,18 +14,10 @@ pub(super) struct State {
     pub cgroups: Option<Hierarchies>,
 }
 
+/// Finds where pod cgroups can go. Whether the kernel allows the namespaces
+/// is found by the first pod process's own `unshare` (see `supervisor`).
 pub(super) fn probe(config: SandboxConfig) -> Result<Option<Sandbox>, SandboxError> {
     let required = config.isolation == Isolation::Required;
-    if let Err(error) = sys::probe_unshare(sys::namespace_flags(true)) {
-        let (part, reason, fix) = explain_namespaces(&error);
-        if required {
-            return Err(SandboxError::Unavailable { part, reason, fix });
-        }
-        tracing::warn!(
-            "running without the OS wall: {part} unavailable ({reason}); {fix}. (--isolation=none silences this, --isolation=required refuses to run)"
-        );
-        return Ok(None);
-    }
     let cgroups = match Hierarchies::find().and_then(|h| h.check().map(|()| h)) {
         Ok(hierarchies) => Some(hierarchies),
         Err(reason) => {
@@ -49,8 +41,9 @@ pub(super) fn probe(config: SandboxConfig) -> Result<Option<Sandbox>, SandboxErr
     }))
 }
 
-/// Names the missing part, why, and the fix (bubblewrap names the sysctl too).
-fn explain_namespaces(error: &sys::SysError) -> (String, String, String) {
+/// Names the missing part of the wall, why, and the fix (bubblewrap names the
+/// sysctl too), from what the pod process's `unshare` said.
+pub(super) fn explain_namespaces(error: &str) -> (String, String, String) {
     let read = |path: &str| {
         std::fs::read_to_string(path)
             .ok()
@@ -76,7 +69,7 @@ fn explain_namespaces(error: &sys::SysError) -> (String, String, String) {
             )
         } else {
             (
-                error.to_string(),
+                error.to_owned(),
                 "check user.max_user_namespaces and kernel.unprivileged_userns_clone, and whether a container runtime's seccomp profile forbids unshare",
             )
         };
@@ -84,7 +77,7 @@ fn explain_namespaces(error: &sys::SysError) -> (String, String, String) {
     }
     (
         "namespaces (mount, pid, net, uts, ipc, cgroup)".into(),
-        error.to_string(),
+        error.to_owned(),
         "check that the kernel was built with them (CONFIG_*_NS)".into(),
     )
 }
@@ -92,18 +85,14 @@ fn explain_namespaces(error: &sys::SysError) -> (String, String, String) {
 pub(super) fn run(
     sandbox: &Sandbox,
     manifest: &Path,
-    yaml: &str,
     pods: &[PodSpec],
-) -> Result<SandboxedRun, SandboxError> {
+    pod_main: PodMain,
+) -> Result<Option<SandboxedRun>, SandboxError> {
     super::supervisor::run(
         &sandbox.config,
         sandbox.state.cgroups.as_ref(),
         manifest,
-        yaml,
         pods,
+        pod_main,
     )
-}
-
-pub(super) fn enter() -> Entered {
-    super::inside::enter()
 }

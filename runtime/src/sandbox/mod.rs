@@ -9,12 +9,15 @@
 //!   namespaces. It checks what comes from the user (images, hostPaths),
 //!   makes the [`Plan`], creates the cgroup, starts the pod process, forwards
 //!   SIGINT/SIGTERM, reports the status and cleans up.
-//! - **pod-init** (`inside.rs`): `wpod` re-executed with [`POD_INIT_ARG`], so
-//!   that it has one thread (`unshare(CLONE_NEWUSER)` fails in a process with
-//!   two). It unshares the namespaces, maps its ids and forks;
+//! - **pod-init** (`inside.rs`): the supervisor's forked child. The
+//!   supervisor still has one thread when it forks, so pod-init has one too
+//!   (`unshare(CLONE_NEWUSER)` fails in a process with two), and it has the
+//!   parsed pod in memory: nothing is executed or parsed again. It unshares
+//!   the namespaces, maps its ids and forks;
 //! - **PID 1** of the new PID namespace (`inside.rs`): builds the root,
-//!   pivots into it, locks itself down, and only then returns to the CLI to
-//!   start tokio and wasmtime and run the pod ([`PodProcess`]).
+//!   pivots into it, locks itself down, and only then calls the CLI's pod
+//!   function ([`PodMain`]) to start tokio and wasmtime and run the pod
+//!   ([`PodProcess`]), and exits with what it returns.
 //!
 //! They talk through `protocol.rs`; every system call is in `sys.rs`.
 //!
@@ -49,7 +52,7 @@ use linux as imp;
 #[cfg(not(target_os = "linux"))]
 use unsupported as imp;
 
-pub use protocol::{ErrorReport, POD_INIT_ARG};
+pub use protocol::ErrorReport;
 
 use crate::image::ImagePath;
 use crate::manifest::{PodSpec, VolumeSource};
@@ -167,7 +170,9 @@ impl SandboxError {
 }
 
 impl Sandbox {
-    /// Finds out what the kernel allows. `Ok(None)` means "run in-process":
+    /// Finds out what the kernel allows (where the pod cgroups go; whether
+    /// it allows the namespaces, the first pod process finds out: see
+    /// [`Sandbox::run`]). `Ok(None)` means "run in-process":
     /// `--isolation=none`, or `auto` where no wall can be had (after one
     /// warning saying why).
     ///
@@ -182,32 +187,37 @@ impl Sandbox {
     }
 
     /// Runs the pods of a manifest, each in its own pod process behind the
-    /// wall, until they end. `yaml` is the manifest's text and `pods` what
-    /// [`PodSpec::from_yaml_str`] made of it, in order. Call it before the
-    /// process has other threads: SIGINT and SIGTERM are blocked on this
-    /// thread and read from a signalfd while the pods run.
+    /// wall, until they end. `pods` are the manifest's pods, in order; each
+    /// pod process calls `pod_main` with its pod, behind its wall, and exits
+    /// with the code it returns.
+    ///
+    /// Call it while the process has one thread (before any tokio runtime
+    /// or other thread exists): the pod processes are forks of this one, and
+    /// `unshare(CLONE_NEWUSER)` needs a single thread. SIGINT and SIGTERM are
+    /// blocked on this thread and read from a signalfd while the pods run.
+    ///
+    /// `Ok(None)`: with [`Isolation::Auto`], the kernel refused the
+    /// namespaces to the first pod process (before anything of the pods ran;
+    /// a warning says why): run the pods without the wall.
     ///
     /// # Errors
     ///
-    /// The first pod that could not start, checked input first (exit 2).
+    /// The first pod that could not start, checked input first (exit 2);
+    /// [`SandboxError::Unavailable`] for `required` without namespaces.
     pub fn run(
         &self,
         manifest: &Path,
-        yaml: &str,
         pods: &[PodSpec],
-    ) -> Result<SandboxedRun, SandboxError> {
-        imp::run(self, manifest, yaml, pods)
+        pod_main: PodMain,
+    ) -> Result<Option<SandboxedRun>, SandboxError> {
+        imp::run(self, manifest, pods, pod_main)
     }
 }
 
-/// What `wpod __pod-init` became: the pod process, its wall up, or a process
-/// with nothing more to do than exit with this code (pod-init, once its child
-/// ended; or a set-up failure, already reported to the supervisor).
-#[derive(Debug)]
-pub enum Entered {
-    Pod(Box<PodProcess>),
-    Exit(u8),
-}
+/// What a pod process does once its wall is up: run the pod (a tokio
+/// runtime, [`crate::Runtime`], reporting through the [`PodProcess`]) and
+/// return the process's exit code.
+pub type PodMain = fn(PodProcess) -> u8;
 
 /// PID 1 of the pod's namespaces, behind its wall: what to run, and the way
 /// back to the supervisor.
@@ -224,12 +234,6 @@ pub struct PodProcess {
 }
 
 impl PodProcess {
-    /// Called first thing in `main` when `argv[1]` is [`POD_INIT_ARG`], while
-    /// the process has one thread: puts up the wall (see the module docs).
-    pub fn enter() -> Entered {
-        imp::enter()
-    }
-
     /// Tells the supervisor that SIGTERM/SIGINT handlers are installed: from
     /// now on it forwards signals instead of killing the pod process.
     pub fn ready(&self) {

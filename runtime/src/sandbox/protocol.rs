@@ -1,36 +1,29 @@
 //! What the supervisor and the pod process say to each other.
 //!
-//! Two pipes, each one way. The supervisor writes one [`Request`] (JSON) to
-//! the pod-init process's stdin and closes it: reading it to its end is also
-//! the pod process's cue that it has been placed in its cgroup. The pod
-//! process answers on fd 3 with [`Message`]s, one JSON object per line
-//! (each line is shorter than `PIPE_BUF` or written whole by one `write`, so
-//! lines of the two writers, pod-init and PID 1, never interleave).
+//! The pod process is a fork of the supervisor, so what it needs (the
+//! [`Request`]) it has in memory from the start. It answers through one pipe
+//! with [`Message`]s, one JSON object per line (each line is shorter than
+//! `PIPE_BUF` or written whole by one `write`, so lines of the two writers,
+//! pod-init and PID 1, never interleave).
 //!
 //! Errors cross as data, their cause chain included ([`ErrorReport`]), as
 //! youki's `ErrorEnclosure` carries them out of its test children.
 
 use super::Plan;
+use crate::manifest::PodSpec;
+use crate::pod::Backoff;
 use crate::status::PodStatus;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-/// The argument that makes `wpod` the pod-init process (hidden from help).
-pub const POD_INIT_ARG: &str = "__pod-init";
-
-/// Everything the pod process needs, sent once by the supervisor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Everything the pod process needs, made by the supervisor before the fork.
+#[derive(Debug, Clone)]
 pub(crate) struct Request {
-    /// The manifest's text and which of its pods this is: `PodSpec` is not a
-    /// serde type (see the README's "Serialization"), so the pod process
-    /// reads the manifest again, as the supervisor did.
-    pub yaml: String,
-    pub manifest: PathBuf,
-    pub index: usize,
-    /// Absolute: the pod process starts in `/` of its new root.
-    pub base_dir: PathBuf,
+    /// The pod, its `base_dir` absolute: the pod process starts in `/` of
+    /// its new root.
+    pub pod: PodSpec,
     pub plan: Plan,
     /// The supervisor's ids, mapped to root in the user namespace.
     pub outer_uid: u32,
@@ -39,8 +32,7 @@ pub(crate) struct Request {
     pub cache_dir: Option<PathBuf>,
     pub state_dir: PathBuf,
     pub allow_egress: Option<String>,
-    pub backoff_initial_ms: u64,
-    pub backoff_max_ms: u64,
+    pub backoff: Backoff,
     pub pass_through: Vec<String>,
 }
 
@@ -55,6 +47,10 @@ pub(crate) enum Message {
     Status(PodStatus),
     /// The pod could not start; nothing runs.
     Failed(ErrorReport),
+    /// From pod-init: the kernel refused the namespaces (user namespaces
+    /// disabled, a container's seccomp profile). Nothing has run yet, so
+    /// `--isolation=auto` can still run the pods without the wall.
+    NoNamespaces(ErrorReport),
     /// The pod ended; its final status.
     Ended(PodStatus),
 }

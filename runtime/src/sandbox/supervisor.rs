@@ -7,9 +7,8 @@
 //! 3. Check the user's input for every pod before starting any: images
 //!    resolved, hostPaths checked and created (`Volumes::prepare`), so errors
 //!    name host paths and exit 2 as they do without the wall.
-//! 4. Per pod: its private folder, its [`Plan`], its cgroup; start pod-init
-//!    (`/proc/self/exe __pod-init`), put it in the cgroup, and only then send
-//!    the request, which pod-init waits for.
+//! 4. Per pod: its private folder, its [`Plan`], its cgroup; then fork
+//!    pod-init, which carries on in `inside.rs` with the pod in memory.
 //! 5. Poll: messages from the pods, their exits (pidfds), signals. A signal
 //!    is forwarded to each pod process that handles it (it said `Ready`);
 //!    one that is not ready yet is killed (PID 1 of a PID namespace ignores
@@ -18,8 +17,10 @@
 //!    folders removed.
 
 use super::cgroup::{Hierarchies, PodCgroup};
-use super::protocol::{ErrorReport, Message, POD_INIT_ARG, Reader, Request};
-use super::{Isolation, PlanInputs, SandboxConfig, SandboxError, SandboxedPod, SandboxedRun, sys};
+use super::protocol::{ErrorReport, Message, Reader, Request};
+use super::{
+    Isolation, PlanInputs, PodMain, SandboxConfig, SandboxError, SandboxedPod, SandboxedRun, sys,
+};
 use crate::image::{Image, ImagePath};
 use crate::manifest::{PodSpec, VolumeSource};
 use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
@@ -27,7 +28,6 @@ use crate::volume::Volumes;
 use rustix::fd::{AsFd, OwnedFd};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 /// Files bound read-only into pods that share the host's network, for name
 /// lookups (only those that exist).
@@ -37,9 +37,9 @@ pub(super) fn run(
     config: &SandboxConfig,
     cgroups: Option<&Hierarchies>,
     manifest: &Path,
-    yaml: &str,
     pods: &[PodSpec],
-) -> Result<SandboxedRun, SandboxError> {
+    pod_main: PodMain,
+) -> Result<Option<SandboxedRun>, SandboxError> {
     let signals =
         sys::SignalFd::interrupt_and_terminate().map_err(|e| SandboxError::Supervisor {
             pod: pods.first().map(|p| p.name.clone()).unwrap_or_default(),
@@ -51,12 +51,27 @@ pub(super) fn run(
         cgroups.sweep_stale();
     }
     let mut prepared = Vec::new();
-    for (index, pod) in pods.iter().enumerate() {
-        prepared.push(prepare(config, cgroups, manifest, yaml, index, pod)?);
+    for pod in pods {
+        prepared.push(prepare(config, cgroups, manifest, pod)?);
     }
     let mut running = Vec::new();
     for prepared in prepared {
-        running.push(start(prepared)?);
+        let mut pod = start(prepared, pod_main)?;
+        if running.is_empty() {
+            // The first pod process's `unshare` tells whether this kernel
+            // allows the wall: wait for it before starting the others.
+            if let Some(refused) = pod.wait_for_namespaces() {
+                let (part, reason, fix) = super::linux::explain_namespaces(&refused.to_string());
+                if config.isolation == Isolation::Required {
+                    return Err(SandboxError::Unavailable { part, reason, fix });
+                }
+                tracing::warn!(
+                    "running without the OS wall: {part} unavailable ({reason}); {fix}. (--isolation=none silences this, --isolation=required refuses to run)"
+                );
+                return Ok(None);
+            }
+        }
+        running.push(pod);
     }
     let signal = supervise(&mut running, &signals, config.pid_file.as_deref());
     if let Some(pid_file) = &config.pid_file {
@@ -76,7 +91,7 @@ pub(super) fn run(
             status: pod.final_status(signal.is_some()),
         })
         .collect();
-    Ok(SandboxedRun { pods, signal })
+    Ok(Some(SandboxedRun { pods, signal }))
 }
 
 /// A pod checked and planned, not started yet.
@@ -92,8 +107,6 @@ fn prepare(
     config: &SandboxConfig,
     cgroups: Option<&Hierarchies>,
     manifest: &Path,
-    yaml: &str,
-    index: usize,
     pod: &PodSpec,
 ) -> Result<Prepared, SandboxError> {
     let required = config.isolation == Isolation::Required;
@@ -201,11 +214,10 @@ fn prepare(
         }
     };
     let (outer_uid, outer_gid) = sys::outer_ids();
+    let mut inside = pod.clone();
+    inside.base_dir = base_dir;
     let request = Request {
-        yaml: yaml.to_owned(),
-        manifest: manifest.to_owned(),
-        index,
-        base_dir,
+        pod: inside,
         plan,
         outer_uid,
         outer_gid,
@@ -213,8 +225,7 @@ fn prepare(
         cache_dir,
         state_dir: folder.path.clone(),
         allow_egress: config.allow_egress.clone(),
-        backoff_initial_ms: config.backoff.initial.as_millis() as u64,
-        backoff_max_ms: config.backoff.max.as_millis() as u64,
+        backoff: config.backoff,
         pass_through: config.pass_through.clone(),
     };
     Ok(Prepared {
@@ -229,7 +240,8 @@ fn prepare(
 /// A pod process and what we know of it.
 struct Running {
     name: String,
-    child: Child,
+    /// pod-init's pid (our child); PID 1 of the pod's namespaces is its child.
+    process: u32,
     /// The read end of the status pipe; `None` after end of file.
     messages: Option<OwnedFd>,
     reader: Reader,
@@ -247,37 +259,38 @@ struct Running {
     _folder: PrivateFolder,
 }
 
-fn start(prepared: Prepared) -> Result<Running, SandboxError> {
+fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError> {
     let error = |what: &str, source: std::io::Error| SandboxError::Supervisor {
         pod: prepared.name.clone(),
         what: what.into(),
         source,
     };
     let (read, write) = sys::pipe().map_err(|e| error("creating the status pipe", e.source))?;
-    let mut command = Command::new("/proc/self/exe");
-    command
-        .arg(POD_INIT_ARG)
-        .arg(std::process::id().to_string())
-        .stdin(Stdio::piped());
-    sys::pass_as_fd3(&mut command, write);
-    let mut child = command
-        .spawn()
-        .map_err(|e| error("starting the pod process (/proc/self/exe)", e))?;
-    // The command holds our copy of the pipe's write end: close it, or we
-    // would never see the end of the pod's messages.
-    drop(command);
-    let pidfd = sys::pidfd(child.id()).map_err(|e| error("pidfd_open", e.source));
-    let pidfd = match pidfd {
+    // Nothing buffered may be written twice, by us and by the child.
+    let _ = std::io::stdout().flush();
+    let supervisor = std::process::id();
+    let process = match sys::fork().map_err(|e| error("starting the pod process", e.source))? {
+        sys::Forked::Child => super::inside::pod_init(
+            prepared.request,
+            prepared.cgroup.as_ref(),
+            write,
+            supervisor,
+            pod_main,
+        ),
+        sys::Forked::Parent(pid) => pid.as_raw_nonzero().get() as u32,
+    };
+    drop(write);
+    let pidfd = match sys::pidfd(process) {
         Ok(fd) => fd,
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
+            sys::send_signal(process, libc::SIGKILL);
+            let _ = sys::wait_for_pid(process);
+            return Err(error("pidfd_open", e.source));
         }
     };
-    let mut running = Running {
+    Ok(Running {
         name: prepared.name.clone(),
-        child,
+        process,
         messages: Some(read),
         reader: Reader::default(),
         pidfd,
@@ -290,23 +303,7 @@ fn start(prepared: Prepared) -> Result<Running, SandboxError> {
         killed: false,
         cgroup: prepared.cgroup,
         _folder: prepared.folder,
-    };
-    // Into the cgroup before it does anything: it waits for the request.
-    if let Some(cgroup) = &running.cgroup {
-        cgroup.add(running.child.id()).map_err(|e| {
-            error(
-                "moving the pod process into its cgroup",
-                std::io::Error::other(e),
-            )
-        })?;
-    }
-    let text = serde_json::to_vec(&prepared.request).expect("requests serialize");
-    let mut stdin = running.child.stdin.take().expect("stdin is piped");
-    stdin
-        .write_all(&text)
-        .map_err(|e| error("sending the pod its request", e))?;
-    drop(stdin);
-    Ok(running)
+    })
 }
 
 /// The poll loop (step 5). Returns the signal that stopped the run.
@@ -374,9 +371,9 @@ fn supervise(
                     }
                 }
                 Watched::Exit => {
-                    if let Ok(Some(status)) = pod.child.try_wait() {
+                    if let Some(code) = sys::try_wait(pod.process) {
                         // PID 1 follows pod-init (PR_SET_PDEATHSIG).
-                        pod.exited = Some(status.code().unwrap_or(1));
+                        pod.exited = Some(code);
                     }
                 }
             }
@@ -411,6 +408,29 @@ fn stop_all(pods: &mut [Running], signal: i32) {
 }
 
 impl Running {
+    /// Reads the pod process's messages until its namespaces exist (it sent
+    /// its PID 1) or it ended; returns the kernel's refusal, if that was it.
+    fn wait_for_namespaces(&mut self) -> Option<ErrorReport> {
+        while self.pid.is_none() && self.failed.is_none() {
+            let Some(fd) = &self.messages else { break };
+            let mut buffer = [0u8; 64 * 1024];
+            match rustix::io::read(fd, &mut buffer) {
+                Ok(0) => self.messages = None,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => self.messages = None,
+                Ok(n) => {
+                    for message in self.reader.push(&buffer[..n]) {
+                        if let Message::NoNamespaces(report) = message {
+                            return Some(report);
+                        }
+                        self.handle(message);
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Takes a message in; true if the pod failed to start.
     fn handle(&mut self, message: Message) -> bool {
         match message {
@@ -418,7 +438,7 @@ impl Running {
             Message::Ready => self.ready = true,
             Message::Status(status) => self.last = status,
             Message::Ended(status) => self.ended = Some(status),
-            Message::Failed(report) => {
+            Message::Failed(report) | Message::NoNamespaces(report) => {
                 self.failed = Some(report);
                 return true;
             }
@@ -434,7 +454,7 @@ impl Running {
         if let Some(pid) = self.pid {
             sys::send_signal(pid, libc::SIGKILL);
         }
-        let _ = self.child.kill();
+        sys::send_signal(self.process, libc::SIGKILL);
     }
 
     /// The pod's final status: as it reported it, or, if the pod process was
@@ -498,7 +518,7 @@ impl Drop for Running {
     fn drop(&mut self) {
         if self.exited.is_none() {
             self.kill();
-            let _ = self.child.wait();
+            let _ = sys::wait_for_pid(self.process);
         }
     }
 }

@@ -4,9 +4,9 @@
 //! Safe wrappers come first: rustix does the mounts, namespaces, pivot_root,
 //! prctls, capabilities, pipes and poll with no `unsafe` here. libc is used
 //! only where rustix has no wrapper: `fork` (rustix's is experimental and
-//! unsafe all the same), `seccomp(SET_MODE_FILTER)`, `signalfd`, the
-//! `SIOCSIFFLAGS` ioctl that brings `lo` up, and the `pre_exec` hook that
-//! places the status pipe at fd 3 in the re-executed process.
+//! unsafe all the same), `seccomp(SET_MODE_FILTER)`, `signalfd`, the signal
+//! mask, `close_range`, `_exit` and the `SIOCSIFFLAGS` ioctl that brings `lo`
+//! up.
 //!
 //! Every error names the system call and, where there is one, the path:
 //! [`SysError`] reaches the user as `mount(/tmp/x): Operation not permitted`.
@@ -125,10 +125,17 @@ pub(crate) enum Forked {
     Child,
 }
 
-/// `fork()`: the child becomes PID 1 of the new PID namespace.
+/// `fork()`, for the supervisor (the child is pod-init) and for pod-init (the
+/// child is PID 1 of the new PID namespace).
+///
+/// Callers: the supervisor calls it from [`crate::Sandbox::run`], which must
+/// be called while the process has one thread (documented there, and
+/// `unshare(CLONE_NEWUSER)` in the child would fail otherwise); pod-init is
+/// such a child itself.
 pub(crate) fn fork() -> Result<Forked> {
-    // SAFETY: the caller is the freshly exec'd pod-init process and has a
-    // single thread, so the child inherits no lock held by another thread.
+    // SAFETY: the calling process has a single thread (see above), so the
+    // child inherits no lock held by another thread, and it may allocate and
+    // run ordinary code.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(SysError::new("fork", Errno::from_raw_os_error(errno()))),
@@ -136,6 +143,79 @@ pub(crate) fn fork() -> Result<Forked> {
         pid => Ok(Forked::Parent(
             rustix::process::Pid::from_raw(pid).expect("a positive pid"),
         )),
+    }
+}
+
+/// In a forked child: closes every descriptor but stdin, stdout, stderr and
+/// `keep`. The supervisor's other descriptors (its signalfd, other pods'
+/// pipes and pidfds) must not cross the wall.
+pub(crate) fn close_inherited_fds(keep: BorrowedFd<'_>) -> Result<()> {
+    let keep = keep.as_raw_fd() as libc::c_uint;
+    let close_range = |first: libc::c_uint, last: libc::c_uint| {
+        if first > last {
+            return Ok(());
+        }
+        // SAFETY: close_range only closes descriptors. The caller is a freshly
+        // forked, single-threaded child that never returns into the code whose
+        // `OwnedFd`s these were (it leaves with `exit`), so nothing uses or
+        // closes them again.
+        let done = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(SysError::new(
+                "close_range",
+                Errno::from_raw_os_error(errno()),
+            ))
+        }
+    };
+    close_range(3, keep.saturating_sub(1)).and_then(|()| close_range(keep + 1, libc::c_uint::MAX))
+}
+
+/// In a forked child of the supervisor: an empty signal mask. The supervisor
+/// blocks SIGINT and SIGTERM (it reads them from a signalfd); a pod process
+/// that kept that mask would never see the SIGTERM it is forwarded.
+pub(crate) fn unblock_signals() -> Result<()> {
+    // SAFETY: `empty` is initialised by sigemptyset before it is read, and
+    // both pointers are to this frame's locals or null.
+    let failed = unsafe {
+        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(empty.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) != 0
+    };
+    if failed {
+        return Err(SysError::new("pthread_sigmask", Errno::INVAL));
+    }
+    Ok(())
+}
+
+/// The name `ps` and `top` show for this process (`/proc/PID/comm`, 15
+/// bytes at most: longer names are cut).
+pub(crate) fn set_process_name(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|b| *b != 0).take(15).collect();
+    bytes.push(0);
+    if let Ok(name) = std::ffi::CStr::from_bytes_with_nul(&bytes) {
+        let _ = rustix::thread::set_name(name);
+    }
+}
+
+/// Ends the process now with `code`, running nothing else: no destructor,
+/// no atexit handler, no flush of buffers that are copies of the parent's.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes no pointer and is always safe to call; skipping
+    // destructors is its purpose here.
+    unsafe { libc::_exit(code) }
+}
+
+/// The exit status of a child, if it has ended (reaped then), as
+/// [`wait_for`] gives it.
+pub(crate) fn try_wait(pid: u32) -> Option<i32> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)?;
+    match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+        Ok(Some((_, status))) => status
+            .exit_status()
+            .or_else(|| status.terminating_signal().map(|signal| 128 + signal)),
+        _ => None,
     }
 }
 
@@ -157,6 +237,13 @@ pub(crate) fn wait_for(pid: rustix::process::Pid) -> Result<i32> {
             Err(e) => return Err(SysError::new("waitpid", e)),
         }
     }
+}
+
+/// [`wait_for`] by number.
+pub(crate) fn wait_for_pid(pid: u32) -> Result<i32> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| SysError::new("waitpid", Errno::INVAL))?;
+    wait_for(pid)
 }
 
 /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: this process dies with its parent.
@@ -633,7 +720,7 @@ pub(crate) fn install_seccomp_filter(program: &[libc::sock_filter]) -> Result<()
 
 /// SIGINT and SIGTERM, blocked on the calling thread and readable from a
 /// signalfd instead, for the supervisor's poll loop. (A blocked mask is
-/// inherited through exec: [`pass_as_fd3`] clears it in the pod process.)
+/// inherited through fork: [`unblock_signals`] clears it in the pod process.)
 pub(crate) struct SignalFd {
     fd: OwnedFd,
 }
@@ -698,52 +785,6 @@ pub(crate) fn send_signal(pid: u32, signal: i32) {
     ) {
         let _ = rustix::process::kill_process(pid, signal);
     }
-}
-
-/// Has `command` put `fd` at descriptor 3 in the child, where the pod-init
-/// process expects its status channel.
-pub(crate) fn pass_as_fd3(command: &mut std::process::Command, fd: OwnedFd) {
-    use std::os::unix::process::CommandExt;
-    let raw = fd.as_raw_fd();
-    // SAFETY: the hook runs in the forked child before exec and calls only
-    // `dup2`, `sigemptyset` and `sigprocmask`, which are async-signal-safe,
-    // on its own stack. `dup2` clears close-on-exec on fd 3. The `OwnedFd` is
-    // moved into the closure so that it stays open until the command is
-    // spawned, and is closed in the parent when the command drops.
-    unsafe {
-        command.pre_exec(move || {
-            let _keep = &fd;
-            if libc::dup2(raw, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The supervisor blocks SIGINT and SIGTERM (it reads them from a
-            // signalfd); a blocked mask survives exec, and a pod process that
-            // inherited it would never see the SIGTERM it is forwarded.
-            let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigemptyset(empty.as_mut_ptr());
-            if libc::sigprocmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// The status channel that [`pass_as_fd3`] placed at descriptor 3, taken
-/// over once, first thing in the pod-init process.
-pub(crate) fn take_fd3() -> Result<std::fs::File> {
-    // SAFETY: 3 is only a number here; `fcntl(F_GETFD)` reads no memory
-    // and fails with EBADF if nothing is open there.
-    if unsafe { libc::fcntl(3, libc::F_GETFD) } < 0 {
-        return Err(SysError::new("fcntl(3, F_GETFD)", Errno::BADF));
-    }
-    // SAFETY: descriptor 3 is open (checked above) and was put there by the
-    // supervisor for this purpose; nothing else in this freshly executed
-    // process owns it, and this function is called once.
-    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(3) };
-    // Close-on-exec, like every other descriptor of ours.
-    let _ = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC);
-    Ok(file)
 }
 
 /// Waits until one of `fds` is readable or hung up, or `timeout` passes.

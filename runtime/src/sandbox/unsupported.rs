@@ -2,7 +2,7 @@
 //! Windows have no user namespaces to build it from, so `auto` runs the pods
 //! in-process (as `none` does, with one warning) and `required` refuses.
 
-use super::{Entered, Isolation, Sandbox, SandboxConfig, SandboxError, SandboxedRun};
+use super::{Isolation, PodMain, Sandbox, SandboxConfig, SandboxError, SandboxedRun};
 use crate::manifest::PodSpec;
 use std::path::Path;
 
@@ -27,12 +27,8 @@ pub(super) fn probe(config: SandboxConfig) -> Result<Option<Sandbox>, SandboxErr
 pub(super) fn run(
     _sandbox: &Sandbox,
     _manifest: &Path,
-    _yaml: &str,
     _pods: &[PodSpec],
-) -> Result<SandboxedRun, SandboxError> {
+    _pod_main: PodMain,
+) -> Result<Option<SandboxedRun>, SandboxError> {
     unreachable!("no Sandbox is made on this system")
-}
-
-pub(super) fn enter() -> Entered {
-    Entered::Exit(2)
 }
