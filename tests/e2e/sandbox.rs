@@ -267,12 +267,16 @@ fn the_pod_process_has_no_privileges_left() {
     }
     let workspace = Workspace::new();
     let pod = Walled::start(&workspace, SLEEPER, &[]);
-    // Every thread, tokio's and wasmtime's included.
-    let tasks: Vec<_> = std::fs::read_dir(pod.proc("task"))
-        .unwrap()
-        .flatten()
-        .collect();
-    assert!(tasks.len() > 1, "the runtime's threads");
+    // Every thread, the runtime's included (the epoch ticker starts with
+    // the engine, just after the pid file is written).
+    let tasks = wait_for(Duration::from_secs(10), || {
+        let tasks: Vec<_> = std::fs::read_dir(pod.proc("task"))
+            .unwrap()
+            .flatten()
+            .collect();
+        (tasks.len() > 1).then_some(tasks)
+    })
+    .expect("the runtime's threads");
     for task in tasks {
         let status = std::fs::read_to_string(task.path().join("status")).unwrap();
         let field = |name: &str| {
@@ -749,4 +753,35 @@ spec:
         "left behind: {:?}",
         workspace.leftovers()
     );
+}
+
+#[test]
+fn the_library_refuses_to_fork_pod_processes_from_a_process_with_threads() {
+    if !wall_available() {
+        return;
+    }
+    // This test binary has the harness's threads: forking it would be unsound.
+    let workspace = Workspace::new();
+    let sandbox = wpod::Sandbox::new(wpod::SandboxConfig {
+        isolation: wpod::Isolation::Auto,
+        image_path: wpod::ImagePath::default(),
+        cache_dir: None,
+        state_dir: workspace.path().join("state"),
+        allow_egress: None,
+        backoff: wpod::Backoff::KUBELET,
+        pid_file: None,
+        pass_through: Vec::new(),
+    })
+    .unwrap()
+    .expect("the wall is available here");
+    let pods = wpod::PodSpec::from_yaml_str(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: threads}\nspec:\n  containers:\n  - {name: a, image: a.wasm}\n",
+        workspace.path().join("pod.yaml"),
+    )
+    .unwrap();
+    let error = sandbox
+        .run(&workspace.path().join("pod.yaml"), &pods, |_| 0)
+        .expect_err("refused");
+    assert!(error.to_string().contains("one thread"), "{error}");
+    assert!(!error.is_bad_input());
 }

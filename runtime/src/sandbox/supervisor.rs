@@ -40,6 +40,18 @@ pub(super) fn run(
     pods: &[PodSpec],
     pod_main: PodMain,
 ) -> Result<Option<SandboxedRun>, SandboxError> {
+    // The pod processes are forks of this one: with a second thread, the
+    // fork could inherit a lock held mid-way, and the kernel would refuse
+    // the user namespace. Refuse plainly instead.
+    if let Some(threads) = sys::thread_count().filter(|n| *n > 1) {
+        return Err(SandboxError::Supervisor {
+            pod: pods.first().map(|p| p.name.clone()).unwrap_or_default(),
+            what: format!(
+                "Sandbox::run needs a process with one thread and this one has {threads}; call it before starting any thread or async runtime"
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+        });
+    }
     let signals =
         sys::SignalFd::interrupt_and_terminate().map_err(|e| SandboxError::Supervisor {
             pod: pods.first().map(|p| p.name.clone()).unwrap_or_default(),

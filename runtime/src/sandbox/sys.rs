@@ -239,6 +239,17 @@ pub(crate) fn wait_for(pid: rustix::process::Pid) -> Result<i32> {
     }
 }
 
+/// How many threads this process has (`Threads:` of `/proc/self/status`).
+pub(crate) fn thread_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// [`wait_for`] by number.
 pub(crate) fn wait_for_pid(pid: u32) -> Result<i32> {
     let pid = rustix::process::Pid::from_raw(pid as i32)
