@@ -9,7 +9,8 @@
 //!    name host paths and exit 2 as they do without the wall.
 //! 4. Per pod: its private folder, its [`Plan`], its cgroup; then fork
 //!    pod-init, which carries on in `inside.rs` with the pod in memory.
-//! 5. Poll: messages from the pods, their exits (pidfds), signals. A signal
+//! 5. Poll: messages from the pods, signals, and their exits (SIGCHLD, read
+//!    from the same signalfd: no pidfd, so kernels before 5.3 do). A signal
 //!    is forwarded to each pod process that handles it (it said `Ready`);
 //!    one that is not ready yet is killed (PID 1 of a PID namespace ignores
 //!    signals it has no handler for).
@@ -52,12 +53,11 @@ pub(super) fn run(
             source: std::io::Error::from(std::io::ErrorKind::Unsupported),
         });
     }
-    let signals =
-        sys::SignalFd::interrupt_and_terminate().map_err(|e| SandboxError::Supervisor {
-            pod: pods.first().map(|p| p.name.clone()).unwrap_or_default(),
-            what: "blocking SIGINT and SIGTERM".into(),
-            source: e.source,
-        })?;
+    let signals = sys::SignalFd::for_supervisor().map_err(|e| SandboxError::Supervisor {
+        pod: pods.first().map(|p| p.name.clone()).unwrap_or_default(),
+        what: "blocking SIGINT, SIGTERM and SIGCHLD".into(),
+        source: e.source,
+    })?;
     sweep_stale_folders(&config.state_dir);
     if let Some(cgroups) = cgroups {
         cgroups.sweep_stale();
@@ -257,7 +257,6 @@ struct Running {
     /// The read end of the status pipe; `None` after end of file.
     messages: Option<OwnedFd>,
     reader: Reader,
-    pidfd: OwnedFd,
     exited: Option<i32>,
     pid: Option<u32>,
     ready: bool,
@@ -292,20 +291,11 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
         sys::Forked::Parent(pid) => pid.as_raw_nonzero().get() as u32,
     };
     drop(write);
-    let pidfd = match sys::pidfd(process) {
-        Ok(fd) => fd,
-        Err(e) => {
-            sys::send_signal(process, libc::SIGKILL);
-            let _ = sys::wait_for_pid(process);
-            return Err(error("pidfd_open", e.source));
-        }
-    };
     Ok(Running {
         name: prepared.name.clone(),
         process,
         messages: Some(read),
         reader: Reader::default(),
-        pidfd,
         exited: None,
         pid: None,
         ready: false,
@@ -333,26 +323,28 @@ fn supervise(
         {
             return signal;
         }
-        // What to wait on: the signals, and per pod its messages until
-        // their end and its pidfd until it has exited.
+        // What to wait on: the signals (SIGCHLD among them), and per pod its
+        // messages until their end.
         let mut watched = Vec::new();
         let readable = {
             let mut fds = vec![signals.as_fd()];
             for (index, pod) in pods.iter().enumerate() {
                 if let Some(fd) = &pod.messages {
                     fds.push(fd.as_fd());
-                    watched.push((index, Watched::Messages));
-                }
-                if pod.exited.is_none() {
-                    fds.push(pod.pidfd.as_fd());
-                    watched.push((index, Watched::Exit));
+                    watched.push(index);
                 }
             }
             sys::wait_readable(&fds, None)
         };
         if readable[0] {
             while let Some(number) = signals.take() {
-                if signal.is_none() {
+                if number == libc::SIGCHLD {
+                    // Signals coalesce: look at every pod not known to be gone.
+                    for pod in pods.iter_mut().filter(|p| p.exited.is_none()) {
+                        // PID 1 follows pod-init (PR_SET_PDEATHSIG).
+                        pod.exited = sys::try_wait(pod.process);
+                    }
+                } else if signal.is_none() {
                     signal = Some(number);
                     stop_all(pods, number);
                 } else {
@@ -364,28 +356,18 @@ fn supervise(
             }
         }
         let mut failure = false;
-        for ((index, what), readable) in watched.into_iter().zip(&readable[1..]) {
+        for (index, readable) in watched.into_iter().zip(&readable[1..]) {
             if !readable {
                 continue;
             }
             let pod = &mut pods[index];
-            match what {
-                Watched::Messages => {
-                    let Some(fd) = &pod.messages else { continue };
-                    let mut buffer = [0u8; 64 * 1024];
-                    match rustix::io::read(fd, &mut buffer) {
-                        Ok(0) | Err(_) => pod.messages = None,
-                        Ok(n) => {
-                            for message in pod.reader.push(&buffer[..n]) {
-                                failure |= pod.handle(message);
-                            }
-                        }
-                    }
-                }
-                Watched::Exit => {
-                    if let Some(code) = sys::try_wait(pod.process) {
-                        // PID 1 follows pod-init (PR_SET_PDEATHSIG).
-                        pod.exited = Some(code);
+            let Some(fd) = &pod.messages else { continue };
+            let mut buffer = [0u8; 64 * 1024];
+            match rustix::io::read(fd, &mut buffer) {
+                Ok(0) | Err(_) => pod.messages = None,
+                Ok(n) => {
+                    for message in pod.reader.push(&buffer[..n]) {
+                        failure |= pod.handle(message);
                     }
                 }
             }
@@ -402,12 +384,6 @@ fn supervise(
             }
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Watched {
-    Messages,
-    Exit,
 }
 
 fn stop_all(pods: &mut [Running], signal: i32) {

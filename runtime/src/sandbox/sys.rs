@@ -148,7 +148,7 @@ pub(crate) fn fork() -> Result<Forked> {
 
 /// In a forked child: closes every descriptor but stdin, stdout, stderr and
 /// `keep`. The supervisor's other descriptors (its signalfd, other pods'
-/// pipes and pidfds) must not cross the wall.
+/// pipes) must not cross the wall.
 pub(crate) fn close_inherited_fds(keep: BorrowedFd<'_>) -> Result<()> {
     let keep = keep.as_raw_fd() as libc::c_uint;
     let close_range = |first: libc::c_uint, last: libc::c_uint| {
@@ -729,23 +729,37 @@ pub(crate) fn install_seccomp_filter(program: &[libc::sock_filter]) -> Result<()
     Ok(())
 }
 
-/// SIGINT and SIGTERM, blocked on the calling thread and readable from a
-/// signalfd instead, for the supervisor's poll loop. (A blocked mask is
+/// SIGINT, SIGTERM and SIGCHLD, blocked on the calling thread and readable
+/// from a signalfd instead, for the supervisor's poll loop: Ctrl-C and
+/// SIGTERM to forward, and the ends of its children. (A blocked mask is
 /// inherited through fork: [`unblock_signals`] clears it in the pod process.)
 pub(crate) struct SignalFd {
     fd: OwnedFd,
 }
 
+/// The signals [`SignalFd`] takes over.
+const SUPERVISOR_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGCHLD];
+
+/// `SUPERVISOR_SIGNALS` as a signal set.
+fn supervisor_signal_set() -> libc::sigset_t {
+    // SAFETY: `set` is initialised by sigemptyset before any other use, and
+    // every pointer passed is to this frame's own local.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        for signal in SUPERVISOR_SIGNALS {
+            libc::sigaddset(set.as_mut_ptr(), signal);
+        }
+        set.assume_init()
+    }
+}
+
 impl SignalFd {
-    pub(crate) fn interrupt_and_terminate() -> Result<SignalFd> {
-        // SAFETY: `set` is initialised by sigemptyset before any other use,
-        // and every pointer passed is to this stack frame's own locals.
+    pub(crate) fn for_supervisor() -> Result<SignalFd> {
+        let set = supervisor_signal_set();
+        // SAFETY: `set` is an initialised signal set on this frame; the
+        // previous mask is not asked for (null).
         let fd = unsafe {
-            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigemptyset(set.as_mut_ptr());
-            libc::sigaddset(set.as_mut_ptr(), libc::SIGINT);
-            libc::sigaddset(set.as_mut_ptr(), libc::SIGTERM);
-            let set = set.assume_init();
             if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
                 return Err(SysError::new("pthread_sigmask", Errno::INVAL));
             }
@@ -776,13 +790,9 @@ impl SignalFd {
 impl Drop for SignalFd {
     /// Unblocks the signals again (the CLI may go on to run pods in-process).
     fn drop(&mut self) {
-        // SAFETY: as in `interrupt_and_terminate`.
+        let set = supervisor_signal_set();
+        // SAFETY: as in `for_supervisor`.
         unsafe {
-            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigemptyset(set.as_mut_ptr());
-            libc::sigaddset(set.as_mut_ptr(), libc::SIGINT);
-            libc::sigaddset(set.as_mut_ptr(), libc::SIGTERM);
-            let set = set.assume_init();
             libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         }
     }
@@ -814,14 +824,6 @@ pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], timeout_ms: Option<u64>) -> 
         Ok(_) => polls.iter().map(|p| !p.revents().is_empty()).collect(),
         Err(_) => vec![false; fds.len()],
     }
-}
-
-/// A pidfd for `pid`: readable once the process has exited.
-pub(crate) fn pidfd(pid: u32) -> Result<OwnedFd> {
-    let pid = rustix::process::Pid::from_raw(pid as i32)
-        .ok_or_else(|| SysError::new("pidfd_open", Errno::INVAL))?;
-    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(|e| SysError::new("pidfd_open", e))
 }
 
 #[cfg(test)]
