@@ -1,5 +1,6 @@
-//! The wall on Linux: what this kernel allows (`probe`), and the entry
-//! points to the supervisor and the pod process.
+//! The wall on Linux: where pod cgroups go (`probe`; whether the kernel
+//! allows the namespaces, the first pod process's `unshare` tells), why a
+//! refused wall was refused, and the entry point to the supervisor.
 
 use super::cgroup::Hierarchies;
 use super::{Isolation, PodMain, Sandbox, SandboxConfig, SandboxError, SandboxedRun, sys};

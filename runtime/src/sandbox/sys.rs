@@ -56,9 +56,10 @@ pub(crate) fn namespace_flags(net: bool) -> rustix::thread::UnshareFlags {
 }
 
 /// Whether this kernel lets the calling user create these namespaces: a
-/// throw-away child tries the very `unshare` the pod process will do. The
-/// parent may have threads, so the child calls only `unshare` and `_exit`
-/// (both async-signal-safe) before it ends.
+/// throw-away child tries an `unshare` with these flags. Only used to tell
+/// which part the kernel refused, once a pod process's own `unshare` failed.
+/// The parent may have threads, so the child calls only `unshare` and
+/// `_exit` (both async-signal-safe) before it ends.
 pub(crate) fn probe_unshare(flags: rustix::thread::UnshareFlags) -> Result<()> {
     // SAFETY: in the child, only async-signal-safe system calls run
     // (unshare, _exit), so forking a possibly multi-threaded process is sound.
