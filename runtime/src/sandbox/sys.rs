@@ -170,7 +170,12 @@ pub(crate) fn close_inherited_fds(keep: BorrowedFd<'_>) -> Result<()> {
             ))
         }
     };
-    close_range(3, keep.saturating_sub(1)).and_then(|()| close_range(keep + 1, libc::c_uint::MAX))
+    if keep < 3 {
+        // Only if a standard descriptor was closed (Rust's runtime reopens
+        // them on /dev/null at start, so not through wpod's own binary).
+        return close_range(3, libc::c_uint::MAX);
+    }
+    close_range(3, keep - 1).and_then(|()| close_range(keep + 1, libc::c_uint::MAX))
 }
 
 /// In a forked child of the supervisor: an empty signal mask. The supervisor
