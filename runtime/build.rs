@@ -42,8 +42,8 @@ fn main() {
     let lld = var("CARGO_CFG_TARGET_ARCH") == "x86_64"
         && !flags.contains("linker-features=-lld")
         && !flags.contains("link-self-contained=-linker")
-        && !flags.contains("-Clinker=")
-        && !flags.contains("linker=");
+        && !flags.contains("linker=")
+        && !flags.contains("fuse-ld");
     if lld && var("WPOD_LINK_ORDER") != "0" {
         let order = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("link/hot-functions.txt");
         println!(
