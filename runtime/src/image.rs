@@ -376,8 +376,10 @@ impl Compiler {
         })
     }
 
-    /// The program compiled from `path` if it is at hand without compiling:
-    /// in memory, or in the disk cache under the file's identity. Cheap
+    /// The program compiled from `path` if the file is the one compiled
+    /// before (same identity, size and times), so that its cache entry is
+    /// known without reading and hashing it (for a 38 MB module that was
+    /// most of a warm start): from memory, or from the disk cache. Cheap
     /// enough to call from async code; [`Compiler::compile`] does the rest.
     pub(crate) fn cached(&self, path: &Path) -> Option<Compiled> {
         let dir = self.cache_dir.as_ref()?;
@@ -387,26 +389,20 @@ impl Compiler {
         Some(compiled)
     }
 
-    /// Reads, checks and compiles `path` (blocking: call from a blocking task).
+    /// Reads, checks and compiles `path` (blocking: call from a blocking
+    /// task), once [`Compiler::cached`] has not found it by file identity:
+    /// the file is read and hashed, and found again by its content if it was
+    /// compiled before under another name or identity.
     pub(crate) fn compile(&self, reference: &str, path: &Path) -> Result<Compiled, ImageError> {
         let io = |source| ImageError::Io {
             reference: reference.into(),
             path: path.to_owned(),
             source,
         };
-        // Fast path: the file is the one compiled before (same identity,
-        // size and times), so its cache entry is known without reading and
-        // hashing it: for a 38 MB module that read and hash was most of a
-        // warm start.
-        let fingerprint = std::fs::metadata(path).ok().map(|meta| fingerprint(&meta));
-        let index = match (&self.cache_dir, &fingerprint) {
-            (Some(dir), Some(fingerprint)) => Some(FileIndex::new(dir, path, fingerprint.clone())),
+        let index = match (&self.cache_dir, std::fs::metadata(path)) {
+            (Some(dir), Ok(meta)) => Some(FileIndex::new(dir, path, fingerprint(&meta))),
             _ => None,
         };
-        if let Some(compiled) = index.as_ref().and_then(|index| self.load_indexed(index)) {
-            tracing::debug!(program = %path.display(), "loaded from the compile cache");
-            return Ok(compiled);
-        }
         let bytes = std::fs::read(path).map_err(io)?;
         let kind = detect(&bytes).map_err(|what| ImageError::NotWasm {
             reference: reference.into(),

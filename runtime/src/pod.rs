@@ -186,6 +186,25 @@ struct RuntimeInner {
     compiler: Compiler,
 }
 
+impl RuntimeInner {
+    /// Links a compiled program; a program that is not a WASI command is the
+    /// image's error.
+    fn link(
+        &self,
+        reference: &str,
+        path: &std::path::Path,
+        compiled: &crate::image::Compiled,
+    ) -> std::result::Result<Program, ImageError> {
+        self.linkers
+            .link(compiled)
+            .map_err(|message| ImageError::NotCommand {
+                reference: reference.to_owned(),
+                path: path.to_owned(),
+                message,
+            })
+    }
+}
+
 /// How often running guests yield to the executor (and notice a stop).
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -388,15 +407,7 @@ impl Runtime {
                 continue;
             }
             if let Some(compiled) = self.inner.compiler.cached(program) {
-                let linked =
-                    self.inner
-                        .linkers
-                        .link(&compiled)
-                        .map_err(|message| ImageError::NotCommand {
-                            reference: spec.image.clone(),
-                            path: program.clone(),
-                            message,
-                        });
+                let linked = self.inner.link(&spec.image, program, &compiled);
                 programs.insert(program.clone(), linked);
                 continue;
             }
@@ -406,14 +417,7 @@ impl Runtime {
                 program.clone(),
                 tokio::task::spawn_blocking(move || {
                     let compiled = inner.compiler.compile(&reference, &path)?;
-                    inner
-                        .linkers
-                        .link(&compiled)
-                        .map_err(|message| ImageError::NotCommand {
-                            reference,
-                            path,
-                            message,
-                        })
+                    inner.link(&reference, &path, &compiled)
                 }),
             );
         }

@@ -41,12 +41,14 @@ pub(super) fn run(
     pods: &[PodSpec],
     pod_main: PodMain,
 ) -> Result<Option<SandboxedRun>, SandboxError> {
+    // Errors before any pod is prepared are told against the first.
+    let first_pod = || pods.first().map(|p| p.name.clone()).unwrap_or_default();
     // The pod processes are forks of this one: with a second thread, the
     // fork could inherit a lock held mid-way, and the kernel would refuse
     // the user namespace. Refuse plainly instead.
     if let Some(threads) = sys::thread_count().filter(|n| *n > 1) {
         return Err(SandboxError::Supervisor {
-            pod: pods.first().map(|p| p.name.clone()).unwrap_or_default(),
+            pod: first_pod(),
             what: format!(
                 "Sandbox::run needs a process with one thread and this one has {threads}; call it before starting any thread or async runtime"
             ),
@@ -54,7 +56,7 @@ pub(super) fn run(
         });
     }
     let signals = sys::SignalFd::for_supervisor().map_err(|e| SandboxError::Supervisor {
-        pod: pods.first().map(|p| p.name.clone()).unwrap_or_default(),
+        pod: first_pod(),
         what: "blocking SIGINT, SIGTERM and SIGCHLD".into(),
         source: e.source,
     })?;
