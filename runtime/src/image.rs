@@ -135,6 +135,22 @@ pub enum ImageError {
     BadConfig { reference: String, message: String },
 }
 
+impl ImageError {
+    /// Not found (127) or not runnable (126), as a shell tells them apart.
+    pub fn fault(&self) -> crate::Fault {
+        match self {
+            ImageError::NotFound { .. } | ImageError::ProgramNotFound { .. } => {
+                crate::Fault::NotFound
+            }
+            ImageError::NotWasm { .. }
+            | ImageError::Invalid { .. }
+            | ImageError::NotCommand { .. }
+            | ImageError::Io { .. } => crate::Fault::NotRunnable,
+            ImageError::BadConfig { .. } => crate::Fault::Input,
+        }
+    }
+}
+
 impl Image {
     /// Finds `reference` on disk (no Wasm is read yet).
     pub(crate) fn resolve(

@@ -110,7 +110,43 @@ impl Error {
     /// Whether the error is the user's input (manifest, image, volume), as
     /// opposed to wpod or the machine failing.
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, Error::Engine(_))
+        self.fault() != Fault::Host
+    }
+
+    /// Whose fault it is, for the exit status.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Manifest(_) | Error::Volume { .. } | Error::Port { .. } => Fault::Input,
+            Error::Image { source, .. } => source.fault(),
+            Error::Engine(_) => Fault::Host,
+        }
+    }
+}
+
+/// Why wpod could not run a pod, in the classes `docker run` and `podman run`
+/// tell apart by their exit status ([`Fault::exit_code`]); a container that
+/// ran and failed is not a fault but a [`PodStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Fault {
+    /// The user's input: the manifest, a volume, a port, a flag (125).
+    Input,
+    /// wpod itself or the machine (125, as `docker run`'s own errors).
+    Host,
+    /// An image that is there but is not a program wpod can run: not
+    /// WebAssembly, not a WASI command, unreadable (126, "cannot execute").
+    NotRunnable,
+    /// An image, or the program its `command` names, not found (127).
+    NotFound,
+}
+
+impl Fault {
+    /// The exit status of `wpod run` for this fault: 125, 126 or 127.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Fault::Input | Fault::Host => 125,
+            Fault::NotRunnable => 126,
+            Fault::NotFound => 127,
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wpod::{
-    Backoff, EgressPolicy, ImagePath, Isolation, LogLine, LogSink, PodOptions, PodPhase,
+    Backoff, EgressPolicy, Fault, ImagePath, Isolation, LogLine, LogSink, PodOptions, PodPhase,
     PodProcess, PodSpec, PodStatus, Runtime, RuntimeConfig, Sandbox, SandboxConfig, Stream,
 };
 
@@ -76,9 +76,6 @@ enum Format {
     Yaml,
 }
 
-/// Exit code for bad input: the manifest, an image, a volume.
-const EXIT_BAD_INPUT: u8 = 2;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -89,24 +86,24 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            let bad_input = error
-                .downcast_ref::<wpod::Error>()
-                .is_some_and(wpod::Error::is_bad_input)
-                || error
-                    .downcast_ref::<wpod::SandboxError>()
-                    .is_some_and(wpod::SandboxError::is_bad_input)
-                || error.downcast_ref::<wpod::ManifestError>().is_some()
-                || error.downcast_ref::<BadInput>().is_some();
-            // wpod's errors say all in their own text; others get their chain.
-            match (
-                error.downcast_ref::<wpod::Error>(),
-                error.downcast_ref::<wpod::SandboxError>(),
-            ) {
-                (Some(error), _) => eprintln!("wpod: error: {error}"),
-                (_, Some(error)) => eprintln!("wpod: error: {error}"),
-                _ => eprintln!("wpod: error: {error:#}"),
-            }
-            ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
+            let fault = if let Some(error) = error.downcast_ref::<wpod::Error>() {
+                eprintln!("wpod: error: {error}");
+                error.fault()
+            } else if let Some(error) = error.downcast_ref::<wpod::SandboxError>() {
+                eprintln!("wpod: error: {error}");
+                error.fault()
+            } else {
+                // Others get their chain.
+                eprintln!("wpod: error: {error:#}");
+                if error.downcast_ref::<wpod::ManifestError>().is_some()
+                    || error.downcast_ref::<BadInput>().is_some()
+                {
+                    Fault::Input
+                } else {
+                    Fault::Host
+                }
+            };
+            ExitCode::from(fault.exit_code())
         }
     }
 }
@@ -265,19 +262,40 @@ fn leave_to_exit<T>(value: T) {
     std::mem::forget(value);
 }
 
-/// 0 when every pod succeeded, 1 when one did not, 128 + the signal that
-/// stopped them (130 for Ctrl-C, 143 for SIGTERM).
+/// `wpod run`'s exit status, as `docker run`'s: 0 when every pod succeeded;
+/// else the exit code of the container that failed first (1 for a pod that
+/// failed with no failed container, or whose code is a multiple of 256);
+/// 128 + the signal that stopped the pods (130 for Ctrl-C, 143 for SIGTERM).
+/// 125, 126 and 127 are wpod's own ([`Fault::exit_code`]).
 fn exit_code(statuses: &[(String, PodStatus)], signalled: Option<u8>) -> ExitCode {
     if let Some(code) = signalled {
         return ExitCode::from(code);
     }
-    let succeeded = statuses
+    if statuses
         .iter()
-        .all(|(_, status)| status.phase == PodPhase::Succeeded);
-    if succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        .all(|(_, status)| status.phase == PodPhase::Succeeded)
+    {
+        return ExitCode::SUCCESS;
+    }
+    let first_failure = statuses
+        .iter()
+        .enumerate()
+        .filter_map(|(pod, (_, status))| {
+            status
+                .failed_containers()
+                .map(move |(order, termination)| {
+                    ((termination.finished_at, pod, order), termination)
+                })
+                .min_by_key(|(key, _)| *key)
+        })
+        .min_by_key(|(key, _)| *key);
+    match first_failure {
+        Some((_, termination)) => {
+            // Only the low 8 bits reach a parent, as with any process.
+            let code = (termination.exit_code & 0xff) as u8;
+            ExitCode::from(if code == 0 { 1 } else { code })
+        }
+        None => ExitCode::FAILURE,
     }
 }
 
@@ -353,7 +371,7 @@ fn run_pod_process(process: PodProcess) -> u8 {
     let tokio = match async_runtime(process.pod.containers.len()) {
         Ok(tokio) => tokio,
         Err(error) => {
-            process.failed(&error, false);
+            process.failed(&error, Fault::Host);
             return 1;
         }
     };
@@ -363,7 +381,7 @@ fn run_pod_process(process: PodProcess) -> u8 {
         let signals = match Signals::install() {
             Ok(signals) => signals,
             Err(error) => {
-                process.failed(&error, false);
+                process.failed(&error, Fault::Host);
                 return 1;
             }
         };
@@ -371,14 +389,14 @@ fn run_pod_process(process: PodProcess) -> u8 {
         let runtime = match Runtime::new(process.runtime_config.clone()) {
             Ok(runtime) => runtime,
             Err(error) => {
-                process.failed(&error, error.is_bad_input());
+                process.failed(&error, error.fault());
                 return 1;
             }
         };
         let mut handle = match runtime.start(process.pod.clone(), options).await {
             Ok(handle) => handle,
             Err(error) => {
-                process.failed(&error, error.is_bad_input());
+                process.failed(&error, error.fault());
                 return 1;
             }
         };

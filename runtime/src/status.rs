@@ -124,6 +124,17 @@ impl PodStatus {
             })
     }
 
+    /// Every container that ended in failure, with its place in the pod
+    /// (init containers first), in that order.
+    pub fn failed_containers(&self) -> impl Iterator<Item = (usize, &Termination)> {
+        self.init_container_statuses
+            .iter()
+            .chain(&self.container_statuses)
+            .enumerate()
+            .filter_map(|(order, status)| status.terminated().map(|t| (order, t)))
+            .filter(|(_, t)| !t.succeeded())
+    }
+
     /// A container's status by name.
     pub fn container(&self, name: &str) -> Option<&ContainerStatus> {
         self.init_container_statuses

@@ -43,7 +43,8 @@ fn check_refused(image_bytes: &[u8], expected: &str) {
     let workspace = Workspace::new();
     workspace.write("image.wasm", image_bytes);
     let run = workspace.run_pod(&pod_with_image("image.wasm"), &[]);
-    run.expect_code(2);
+    // `docker run`'s "cannot execute".
+    run.expect_code(126);
     assert!(run.stderr.contains("container `app`"), "{}", run.stderr);
     assert!(
         run.stderr.contains(expected),
@@ -92,7 +93,7 @@ fn module_without_start_is_not_a_command() {
 fn missing_image_is_named_with_where_it_was_looked_for() {
     let workspace = Workspace::new();
     let run = workspace.run_pod(&pod_with_image("missing.wasm"), &[]);
-    run.expect_code(2);
+    run.expect_code(127);
     assert!(
         run.stderr
             .contains("image `missing.wasm` not found; looked for"),
@@ -100,7 +101,7 @@ fn missing_image_is_named_with_where_it_was_looked_for() {
         run.stderr
     );
     let run = workspace.run_pod(&pod_with_image("no-such/image:v9"), &[]);
-    run.expect_code(2);
+    run.expect_code(127);
     assert!(run.stderr.contains("no-such/image/v9"), "{}", run.stderr);
 }
 
@@ -199,7 +200,7 @@ fn a_changed_wasm_file_is_compiled_again() {
     // Same path, new content: the cache must not answer with the old program.
     std::fs::copy(component("probe"), &app).unwrap();
     let changed = run();
-    changed.expect_code(1);
+    changed.expect_code(64);
     assert!(
         changed.stderr.contains("exited with code 64"),
         "{}",

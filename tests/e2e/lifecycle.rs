@@ -48,7 +48,8 @@ fn failed_init_container_with_never_fails_the_pod() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: initfail}\nspec:\n  restartPolicy: Never\n  initContainers:\n  - {name: setup, image: '@probe@', args: [exit, '3']}\n  - {name: later, image: '@hello@'}\n  containers:\n  - {name: app, image: '@hello@'}\n",
         &["-o", "json"],
     );
-    run.expect_code(1);
+    // The failed container's exit code is wpod's, as with `docker run`.
+    run.expect_code(3);
     assert!(
         run.stderr
             .contains("container `setup` exited with code 3 (Error)"),
@@ -143,7 +144,7 @@ fn on_failure_restarts_failed_app_containers_and_never_does_not() {
 fn a_trap_is_a_failed_container_with_its_message() {
     let workspace = Workspace::new();
     let run = workspace.run_pod("apiVersion: v1\nkind: Pod\nmetadata: {name: trap}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: app, image: '@probe@', args: [trap]}\n", &["-o", "yaml"]);
-    run.expect_code(1);
+    run.expect_code(134);
     assert!(run.stderr.contains("container `app` exited with code 134 (Error): wasm trap: wasm `unreachable` instruction executed"), "{}", run.stderr);
     assert!(run.stdout.contains("phase: Failed"), "{}", run.stdout);
     assert!(run.stdout.contains("exitCode: 134"), "{}", run.stdout);

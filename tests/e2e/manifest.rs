@@ -1,5 +1,5 @@
 //! Bad manifests: each is one clear error naming the file and the field,
-//! exit code 2, never a panic.
+//! exit code 125 (as `docker run`), never a panic.
 
 use crate::support::Workspace;
 
@@ -9,7 +9,7 @@ fn check(yaml: &str, expected: &str) {
     let workspace = Workspace::new();
     let pod = workspace.pod(yaml);
     let run = workspace.run(&["validate", pod.to_str().unwrap()]);
-    run.expect_code(2);
+    run.expect_code(125);
     assert!(
         run.stderr.contains(&format!("{}", pod.display())),
         "error does not name the file:\n{}",
@@ -171,7 +171,7 @@ fn fields_that_change_nothing_pass() {
 fn missing_manifest_file() {
     let workspace = Workspace::new();
     let run = workspace.run(&["validate", "nowhere.yaml"]);
-    run.expect_code(2);
+    run.expect_code(125);
     assert!(
         run.stderr
             .contains("nowhere.yaml: cannot read the manifest"),

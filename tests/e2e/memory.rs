@@ -31,7 +31,7 @@ fn a_guest_that_dies_of_it_is_oom_killed_and_its_sibling_runs_on() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: oom}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: hog\n    image: '@probe@'\n    args: [grow-memory, --die]\n    resources: {limits: {memory: 32Mi}}\n  - name: sibling\n    image: '@probe@'\n    args: [sleep, '300']\n",
         &["-o", "json"],
     );
-    run.expect_code(1);
+    run.expect_code(137);
     let status = run.json();
     let hog = &container(&status, "hog")["state"]["terminated"];
     assert_eq!(hog["reason"], "OOMKilled", "{status:#}");

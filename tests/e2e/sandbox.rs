@@ -323,7 +323,7 @@ fn required_refuses_a_pod_that_needs_the_host_network() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: published}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: '@hello@'\n    ports: [{containerPort: 80, hostPort: 18099}]\n",
         &["--isolation=required"],
     );
-    run.expect_code(2);
+    run.expect_code(125);
     assert!(
         run.stderr
             .contains("network namespace for pod `published` unavailable")
@@ -396,7 +396,7 @@ spec:
 ",
         &["-o", "json"],
     );
-    run.expect_code(1);
+    run.expect_code(137);
     let list = run.json();
     let status = |name: &str| {
         list["items"]
@@ -530,7 +530,7 @@ spec:
     assert_eq!(std::fs::read_to_string(&made).unwrap(), "by the pod");
     // `required` refuses, naming what is missing.
     let refused = run(&["--isolation=required"]);
-    refused.expect_code(2);
+    refused.expect_code(125);
     assert!(
         refused.stderr.contains("the pod cgroup unavailable"),
         "{}",
@@ -680,7 +680,7 @@ fn where_the_kernel_refuses_namespaces_auto_runs_without_the_wall_and_required_r
     // `required` refuses (there the cgroups, out of reach of a user
     // namespace, are the first part it finds missing).
     let required = run("--isolation=required");
-    required.expect_code(2);
+    required.expect_code(125);
     assert!(
         required.stderr.contains("--isolation=required: ")
             && required.stderr.contains(" unavailable: "),

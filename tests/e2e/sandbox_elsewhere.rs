@@ -20,7 +20,7 @@ fn auto_runs_without_the_wall_and_required_refuses() {
         run.stdout
     );
     let run = workspace.run_pod(HELLO, &["--isolation", "required"]);
-    run.expect_code(2);
+    run.expect_code(125);
     assert!(run.stderr.contains("wpod: error:"), "{}", run.stderr);
     let run = workspace.run_pod(HELLO, &["--isolation", "none"]);
     run.expect_code(0);

@@ -100,7 +100,7 @@ fn host_path_types() {
     };
     let missing = format!("{}/missing", workspace.path().display());
     let run = workspace.run_pod(&pod("Directory", &missing), &[]);
-    run.expect_code(2);
+    run.expect_code(125);
     assert!(
         run.stderr.contains("volume `h`: hostPath")
             && run
@@ -121,11 +121,11 @@ fn host_path_types() {
 
     let file = workspace.write("plain.txt", "x");
     let run = workspace.run_pod(&pod("Directory", file.to_str().unwrap()), &[]);
-    run.expect_code(2);
+    run.expect_code(125);
     assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
 
     let run = workspace.run_pod(&pod("File", file.to_str().unwrap()), &[]);
-    run.expect_code(2);
+    run.expect_code(125);
     assert!(
         run.stderr
             .contains("WASI gives containers directories only"),
@@ -134,7 +134,7 @@ fn host_path_types() {
     );
 
     let run = workspace.run_pod(&pod("Socket", file.to_str().unwrap()), &[]);
-    run.expect_code(2);
+    run.expect_code(125);
     assert!(
         run.stderr.contains(
             "spec.volumes[0].hostPath.type: `Socket` cannot be given to a Wasm container"
@@ -203,7 +203,7 @@ fn sub_path_symlink_cannot_escape_the_volume() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: esc}\nspec:\n  restartPolicy: Never\n  volumes:\n  - {name: d, hostPath: {path: '@ws@/vol'}}\n  containers:\n  - name: app\n    image: '@probe@'\n    args: [read, /x/passwd]\n    volumeMounts: [{name: d, mountPath: /x, subPath: escape}]\n",
         &[],
     );
-    run.expect_code(2);
+    run.expect_code(125);
     assert!(run.stderr.contains("subPath `escape`"), "{}", run.stderr);
     assert!(!run.stdout.contains("root:"), "{}", run.stdout);
 }

@@ -81,7 +81,10 @@ pub(super) fn pod_init(
     }
     let channel = Arc::new(Channel::new(std::fs::File::from(channel)));
     let fail = |error: &dyn std::error::Error| -> ! {
-        channel.send(&Message::Failed(ErrorReport::new(error, false)));
+        channel.send(&Message::Failed(ErrorReport::new(
+            error,
+            crate::Fault::Host,
+        )));
         sys::exit_now(1)
     };
     sys::set_process_name("wpod pod-init");
@@ -104,7 +107,10 @@ pub(super) fn pod_init(
     // The first `unshare` of the run is also the test of whether the kernel
     // allows the wall at all: no separate probe is paid for at every start.
     if let Err(error) = sys::enter_namespaces(sys::namespace_flags(request.plan.net_namespace)) {
-        channel.send(&Message::NoNamespaces(ErrorReport::new(&error, false)));
+        channel.send(&Message::NoNamespaces(ErrorReport::new(
+            &error,
+            crate::Fault::Host,
+        )));
         sys::exit_now(1);
     }
     if let Err(error) = sys::die_with_parent()
@@ -255,7 +261,7 @@ fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, Er
         Some(rules) => EgressPolicy::parse(rules).map_err(|message| ErrorReport {
             message: format!("--allow-egress: {message}"),
             causes: Vec::new(),
-            bad_input: true,
+            fault: crate::Fault::Input,
         })?,
         None => EgressPolicy::default(),
     };

@@ -68,7 +68,7 @@ pub enum Isolation {
     /// names what is missing and why, and the pod runs without that part.
     #[default]
     Auto,
-    /// Every part of the wall, or no run at all (exit 2). Always refused on
+    /// Every part of the wall, or no run at all (exit 125). Always refused on
     /// systems other than Linux.
     Required,
     /// No wall: the pods run inside the `wpod` process, as on other systems.
@@ -158,13 +158,18 @@ fn name_the_pod(pod: &str, report: &ErrorReport) -> String {
 }
 
 impl SandboxError {
-    /// Whether the user's input is at fault (exit 2), as opposed to the machine.
+    /// Whether the user's input is at fault, as opposed to the machine.
     pub fn is_bad_input(&self) -> bool {
+        self.fault() != crate::Fault::Host
+    }
+
+    /// Whose fault it is, for the exit status.
+    pub fn fault(&self) -> crate::Fault {
         match self {
-            SandboxError::Unavailable { .. } => true,
-            SandboxError::Pod(error) => error.is_bad_input(),
-            SandboxError::Inside { report, .. } => report.bad_input,
-            SandboxError::Supervisor { .. } => false,
+            SandboxError::Unavailable { .. } => crate::Fault::Input,
+            SandboxError::Pod(error) => error.fault(),
+            SandboxError::Inside { report, .. } => report.fault,
+            SandboxError::Supervisor { .. } => crate::Fault::Host,
         }
     }
 }
@@ -202,7 +207,7 @@ impl Sandbox {
     ///
     /// # Errors
     ///
-    /// The first pod that could not start, checked input first (exit 2);
+    /// The first pod that could not start, checked input first (exit 125);
     /// [`SandboxError::Unavailable`] for `required` without namespaces.
     pub fn run(
         &self,
@@ -255,14 +260,12 @@ impl PodProcess {
     }
 
     /// The pod could not start: the supervisor prints `error` and exits.
-    pub fn failed(&self, error: &dyn std::error::Error, bad_input: bool) {
+    pub fn failed(&self, error: &dyn std::error::Error, fault: crate::Fault) {
         #[cfg(target_os = "linux")]
         self.channel
-            .send(&protocol::Message::Failed(ErrorReport::new(
-                error, bad_input,
-            )));
+            .send(&protocol::Message::Failed(ErrorReport::new(error, fault)));
         #[cfg(not(target_os = "linux"))]
-        let _ = (error, bad_input);
+        let _ = (error, fault);
     }
 
     /// The pod ended with `status`.

@@ -60,12 +60,12 @@ pub(crate) enum Message {
 pub struct ErrorReport {
     pub message: String,
     pub causes: Vec<String>,
-    /// The user's input was wrong (exit 2), not the machine.
-    pub bad_input: bool,
+    /// Whose fault it was (the exit status).
+    pub fault: crate::Fault,
 }
 
 impl ErrorReport {
-    pub(crate) fn new(error: &dyn std::error::Error, bad_input: bool) -> ErrorReport {
+    pub(crate) fn new(error: &dyn std::error::Error, fault: crate::Fault) -> ErrorReport {
         let message = error.to_string();
         let mut causes = Vec::new();
         let mut source = error.source();
@@ -80,7 +80,7 @@ impl ErrorReport {
         ErrorReport {
             message,
             causes,
-            bad_input,
+            fault,
         }
     }
 }
@@ -152,7 +152,7 @@ mod tests {
             let report = ErrorReport {
                 message: "mount(MS_BIND)(/x): Permission denied".into(),
                 causes: vec!["EPERM".into()],
-                bad_input: false,
+                fault: crate::Fault::Host,
             };
             bytes.extend(serde_json::to_vec(&Message::Failed(report)).unwrap());
             bytes.push(b'\n');

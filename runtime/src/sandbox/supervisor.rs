@@ -6,7 +6,7 @@
 //!    owner pid is gone.
 //! 3. Check the user's input for every pod before starting any: images
 //!    resolved, hostPaths checked and created (`Volumes::prepare`), so errors
-//!    name host paths and exit 2 as they do without the wall.
+//!    name host paths and exit 125 as they do without the wall.
 //! 4. Per pod: its private folder, its [`Plan`], its cgroup; then fork
 //!    pod-init, which carries on in `inside.rs` with the pod in memory.
 //! 5. Poll: messages from the pods, signals, and their exits (SIGCHLD, read
