@@ -55,28 +55,59 @@ impl LogSink for DiscardLogs {
 /// The last lines of each container, kept for [`crate::PodHandle::logs`].
 #[derive(Debug, Default)]
 pub(crate) struct LogStore {
-    lines: Mutex<HashMap<String, VecDeque<String>>>,
+    containers: Mutex<HashMap<String, Kept>>,
 }
 
-/// How many lines of each container are kept.
-const KEPT_LINES: usize = 10_000;
+/// One container's kept lines and their size in bytes.
+#[derive(Debug, Default)]
+struct Kept {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+/// How much of each container's output is kept in memory: its last lines
+/// up to this many bytes (the oldest go first). Bounded in bytes, not lines,
+/// so that a container printing long lines costs no more than one printing
+/// short ones: the pod process holds this outside any container's memory
+/// limit. Together with [`MAX_LINE`] for each stream's partial line, it is
+/// the most a container's output can cost.
+pub(crate) const KEPT_LOG_BYTES: usize = 1024 * 1024;
+
+/// What a kept line costs besides its text (the `String` and its slot).
+const LINE_OVERHEAD: usize = 32;
 
 impl LogStore {
     fn push(&self, container: &str, text: &[u8]) {
-        let mut lines = self.lines.lock().expect("log store poisoned");
-        let kept = lines.entry(container.to_owned()).or_default();
-        if kept.len() == KEPT_LINES {
-            kept.pop_front();
+        let mut containers = self.containers.lock().expect("log store poisoned");
+        let kept = match containers.get_mut(container) {
+            Some(kept) => kept,
+            None => containers.entry(container.to_owned()).or_default(),
+        };
+        let line = String::from_utf8_lossy(text).into_owned();
+        kept.bytes += line.len() + LINE_OVERHEAD;
+        kept.lines.push_back(line);
+        while kept.bytes > KEPT_LOG_BYTES && kept.lines.len() > 1 {
+            let dropped = kept.lines.pop_front().expect("more than one line");
+            kept.bytes -= dropped.len() + LINE_OVERHEAD;
         }
-        kept.push_back(String::from_utf8_lossy(text).into_owned());
+        if kept.lines.capacity() > 4 * kept.lines.len().max(64) {
+            kept.lines.shrink_to_fit();
+        }
     }
 
     pub(crate) fn lines(&self, container: &str) -> Vec<String> {
-        let lines = self.lines.lock().expect("log store poisoned");
-        lines
+        let containers = self.containers.lock().expect("log store poisoned");
+        containers
             .get(container)
-            .map(|kept| kept.iter().cloned().collect())
+            .map(|kept| kept.lines.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The bytes kept for `container`, as [`KEPT_LOG_BYTES`] counts them.
+    #[cfg(test)]
+    fn kept_bytes(&self, container: &str) -> usize {
+        let containers = self.containers.lock().expect("log store poisoned");
+        containers.get(container).map_or(0, |kept| kept.bytes)
     }
 }
 
@@ -116,8 +147,9 @@ struct LineWriter {
     pending: Vec<u8>,
 }
 
-/// A line longer than this is emitted in pieces.
-const MAX_LINE: usize = 64 * 1024;
+/// A line longer than this is emitted in pieces (so a stream's partial line
+/// never holds more).
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 impl LineWriter {
     fn new(output: ContainerOutput) -> LineWriter {
@@ -209,5 +241,58 @@ impl Drop for LineWriter {
             let line = std::mem::take(&mut self.pending);
             self.emit(&line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(store: &Arc<LogStore>) -> LineWriter {
+        LineWriter::new(ContainerOutput {
+            pod: "pod".into(),
+            container: "chatty".into(),
+            stream: Stream::Stdout,
+            sink: Arc::new(DiscardLogs),
+            store: store.clone(),
+        })
+    }
+
+    #[test]
+    fn output_without_newlines_is_kept_within_the_bound() {
+        let store = Arc::new(LogStore::default());
+        let mut out = writer(&store);
+        let chunk = vec![b'x'; 8192];
+        // 64 MiB without a newline: pieces of MAX_LINE each.
+        for _ in 0..(64 * 1024 * 1024 / chunk.len()) {
+            out.push(&chunk);
+        }
+        assert!(out.pending.len() < MAX_LINE);
+        let kept = store.kept_bytes("chatty");
+        assert!(kept <= KEPT_LOG_BYTES, "{kept} bytes kept");
+        assert!(kept > KEPT_LOG_BYTES / 2, "only {kept} bytes kept");
+        let lines = store.lines("chatty");
+        assert!(lines.iter().all(|line| line.len() == MAX_LINE));
+    }
+
+    #[test]
+    fn short_lines_keep_the_newest() {
+        let store = Arc::new(LogStore::default());
+        let mut out = writer(&store);
+        for n in 0..200_000 {
+            out.push(format!("line {n}\n").as_bytes());
+        }
+        let lines = store.lines("chatty");
+        assert_eq!(lines.last().map(String::as_str), Some("line 199999"));
+        assert!(store.kept_bytes("chatty") <= KEPT_LOG_BYTES);
+        assert!(lines.len() < 200_000);
+    }
+
+    #[test]
+    fn one_line_longer_than_the_bound_is_still_kept() {
+        let store = LogStore::default();
+        store.push("c", &vec![b'y'; 10]);
+        store.push("c", &vec![b'z'; KEPT_LOG_BYTES + 10]);
+        assert_eq!(store.lines("c").len(), 1);
     }
 }

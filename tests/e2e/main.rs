@@ -7,6 +7,7 @@ mod support;
 
 mod containers;
 mod examples;
+mod hardening;
 mod images;
 mod library;
 mod lifecycle;

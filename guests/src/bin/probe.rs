@@ -13,7 +13,7 @@ use wpod_guests::error_text;
 
 const USAGE: &str = "usage: probe env | exit N | write PATH TEXT | append PATH TEXT | read PATH | \
 ls DIR | readonly DIR FILE | grow-memory [--die] | trap | spin | sleep MS | lines N | stat PATH | \
-connect HOST:PORT | resolve NAME";
+connect HOST:PORT | resolve NAME | spew BYTES | fill PATH BYTES | open-files DIR N";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -103,6 +103,9 @@ fn main() {
                 eprintln!("err {i}");
             }
         }
+        "spew" => spew(number(arg(2))),
+        "fill" => fill(Path::new(arg(2)), number(arg(3))),
+        "open-files" => open_files(Path::new(arg(2)), number(arg(3))),
         "stat" => {
             let meta = fs::metadata(arg(2)).ok();
             println!("exists={}", meta.is_some());
@@ -134,6 +137,80 @@ fn main() {
             usage();
         }
     }
+}
+
+/// Writes `bytes` of `x` to stdout without a newline (a chatty container).
+fn spew(bytes: u64) {
+    let chunk = [b'x'; 64 * 1024];
+    let mut out = io::stdout().lock();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        if let Err(e) = out.write_all(&chunk[..n]) {
+            fail(&e);
+        }
+        left -= n as u64;
+    }
+    let _ = out.flush();
+    eprintln!("spewed {bytes}");
+}
+
+/// Writes up to `bytes` into the file at `path`, 1 MiB at a time; prints
+/// how much was written and the error that stopped it (`stopped: <kind>:
+/// <text>`, or `stopped: none`).
+fn fill(path: &Path, bytes: u64) {
+    let mut file = File::create(path).unwrap_or_else(|e| fail(&e));
+    let chunk = vec![b'f'; 1024 * 1024];
+    let mut written = 0u64;
+    let mut error = None;
+    while written < bytes {
+        let n = (bytes - written).min(chunk.len() as u64) as usize;
+        match file.write(&chunk[..n]) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    if error.is_none()
+        && let Err(e) = file.sync_all()
+    {
+        error = Some(e);
+    }
+    println!("written={written}");
+    match error {
+        Some(e) => {
+            println!("stopped: {:?}: {}", e.kind(), error_text(&e));
+            exit(1);
+        }
+        None => println!("stopped: none"),
+    }
+}
+
+/// Opens up to `n` files in `dir` and keeps them open; prints how many it
+/// got and the error that stopped it, then sleeps (holding them) until
+/// stopped or for 60 s.
+fn open_files(dir: &Path, n: u64) {
+    let mut files = Vec::new();
+    let mut error = None;
+    for i in 0..n {
+        match File::create(dir.join(format!("f{}", i % 64))) {
+            Ok(file) => files.push(file),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    println!("opened={}", files.len());
+    match &error {
+        Some(e) => println!("stopped: {:?}: {}", e.kind(), error_text(e)),
+        None => println!("stopped: none"),
+    }
+    let _ = io::stdout().flush();
+    std::thread::sleep(Duration::from_secs(60));
 }
 
 fn env(args: &[String]) {
