@@ -58,6 +58,7 @@ mod manifest;
 mod network;
 mod pod;
 mod sandbox;
+mod state;
 mod status;
 mod volume;
 

@@ -68,7 +68,9 @@ pub struct PodOptions {
     pub backoff: Backoff,
     /// Receives every line the containers print.
     pub log_sink: Arc<dyn LogSink>,
-    /// Where the pod's private folders (emptyDirs) are made.
+    /// Where the pod's private folders (emptyDirs) are made: a folder of
+    /// the caller's own, checked (not a symlink, not someone else's) before
+    /// use. The default is `$XDG_RUNTIME_DIR/wpod`, else `$TMPDIR/wpod-<uid>`.
     pub state_dir: PathBuf,
     /// Folders the host has already prepared for some of the pod's
     /// `emptyDir` volumes, by volume name (the OS wall mounts a tmpfs for
@@ -79,14 +81,14 @@ pub struct PodOptions {
 
 impl Default for PodOptions {
     /// No image path beyond the manifest's folder, no egress, the kubelet's
-    /// back-off, output discarded, state in the system's temp folder.
+    /// back-off, output discarded, state in the user's own state folder.
     fn default() -> PodOptions {
         PodOptions {
             image_path: ImagePath::default(),
             egress: EgressPolicy::default(),
             backoff: Backoff::KUBELET,
             log_sink: Arc::new(DiscardLogs),
-            state_dir: std::env::temp_dir().join("wpod"),
+            state_dir: crate::state::default_root(),
             prepared_volumes: HashMap::new(),
         }
     }

@@ -292,12 +292,14 @@ impl Scratch {
         SWEPT.call_once(|| sweep_stale(state_root));
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = state_root.join(format!("{pod}-{}-{n}", std::process::id()));
-        crate::image::create_private_dir(&path).map_err(|source| VolumeError::Scratch {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Scratch { path })
+        let name = format!("{pod}-{}-{n}", std::process::id());
+        crate::state::ensure_private_root(state_root)
+            .and_then(|()| crate::state::create_private_child(state_root, &name))
+            .map(|path| Scratch { path })
+            .map_err(|source| VolumeError::Scratch {
+                path: state_root.join(&name),
+                source,
+            })
     }
 }
 

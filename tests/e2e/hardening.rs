@@ -3,8 +3,24 @@
 #![cfg(target_os = "linux")]
 
 use crate::sandbox::wall_available;
-use crate::support::Workspace;
+use crate::support::{OtherUser, Workspace, current_uid, other_user};
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::Stdio;
+
+/// A pod with one emptyDir: it needs a private folder in the state folder.
+const EMPTY_DIR_POD: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: scratchy}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  containers:
+  - name: app
+    image: '@probe@'
+    args: [write, /s/file, data]
+    volumeMounts: [{name: scratch, mountPath: /s}]
+";
 
 #[test]
 fn a_chatty_container_costs_no_more_than_its_log_bound() {
@@ -47,4 +63,75 @@ spec:
         "{}",
         run.stderr
     );
+}
+
+/// Runs the emptyDir pod in `workspace` as root or as `user`.
+fn run_scratchy(workspace: &Workspace, user: Option<&OtherUser>) -> crate::support::Run {
+    let pod = workspace.path().join("pod.yaml");
+    let mut command = workspace.wpod();
+    command.args(["run", pod.to_str().unwrap(), "--no-cache"]);
+    let mut command = match user {
+        Some(user) => user.command(&command),
+        None => command,
+    };
+    command.output().expect("running wpod").into()
+}
+
+#[test]
+fn a_state_folder_planted_by_another_user_is_refused_and_two_users_run_in_either_order() {
+    let Some(user) = other_user() else {
+        return;
+    };
+    let workspace = Workspace::new();
+    workspace.pod(EMPTY_DIR_POD);
+    // TMPDIR is shared as /tmp is: anyone may create entries.
+    std::fs::set_permissions(workspace.tmp(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(workspace.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ours = workspace.state_dir(current_uid());
+
+    // The other user plants a symlink where root's state folder goes...
+    let trap = workspace.path().join("trap");
+    std::fs::create_dir(&trap).unwrap();
+    user.chown(&trap);
+    std::os::unix::fs::symlink(&trap, &ours).unwrap();
+    std::os::unix::fs::lchown(&ours, Some(user.uid), Some(user.gid)).unwrap();
+    let run = run_scratchy(&workspace, None);
+    run.expect_code(125);
+    assert!(run.stderr.contains("is a symlink"), "{}", run.stderr);
+    assert!(run.stderr.contains("XDG_RUNTIME_DIR"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_dir(&trap).unwrap().count(),
+        0,
+        "root's pod folder landed in the trap"
+    );
+
+    // ... or a folder of its own.
+    std::fs::remove_file(&ours).unwrap();
+    std::fs::create_dir(&ours).unwrap();
+    std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o777)).unwrap();
+    user.chown(&ours);
+    let run = run_scratchy(&workspace, None);
+    run.expect_code(125);
+    assert!(
+        run.stderr
+            .contains(&format!("belongs to uid {}, not to you (uid 0)", user.uid)),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_dir(&ours).unwrap().count(), 0);
+    std::fs::remove_dir(&ours).unwrap();
+
+    // Root, then the user, then root again, in one TMPDIR: each in a folder
+    // of its own, mode 0700.
+    for who in [None, Some(&user), None] {
+        let run = run_scratchy(&workspace, who);
+        run.expect_code(0);
+        assert!(run.stdout.contains("[app] wrote /s/file"), "{run:?}");
+    }
+    for uid in [current_uid(), user.uid] {
+        let meta = std::fs::symlink_metadata(workspace.state_dir(uid)).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    }
 }

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Whether the wall can be had here; prints why not.
-fn wall_available() -> bool {
+pub(crate) fn wall_available() -> bool {
     if is_root() {
         return true;
     }
@@ -248,9 +248,12 @@ fn a_read_only_volume_is_a_read_only_mount() {
     let state = mountinfo
         .lines()
         .find(|l| {
-            l.split(' ')
-                .nth(4)
-                .is_some_and(|p| p.contains("/tmp/wpod/walled-"))
+            l.split(' ').nth(4).is_some_and(|p| {
+                p.contains(&format!(
+                    "/tmp/wpod-{}/walled-",
+                    crate::support::current_uid()
+                ))
+            })
         })
         .unwrap_or_else(|| panic!("no state folder mount:\n{mountinfo}"));
     assert!(
@@ -427,30 +430,10 @@ fn a_rootless_run_gets_the_wall_and_its_files_belong_to_the_user() {
         eprintln!("skipped: creating a user for the rootless run needs root");
         return;
     }
-    let user = "wpod-e2e";
-    if Command::new("id")
-        .arg(user)
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        let created = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                user,
-            ])
-            .status()
-            .expect("useradd");
-        assert!(created.success(), "useradd {user}");
-    }
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id").args([flag, user]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    let Some(user) = crate::support::other_user() else {
+        return;
     };
-    let (uid, gid) = (id("-u"), id("-g"));
+    let (uid, gid) = (user.uid, user.gid);
     let workspace = Workspace::new();
     let pod = workspace.pod(
         "apiVersion: v1
@@ -469,33 +452,20 @@ spec:
     );
     let cache = workspace.path().join("cache");
     std::fs::create_dir_all(&cache).unwrap();
-    let chown = |path: &Path| {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-    };
     for path in [
         workspace.path().to_owned(),
         workspace.tmp(),
         cache.clone(),
         pod.clone(),
     ] {
-        chown(&path);
+        user.chown(&path);
     }
     // The workspace is the test's (0700); the user must reach into it.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(workspace.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let run = |extra: &[&str]| -> crate::support::Run {
-        let command = workspace.wpod();
-        let wpod = command.get_program().to_owned();
-        let mut runuser = Command::new("runuser");
-        runuser.args(["-u", user, "--"]).arg(wpod);
-        for (key, value) in command.get_envs() {
-            if let Some(value) = value {
-                runuser.env(key, value);
-            }
-        }
-        runuser
+        user.command(&workspace.wpod())
             .env("WPOD_CACHE_DIR", &cache)
-            .current_dir(workspace.path())
             .args(["run", pod.to_str().unwrap()])
             .args(extra)
             .output()

@@ -556,8 +556,8 @@ impl PrivateFolder {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{pod}-{}-w{n}", std::process::id());
-        let path = state_dir.join(&name);
-        crate::image::create_private_dir(&path)?;
+        crate::state::ensure_private_root(state_dir)?;
+        let path = crate::state::create_private_child(state_dir, &name)?;
         Ok(PrivateFolder { path, name })
     }
 }

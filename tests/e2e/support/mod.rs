@@ -97,14 +97,25 @@ impl Workspace {
         self.dir.path()
     }
 
-    /// The `TMPDIR` of the runs: `wpod/` inside holds the pods' scratch folders.
+    /// The `TMPDIR` of the runs: `wpod-<uid>/` inside holds the pods'
+    /// scratch folders.
     pub fn tmp(&self) -> PathBuf {
         self.dir.path().join("tmp")
     }
 
+    /// The state folder of the runs of user `uid` (`$TMPDIR/wpod-<uid>`;
+    /// `%TEMP%\\wpod` on Windows).
+    pub fn state_dir(&self, uid: u32) -> PathBuf {
+        if cfg!(unix) {
+            self.tmp().join(format!("wpod-{uid}"))
+        } else {
+            self.tmp().join("wpod")
+        }
+    }
+
     /// Scratch folders left in this workspace (should be none after a run).
     pub fn leftovers(&self) -> Vec<String> {
-        match std::fs::read_dir(self.tmp().join("wpod")) {
+        match std::fs::read_dir(self.state_dir(current_uid())) {
             Ok(entries) => entries
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -160,6 +171,18 @@ impl Workspace {
     }
 }
 
+/// The user the tests run as.
+pub fn current_uid() -> u32 {
+    #[cfg(unix)]
+    {
+        rustix::process::geteuid().as_raw()
+    }
+    #[cfg(not(unix))]
+    {
+        0
+    }
+}
+
 /// Replaces `@guest@`, `@guest.p1@` and `@ws@` in a test's YAML.
 pub fn expand(yaml: &str, workspace: &Path) -> String {
     let mut out = String::new();
@@ -206,4 +229,79 @@ pub fn second_loopback_address() -> bool {
         );
     }
     ok
+}
+
+/// A second, unprivileged user for tests of what two users may do to each
+/// other: `wpod-e2e`, created once (needs root). `None`, after printing why,
+/// when the tests do not run as root.
+#[cfg(target_os = "linux")]
+pub fn other_user() -> Option<OtherUser> {
+    if current_uid() != 0 {
+        eprintln!("skipped: creating a second user needs root");
+        return None;
+    }
+    let name = "wpod-e2e";
+    let exists = Command::new("id")
+        .arg(name)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !exists {
+        // Two tests may race to create it; whoever loses finds it made.
+        let _ = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status();
+    }
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, name]).output().expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no user {name}: useradd failed"))
+    };
+    Some(OtherUser {
+        name: name.into(),
+        uid: id("-u"),
+        gid: id("-g"),
+    })
+}
+
+/// See [`other_user`].
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone)]
+pub struct OtherUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[cfg(target_os = "linux")]
+impl OtherUser {
+    /// `command` (a `Workspace::wpod()`), run as this user with the same
+    /// environment and folder.
+    pub fn command(&self, command: &Command) -> Command {
+        let mut runuser = Command::new("runuser");
+        runuser
+            .args(["-u", &self.name, "--"])
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (key, value) in command.get_envs() {
+            if let Some(value) = value {
+                runuser.env(key, value);
+            }
+        }
+        if let Some(dir) = command.get_current_dir() {
+            runuser.current_dir(dir);
+        }
+        runuser
+    }
+
+    pub fn chown(&self, path: &Path) {
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).unwrap();
+    }
 }
