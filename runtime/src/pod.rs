@@ -13,7 +13,7 @@ use crate::manifest::Protocol;
 use crate::manifest::{ContainerSpec, PodSpec, RestartPolicy};
 use crate::network::{EgressPolicy, PodNetwork, PortSpace, Published};
 use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
-use crate::volume::{Preopen, Volumes};
+use crate::volume::Volumes;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -443,14 +443,12 @@ impl Runtime {
                     return Err(image_error(spec, error));
                 }
             };
-            let mut preopens = Vec::new();
-            if let Some(rootfs) = &image.rootfs {
-                preopens.push(Preopen::image_root(rootfs));
-            }
-            preopens.extend(volumes.preopens(spec).map_err(|source| Error::Volume {
-                pod: pod.name.clone(),
-                source: Box::new(source),
-            })?);
+            let preopens = volumes
+                .preopens(spec, image.rootfs.as_deref())
+                .map_err(|source| Error::Volume {
+                    pod: pod.name.clone(),
+                    source: Box::new(source),
+                })?;
             plans.push(ContainerPlan {
                 name: spec.name.clone(),
                 argv,

@@ -98,9 +98,25 @@ impl Volumes {
         Ok(volumes)
     }
 
-    /// The preopens of one container, from its volumeMounts.
-    pub(crate) fn preopens(&self, container: &ContainerSpec) -> Result<Vec<Preopen>, VolumeError> {
-        let mut preopens = Vec::with_capacity(container.volume_mounts.len());
+    /// The preopens of one container: the image's files (`rootfs`) read-only
+    /// at `/`, then its volumeMounts. A volume mounted at `/` (wpod's
+    /// extension; Kubernetes refuses it) replaces the image's files there:
+    /// one root, as `wasmtime run --dir DIR::/` gives it, where two preopens
+    /// named `/` would leave the choice to the guest's libc.
+    pub(crate) fn preopens(
+        &self,
+        container: &ContainerSpec,
+        rootfs: Option<&Path>,
+    ) -> Result<Vec<Preopen>, VolumeError> {
+        let mut preopens = Vec::with_capacity(container.volume_mounts.len() + 1);
+        if let Some(rootfs) = rootfs
+            && !container
+                .volume_mounts
+                .iter()
+                .any(|mount| mount.mount_path.trim_end_matches('/').is_empty())
+        {
+            preopens.push(Preopen::image_root(rootfs));
+        }
         for mount in &container.volume_mounts {
             let error = |problem: String, hint: &str| VolumeError::Mount {
                 container: container.name.clone(),
@@ -119,7 +135,10 @@ impl Volumes {
                     "WASI gives containers directories only: mount the folder that holds the file",
                 ));
             }
-            let guest = mount.mount_path.trim_end_matches('/').to_owned();
+            let guest = match mount.mount_path.trim_end_matches('/') {
+                "" => "/".to_owned(),
+                path => path.to_owned(),
+            };
             let Some(sub_path) = &mount.sub_path else {
                 preopens.push(Preopen {
                     host: host.clone(),
@@ -165,7 +184,7 @@ impl Volumes {
 
 impl Preopen {
     /// A root filesystem shown read-only at `/` (an image's files).
-    pub(crate) fn image_root(rootfs: &Path) -> Preopen {
+    fn image_root(rootfs: &Path) -> Preopen {
         Preopen {
             host: rootfs.to_owned(),
             guest: "/".into(),
@@ -346,4 +365,64 @@ pub(crate) fn left_by_dead_processes(dir: &Path) -> Vec<PathBuf> {
         })
         .map(|entry| entry.path())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::ContainerSpec;
+
+    fn guests(preopens: &[Preopen]) -> Vec<(&str, &Path, bool)> {
+        preopens
+            .iter()
+            .map(|p| (p.guest.as_str(), p.host.as_path(), p.read_only))
+            .collect()
+    }
+
+    #[test]
+    fn a_volume_at_root_replaces_the_image_files() {
+        let host = tempfile::tempdir().unwrap();
+        let data = host.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let rootfs = host.path().join("rootfs");
+        let pod = PodSpec::builder("root")
+            .host_path("root", host.path(), HostPathType::Directory)
+            .host_path("data", &data, HostPathType::Directory)
+            .container(
+                ContainerSpec::new("at-root", "app.wasm")
+                    .mount("data", "/data", true)
+                    .mount("root", "/", false),
+            )
+            .container(ContainerSpec::new("trailing", "app.wasm").mount("root", "//", false))
+            .container(ContainerSpec::new("elsewhere", "app.wasm").mount("data", "/data/", false))
+            .build()
+            .unwrap();
+        let volumes = Volumes::prepare(&pod, host.path(), &HashMap::new()).unwrap();
+        let preopens = |index: usize, rootfs: Option<&Path>| {
+            volumes.preopens(&pod.containers[index], rootfs).unwrap()
+        };
+
+        // The volume is the root; the image's files are not preopened at all.
+        assert_eq!(
+            guests(&preopens(0, Some(&rootfs))),
+            [("/data", data.as_path(), true), ("/", host.path(), false)]
+        );
+        assert_eq!(
+            guests(&preopens(1, Some(&rootfs))),
+            [("/", host.path(), false)]
+        );
+        assert_eq!(guests(&preopens(1, None)), [("/", host.path(), false)]);
+        // Without a volume at `/`, the image's files are, read-only, first.
+        assert_eq!(
+            guests(&preopens(2, Some(&rootfs))),
+            [
+                ("/", rootfs.as_path(), true),
+                ("/data", data.as_path(), false)
+            ]
+        );
+        assert_eq!(
+            guests(&preopens(2, None)),
+            [("/data", data.as_path(), false)]
+        );
+    }
 }

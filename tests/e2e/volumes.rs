@@ -228,3 +228,48 @@ fn nothing_of_the_host_is_visible_beyond_the_mounts() {
         1
     );
 }
+
+#[test]
+fn a_volume_at_root_is_the_containers_root_in_place_of_the_image_files() {
+    let workspace = Workspace::new();
+    workspace.write("root/etc/greeting.txt", "from the volume");
+    let run = workspace.run_pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: root}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: root, hostPath: {path: '@ws@/root', type: Directory}}
+  containers:
+  - name: component
+    image: '@probe@'
+    args: [read, /etc/greeting.txt]
+    volumeMounts: [{name: root, mountPath: /}]
+  - name: module
+    image: '@probe.p1@'
+    args: [write, /written.txt, by the module]
+    volumeMounts: [{name: root, mountPath: /}]
+  - name: image
+    image: probe
+    args: [stat, /etc/motd]
+    volumeMounts: [{name: root, mountPath: /}]
+",
+        &[],
+    );
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("[component] from the volume"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains("[module] wrote /written.txt"),
+        "{run:?}"
+    );
+    // The image's program runs, but its rootfs is not what the guest sees.
+    assert!(run.stdout.contains("[image] exists=false"), "{run:?}");
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join("root/written.txt")).unwrap(),
+        "by the module"
+    );
+}

@@ -198,18 +198,17 @@ fn container(
                 hint,
             ));
         }
-        let normalized = mount.mount_path.trim_end_matches('/');
+        // `/` is wpod's extension (Kubernetes refuses it): the container's
+        // root, as `wasmtime run --dir DIR::/` gives it.
+        let normalized = match mount.mount_path.trim_end_matches('/') {
+            "" => "/",
+            path => path,
+        };
         if !mount.mount_path.starts_with('/') {
             problems.push(Problem::new(
                 format!("{mount_path_field}.mountPath"),
                 format!("`{}` is not an absolute path", mount.mount_path),
                 "start it with /",
-            ));
-        } else if normalized.is_empty() {
-            problems.push(Problem::new(
-                format!("{mount_path_field}.mountPath"),
-                "a volume cannot be mounted at /",
-                "mount it at a directory such as /data",
             ));
         } else if mount.mount_path.split('/').any(|part| part == "..") {
             problems.push(Problem::new(
@@ -294,4 +293,50 @@ fn dns1123_subdomain(name: &str) -> Option<String> {
         return Some(format!("`{name}` is not a valid DNS-1123 name"));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::{ContainerSpec, HostPathType, PodSpec};
+
+    fn mount_problems(paths: &[&str]) -> Vec<String> {
+        let mut container = ContainerSpec::new("app", "app.wasm");
+        for path in paths {
+            container = container.mount("v", *path, false);
+        }
+        let pod = PodSpec::builder("p")
+            .host_path("v", "/tmp", HostPathType::Directory)
+            .container(container);
+        match pod.build() {
+            Ok(_) => Vec::new(),
+            Err(crate::ManifestError::Invalid { problems, .. }) => {
+                problems.iter().map(ToString::to_string).collect()
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_volume_may_be_mounted_at_root() {
+        assert_eq!(mount_problems(&["/"]), Vec::<String>::new());
+        assert_eq!(mount_problems(&["/", "/data"]), Vec::<String>::new());
+        assert_eq!(
+            mount_problems(&["/", "//"]),
+            [
+                "spec.containers[0].volumeMounts[1].mountPath: `//` is already mounted by volumeMounts[0]; mount each path once"
+            ]
+        );
+        assert_eq!(
+            mount_problems(&["/.."]),
+            [
+                "spec.containers[0].volumeMounts[0].mountPath: must not contain `..`; write the path without `..`"
+            ]
+        );
+        assert_eq!(
+            mount_problems(&["data"]),
+            [
+                "spec.containers[0].volumeMounts[0].mountPath: `data` is not an absolute path; start it with /"
+            ]
+        );
+    }
 }
