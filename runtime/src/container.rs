@@ -235,6 +235,8 @@ pub(crate) struct ContainerPlan {
     pub working_dir: String,
     pub preopens: Vec<Preopen>,
     pub memory_limit: Option<u64>,
+    /// The pod's ceiling, shared by its containers.
+    pub pod_memory: Arc<PodMemory>,
     pub program: Program,
     pub network: PodNetwork,
 }
@@ -370,7 +372,8 @@ pub(crate) async fn run(
             .memory_limit
             .map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
         used: 0,
-        refused: false,
+        refused: None,
+        pod: plan.pod_memory.clone(),
     };
     let result = match &plan.program {
         Program::Component(pre) => {
@@ -407,10 +410,17 @@ pub(crate) async fn run(
             (result.map(|()| 0), refused)
         }
     };
-    Ok(outcome(result.0, result.1))
+    let refused = result.1.map(|whose| match whose {
+        Refused::Container => "memory limit reached".to_owned(),
+        Refused::Pod => format!(
+            "the pod's memory ceiling ({} bytes: {}) was reached",
+            plan.pod_memory.limit, plan.pod_memory.source
+        ),
+    });
+    Ok(outcome(result.0, refused))
 }
 
-fn outcome(result: wasmtime::Result<i32>, memory_refused: bool) -> Outcome {
+fn outcome(result: wasmtime::Result<i32>, memory_refused: Option<String>) -> Outcome {
     let (exit_code, message) = match result {
         Ok(code) => (code, None),
         Err(error) => match error.downcast_ref::<I32Exit>() {
@@ -418,9 +428,11 @@ fn outcome(result: wasmtime::Result<i32>, memory_refused: bool) -> Outcome {
             None => (TRAP_EXIT_CODE, Some(error.root_cause().to_string())),
         },
     };
-    if exit_code != 0 && memory_refused {
+    if exit_code != 0
+        && let Some(refused) = memory_refused
+    {
         let message = format!(
-            "memory limit reached{}",
+            "{refused}{}",
             message.map(|m| format!(": {m}")).unwrap_or_default()
         );
         return Outcome {
@@ -544,14 +556,79 @@ impl HasLimits for P1State {
     }
 }
 
+/// The default memory ceiling of a pod: half of the host's memory (Linux's
+/// `MemTotal`), so that a pod whose containers have no `limits.memory`
+/// still cannot take the whole host. `None` where the host's memory is not
+/// known (other systems).
+pub fn host_memory_share() -> Option<u64> {
+    static SHARE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *SHARE.get_or_init(|| {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib: u64 = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024 / 2)
+    })
+}
+
+/// The Wasm memory of all of a pod's containers together, against the pod's
+/// ceiling: the backstop in the pod process itself (behind the OS wall the
+/// pod's cgroup is a second one, which also counts the runtime).
+#[derive(Debug)]
+pub(crate) struct PodMemory {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+    /// Why the limit is what it is, for the message when it is reached.
+    source: &'static str,
+}
+
+impl PodMemory {
+    pub(crate) fn new(limit: Option<u64>, source: &'static str) -> PodMemory {
+        PodMemory {
+            limit: limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)),
+            used: std::sync::atomic::AtomicUsize::new(0),
+            source,
+        }
+    }
+
+    /// Takes `bytes` more, unless that passes the ceiling.
+    fn reserve(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|next| *next <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used
+            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Whose limit refused a memory growth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Container,
+    Pod,
+}
+
 /// `limits.memory` over all of a container's memories together (wasmtime's
-/// own `StoreLimits` caps each memory alone). A refused growth fails inside
-/// the guest (`memory.grow` returns -1); `refused` remembers it, so that a
-/// guest that then dies is reported as OOMKilled.
+/// own `StoreLimits` caps each memory alone), and the pod's ceiling over all
+/// of its containers. A refused growth fails inside the guest
+/// (`memory.grow` returns -1); `refused` remembers whose limit it was, so
+/// that a guest that then dies is reported as OOMKilled with the reason.
 struct MemoryBudget {
     limit: Option<usize>,
     used: usize,
-    refused: bool,
+    refused: Option<Refused>,
+    pod: Arc<PodMemory>,
 }
 
 impl ResourceLimiter for MemoryBudget {
@@ -563,7 +640,12 @@ impl ResourceLimiter for MemoryBudget {
     ) -> wasmtime::Result<bool> {
         let next = self.used.saturating_sub(current).saturating_add(desired);
         if self.limit.is_some_and(|limit| next > limit) {
-            self.refused = true;
+            self.refused = Some(Refused::Container);
+            return Ok(false);
+        }
+        let more = next.saturating_sub(self.used);
+        if !self.pod.reserve(more) {
+            self.refused = Some(Refused::Pod);
             return Ok(false);
         }
         self.used = next;
@@ -577,6 +659,13 @@ impl ResourceLimiter for MemoryBudget {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(true)
+    }
+}
+
+impl Drop for MemoryBudget {
+    /// The container's memories are gone with its store: give them back.
+    fn drop(&mut self) {
+        self.pod.release(self.used);
     }
 }
 

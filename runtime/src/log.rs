@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn one_line_longer_than_the_bound_is_still_kept() {
         let store = LogStore::default();
-        store.push("c", &vec![b'y'; 10]);
+        store.push("c", &[b'y'; 10]);
         store.push("c", &vec![b'z'; KEPT_LOG_BYTES + 10]);
         assert_eq!(store.lines("c").len(), 1);
     }

@@ -6,7 +6,7 @@
 //! containers together, restarted as `restartPolicy` says with the kubelet's
 //! back-off.
 
-use crate::container::{self, ContainerPlan, Linkers, Program};
+use crate::container::{self, ContainerPlan, Linkers, PodMemory, Program};
 use crate::image::{Compiler, Image, ImageError, ImagePath};
 use crate::log::{ContainerOutput, DiscardLogs, LogSink, LogStore, Stream};
 use crate::manifest::Protocol;
@@ -77,6 +77,13 @@ pub struct PodOptions {
     /// each `medium: Memory` one); wpod uses them as they are and leaves
     /// their removal to whoever made them.
     pub prepared_volumes: HashMap<String, PathBuf>,
+    /// Whether this process holds the Wasm memories of all of the pod's
+    /// containers together to the pod's memory ceiling: its
+    /// `wpod.dev/memory-limit` annotation, else half the host's memory (a
+    /// growth past it fails in the guest, which then ends `OOMKilled`). On
+    /// by default; the OS wall turns it off, since there the pod's cgroup
+    /// holds the same ceiling and counts the runtime too.
+    pub memory_ceiling: bool,
 }
 
 impl Default for PodOptions {
@@ -90,6 +97,7 @@ impl Default for PodOptions {
             log_sink: Arc::new(DiscardLogs),
             state_dir: crate::state::default_root(),
             prepared_volumes: HashMap::new(),
+            memory_ceiling: true,
         }
     }
 }
@@ -429,6 +437,17 @@ impl Runtime {
                 .map_err(|e| Error::Engine(format!("compile task failed: {e}")))?;
             programs.insert(path, linked);
         }
+        let pod_memory = Arc::new(match crate::sandbox::memory_annotation(pod) {
+            _ if !options.memory_ceiling => PodMemory::new(None, "none in this process"),
+            Some(bytes) => PodMemory::new(
+                Some(bytes),
+                crate::sandbox::MemorySource::Annotation.explain(),
+            ),
+            None => PodMemory::new(
+                container::host_memory_share(),
+                crate::sandbox::MemorySource::HostShare.explain(),
+            ),
+        });
         let mut plans = Vec::new();
         for (spec, image, argv, env, working_dir, program) in resolved {
             let program = match programs.get(&program).expect("compiled above") {
@@ -456,6 +475,7 @@ impl Runtime {
                 working_dir,
                 preopens,
                 memory_limit: spec.resources.memory_limit,
+                pod_memory: pod_memory.clone(),
                 program,
                 network: network.clone(),
             });

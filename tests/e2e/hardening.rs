@@ -2,9 +2,10 @@
 //! hurt the host, another user or a sibling container, tried again.
 #![cfg(target_os = "linux")]
 
-use crate::sandbox::wall_available;
+use crate::sandbox::{Walled, is_root, wall_available};
 use crate::support::{OtherUser, Workspace, current_uid, other_user};
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 use std::process::Stdio;
 
 /// A pod with one emptyDir: it needs a private folder in the state folder.
@@ -134,4 +135,83 @@ fn a_state_folder_planted_by_another_user_is_refused_and_two_users_run_in_either
         assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid);
         assert_eq!(meta.permissions().mode() & 0o777, 0o700);
     }
+}
+
+/// Half of the host's memory, as wpod's default ceiling computes it.
+fn half_the_host() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024 / 2
+}
+
+#[test]
+fn a_walled_pod_without_limits_still_has_a_memory_ceiling() {
+    if !wall_available() {
+        return;
+    }
+    if !is_root() {
+        eprintln!("skipped: a non-root user has no cgroup of its own to limit");
+        return;
+    }
+    // A pod with no limits once grew to 22 GiB of a 24 GiB host. Its cgroup
+    // now holds half of the host's memory; read it from the host's side
+    // rather than thrash the host to show it.
+    let workspace = Workspace::new();
+    let pod = Walled::start(
+        &workspace,
+        "apiVersion: v1
+kind: Pod
+metadata: {name: unlimited}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: '@probe@'
+    args: [sleep, '60000']
+",
+        &[],
+    );
+    // Read from the host, /proc/PID/cgroup gives the host's path.
+    let cgroup = pod.read("cgroup");
+    let limit_file = cgroup
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let path = path.trim_start_matches('/');
+            if controllers.is_empty() {
+                Some(Path::new("/sys/fs/cgroup").join(path).join("memory.max"))
+            } else if controllers.split(',').any(|c| c == "memory") {
+                Some(
+                    Path::new("/sys/fs/cgroup/memory")
+                        .join(path)
+                        .join("memory.limit_in_bytes"),
+                )
+            } else {
+                None
+            }
+        })
+        .unwrap_or_else(|| panic!("no memory cgroup in {cgroup}"));
+    let limit: u64 = std::fs::read_to_string(&limit_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", limit_file.display()))
+        .trim()
+        .parse()
+        .unwrap();
+    // The kernel rounds the limit down to a page.
+    assert_eq!(
+        limit,
+        half_the_host() / 4096 * 4096,
+        "{}",
+        limit_file.display()
+    );
+    let (code, output) = pod.terminate();
+    assert_eq!(code, 143, "{output}");
 }

@@ -51,3 +51,40 @@ fn core_modules_are_capped_too() {
     run.expect_code(0);
     assert!(run.stdout.contains("[app] refused after"), "{}", run.stdout);
 }
+
+#[test]
+fn without_limits_the_pods_ceiling_holds_all_its_containers_together() {
+    // In wpod's own process (no OS wall, no cgroup): the annotation sets the
+    // pod's ceiling (else it is half the host's memory), and the Wasm
+    // memories of all its containers together stay below it.
+    let workspace = Workspace::new();
+    let run = workspace.run_pod(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: ceiling
+  annotations: {wpod.dev/memory-limit: 96Mi}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: '@probe@'
+    args: [grow-memory, --die]
+  - name: sibling
+    image: '@probe@'
+    args: [sleep, '500']
+",
+        &["-o", "json", "--isolation=none"],
+    );
+    run.expect_code(137);
+    let status = run.json();
+    let hog = &container(&status, "hog")["state"]["terminated"];
+    assert_eq!(hog["reason"], "OOMKilled", "{status:#}");
+    let message = hog["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the pod's memory ceiling (100663296 bytes: set by the wpod.dev/memory-limit annotation) was reached"),
+        "{message}"
+    );
+    let sibling = &container(&status, "sibling")["state"]["terminated"];
+    assert_eq!(sibling["reason"], "Completed", "{status:#}");
+}

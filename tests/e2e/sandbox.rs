@@ -35,7 +35,7 @@ pub(crate) fn wall_available() -> bool {
     ok
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
@@ -43,7 +43,7 @@ fn is_root() -> bool {
 }
 
 /// A pod running behind the wall, its supervisor and the pod process's PID.
-struct Walled {
+pub(crate) struct Walled {
     wpod: Child,
     pid: u32,
 }
@@ -51,7 +51,7 @@ struct Walled {
 impl Walled {
     /// Starts `wpod run` and waits (with a deadline) for the pid file, which
     /// is written once the wall is up.
-    fn start(workspace: &Workspace, yaml: &str, extra: &[&str]) -> Walled {
+    pub(crate) fn start(workspace: &Workspace, yaml: &str, extra: &[&str]) -> Walled {
         let pod = workspace.pod(yaml);
         let pid_file = workspace.path().join("pod.pid");
         let _ = std::fs::remove_file(&pid_file);
@@ -82,17 +82,17 @@ impl Walled {
         Walled { wpod, pid }
     }
 
-    fn proc(&self, name: &str) -> PathBuf {
+    pub(crate) fn proc(&self, name: &str) -> PathBuf {
         Path::new("/proc").join(self.pid.to_string()).join(name)
     }
 
-    fn read(&self, name: &str) -> String {
+    pub(crate) fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.proc(name))
             .unwrap_or_else(|e| panic!("/proc/{}/{name}: {e}", self.pid))
     }
 
     /// SIGTERM to wpod, which forwards it; returns its exit code and output.
-    fn terminate(mut self) -> (i32, String) {
+    pub(crate) fn terminate(mut self) -> (i32, String) {
         send(self.wpod.id(), libc::SIGTERM);
         let status = self.wpod.wait().expect("waiting for wpod");
         (status.code().unwrap_or(-1), wpod_output(&mut self.wpod))
@@ -413,6 +413,14 @@ spec:
     let runaway = status("runaway");
     assert_eq!(runaway["phase"], "Failed", "{runaway:#}");
     assert_eq!(runaway["reason"], "OOMKilled", "{runaway:#}");
+    // The reason says which limit was reached, and where it came from.
+    let message = runaway["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "the pod reached its memory ceiling of 200Mi (set by the wpod.dev/memory-limit annotation)"
+        ),
+        "{message}"
+    );
     let hog = &container(&runaway, "hog")["state"]["terminated"];
     assert_eq!(hog["reason"], "OOMKilled", "{runaway:#}");
     assert_eq!(hog["exitCode"], 137);

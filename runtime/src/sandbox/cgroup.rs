@@ -223,6 +223,42 @@ impl PodCgroup {
             })
     }
 
+    /// Whether the pod's memory reached the cgroup's limit (v1's
+    /// `memory.failcnt` or its peak usage, v2's `max` event): an OOM kill without it was the
+    /// host running out of memory, not the pod reaching its ceiling.
+    pub(crate) fn limit_reached(&self) -> bool {
+        let Some((_, dir)) = self
+            .dirs
+            .iter()
+            .find(|(controller, _)| self.v2 || *controller == "memory")
+        else {
+            return false;
+        };
+        let count = |text: String, key: &str| -> u64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        if self.v2 {
+            let events = std::fs::read_to_string(dir.join("memory.events")).unwrap_or_default();
+            count(events, "max ") > 0
+        } else {
+            // failcnt stays 0 on recent kernels when the memory+swap limit
+            // is set too (it is charged first): the peak tells instead.
+            let read = |file: &str| -> u64 {
+                count(
+                    std::fs::read_to_string(dir.join(file)).unwrap_or_default(),
+                    "",
+                )
+            };
+            let limit = read("memory.limit_in_bytes");
+            let peak =
+                read("memory.max_usage_in_bytes").max(read("memory.memsw.max_usage_in_bytes"));
+            read("memory.failcnt") > 0 || (limit > 0 && peak.saturating_add(1 << 20) >= limit)
+        }
+    }
+
     /// The memory limit as the kernel holds it, for messages.
     pub(crate) fn describe(&self) -> String {
         self.dirs

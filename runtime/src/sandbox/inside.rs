@@ -278,6 +278,8 @@ fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, Er
             .iter()
             .map(|volume| (volume.name.clone(), volume.path.clone()))
             .collect(),
+        // The pod's cgroup holds its ceiling.
+        memory_ceiling: false,
         ..PodOptions::default()
     };
     Ok(PodProcess {

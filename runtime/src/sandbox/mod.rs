@@ -318,8 +318,39 @@ pub struct Bind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     pub memory_bytes: Option<u64>,
+    /// Where `memory_bytes` comes from, to say so when it is reached.
+    pub memory_source: MemorySource,
     pub cpu_millis: Option<u64>,
     pub pids: u64,
+}
+
+/// Where a pod's memory ceiling comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemorySource {
+    /// The sum of its containers' `limits.memory` (every container has one)
+    /// plus [`RUNTIME_MEMORY_ALLOWANCE`].
+    Containers,
+    /// The pod's [`MEMORY_ANNOTATION`].
+    Annotation,
+    /// [`crate::container::host_memory_share`]: the default, so that a pod without
+    /// limits cannot take the whole host.
+    HostShare,
+    /// None could be had (the host's memory is unknown).
+    Unlimited,
+}
+
+impl MemorySource {
+    /// Why the ceiling is what it is, and how to change it.
+    pub(crate) fn explain(self) -> &'static str {
+        match self {
+            MemorySource::Containers => "the containers' limits.memory plus 256Mi for the runtime",
+            MemorySource::Annotation => "set by the wpod.dev/memory-limit annotation",
+            MemorySource::HostShare => {
+                "wpod's default, half the host's memory; set limits.memory on every container or the wpod.dev/memory-limit annotation"
+            }
+            MemorySource::Unlimited => "none",
+        }
+    }
 }
 
 /// What wasmtime, tokio and the compiler take besides the guests' memories:
@@ -482,11 +513,30 @@ fn limits(pod: &PodSpec) -> Result<Limits, String> {
         })?),
         None => effective(|c| c.resources.memory_limit).map(|m| m + RUNTIME_MEMORY_ALLOWANCE),
     };
+    let (memory_bytes, memory_source) = match memory_bytes {
+        Some(bytes) if pod.annotations.contains_key(MEMORY_ANNOTATION) => {
+            (Some(bytes), MemorySource::Annotation)
+        }
+        Some(bytes) => (Some(bytes), MemorySource::Containers),
+        None => match crate::container::host_memory_share() {
+            Some(bytes) => (Some(bytes), MemorySource::HostShare),
+            None => (None, MemorySource::Unlimited),
+        },
+    };
     Ok(Limits {
         memory_bytes,
+        memory_source,
         cpu_millis: effective(|c| c.resources.cpu_limit_millis),
         pids: PIDS_LIMIT,
     })
+}
+
+/// The pod's [`MEMORY_ANNOTATION`], if it has a valid one (a bad one is
+/// refused before the pod starts).
+pub(crate) fn memory_annotation(pod: &PodSpec) -> Option<u64> {
+    pod.annotations
+        .get(MEMORY_ANNOTATION)
+        .and_then(|text| parse_bytes(text))
 }
 
 /// `96Mi`, `1Gi`, `500Ki` or plain bytes: the forms the annotation takes.
@@ -573,10 +623,11 @@ mod tests {
             .container(ContainerSpec::new("b", "x.wasm"))
             .build()
             .unwrap();
-        assert_eq!(
-            plan(&unlimited, &inputs()).unwrap().limits.memory_bytes,
-            None
-        );
+        // Not every container has a limit: the default ceiling holds.
+        let limits = plan(&unlimited, &inputs()).unwrap().limits;
+        assert_eq!(limits.memory_bytes, crate::container::host_memory_share());
+        assert!(limits.memory_bytes.is_some());
+        assert_eq!(limits.memory_source, MemorySource::HostShare);
         let annotated = PodSpec::builder("p")
             .annotation(MEMORY_ANNOTATION, "96Mi")
             .container(ContainerSpec::new("a", "x.wasm"))

@@ -269,6 +269,8 @@ struct Running {
     killed: bool,
     // Dropped after the process is gone, in this order.
     cgroup: Option<PodCgroup>,
+    /// The pod's cgroup limits, to say which was reached.
+    limits: super::Limits,
     _folder: PrivateFolder,
 }
 
@@ -282,6 +284,7 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
     // Nothing buffered may be written twice, by us and by the child.
     let _ = std::io::stdout().flush();
     let supervisor = std::process::id();
+    let limits = prepared.request.plan.limits;
     let process = match sys::fork().map_err(|e| error("starting the pod process", e.source))? {
         sys::Forked::Child => super::inside::pod_init(
             prepared.request,
@@ -306,6 +309,7 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
         failed: None,
         killed: false,
         cgroup: prepared.cgroup,
+        limits,
         _folder: prepared.folder,
     })
 }
@@ -455,16 +459,27 @@ impl Running {
             return status;
         }
         let oom = self.cgroup.as_ref().is_some_and(PodCgroup::oom_killed);
-        let (reason, message, exit_code) = if oom {
+        let ceiling = self.cgroup.as_ref().is_some_and(PodCgroup::limit_reached);
+        let (reason, message, exit_code) = if oom && ceiling {
             (
                 "OOMKilled",
                 format!(
-                    "the pod's cgroup ({}) reached its memory limit and the kernel killed the pod process",
+                    "the pod reached its memory ceiling of {} ({}) and the kernel killed the pod process (cgroup {})",
+                    self.limits
+                        .memory_bytes
+                        .map_or_else(|| "?".to_owned(), human_bytes),
+                    self.limits.memory_source.explain(),
                     self.cgroup
                         .as_ref()
                         .map(PodCgroup::describe)
                         .unwrap_or_default()
                 ),
+                137,
+            )
+        } else if oom {
+            (
+                "OOMKilled",
+                "the host ran out of memory and the kernel's OOM killer chose the pod process (the pod had not reached its ceiling)".to_owned(),
                 137,
             )
         } else if stopped || self.killed {
@@ -574,6 +589,16 @@ impl Drop for PrivateFolder {
 fn sweep_stale_folders(state_dir: &Path) {
     for path in crate::volume::left_by_dead_processes(state_dir) {
         let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+/// `12Gi`, `96Mi` or `1000000 bytes`, for messages.
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b % (1 << 30) == 0 => format!("{}Gi", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}Mi", b >> 20),
+        b => format!("{b} bytes"),
     }
 }
 
