@@ -535,6 +535,35 @@ impl Compiler {
     }
 }
 
+/// Whether the compile cache in `cache_dir` has an entry for `program` that
+/// a pod process can load without compiling, as far as can be told without
+/// an engine: an index entry for the file as it is now, written after the
+/// running wpod binary was (a rebuilt wpod may have another engine
+/// configuration), and its artifact. The OS wall's supervisor asks, to know
+/// whether to compile before the pod process starts behind the wall, where
+/// the cache is read-only.
+pub(crate) fn looks_cached(cache_dir: &Path, program: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(program) else {
+        return false;
+    };
+    let index = FileIndex::new(cache_dir, program, fingerprint(&meta));
+    let Some((_, key)) = index.read() else {
+        return false;
+    };
+    let written = std::fs::metadata(&index.file).and_then(|m| m.modified());
+    let built = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .and_then(|m| m.modified());
+    let fresh = match (written, built) {
+        (Ok(written), Ok(built)) => written >= built,
+        _ => false,
+    };
+    fresh
+        && cache_dir
+            .join(format!("{}.cwasm", hex::encode(key)))
+            .exists()
+}
+
 /// What identifies a file's content without reading it: device, inode,
 /// size, modification and change times (size and modification time where
 /// there are no inodes). Any write changes the times; a replaced file

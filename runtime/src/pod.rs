@@ -335,6 +335,25 @@ impl Runtime {
         })
     }
 
+    /// Compiles the programs that the compile cache lacks and writes them
+    /// there, several at once; a program that does not compile is left for
+    /// the pod to report. The OS wall's supervisor calls this (in a child
+    /// process, since compiling starts threads) so that the cache can be
+    /// read-only behind the wall.
+    pub(crate) fn fill_cache(&self, programs: &[(String, PathBuf)]) {
+        std::thread::scope(|scope| {
+            for (reference, path) in programs {
+                scope.spawn(move || {
+                    // `compile` also refreshes the file's index entry, and
+                    // finds by content what was compiled before.
+                    if let Err(error) = self.inner.compiler.compile(reference, path) {
+                        tracing::debug!(program = %path.display(), %error, "not compiled ahead");
+                    }
+                });
+            }
+        });
+    }
+
     /// Starts the pod and waits for its end.
     ///
     /// # Errors
@@ -387,23 +406,10 @@ impl Runtime {
     ) -> Result<Vec<ContainerPlan>> {
         let image_error = |container: &ContainerSpec, source| image_error(pod, container, source);
         // Resolve every container's image and program first (cheap), ...
-        let mut resolved = Vec::new();
-        for spec in pod.all_containers() {
-            let image = Image::resolve(&spec.image, &pod.base_dir, &options.image_path)
-                .map_err(|e| image_error(spec, e))?;
-            let image_name = image
-                .wasm_file
-                .as_ref()
-                .and_then(|f| f.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| spec.image.clone());
-            let (mut argv, env, working_dir) =
-                ContainerPlan::command_line(spec, &image, &image_name);
-            let program = image
-                .program(&spec.image, &mut argv, &working_dir)
-                .map_err(|e| image_error(spec, e))?;
-            resolved.push((spec, image, argv, env, working_dir, program));
-        }
+        let resolved: Vec<_> = resolve_containers(pod, &pod.base_dir, &options.image_path)?
+            .into_iter()
+            .map(|r| (r.spec, r.image, r.argv, r.env, r.working_dir, r.program))
+            .collect();
         // ... then compile each distinct program once, in parallel. One
         // compiled before is loaded and linked right here: a blocking task
         // (a thread to start) would cost more than the load.
@@ -482,6 +488,53 @@ impl Runtime {
         }
         Ok(plans)
     }
+}
+
+/// One container's image and program, found on disk (no Wasm read yet).
+pub(crate) struct Resolved<'a> {
+    pub spec: &'a ContainerSpec,
+    pub image: Image,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: String,
+    /// The Wasm file that runs: the image's `.wasm`, or the program that
+    /// `command[0]` (or the image's entrypoint) names inside its rootfs.
+    pub program: PathBuf,
+}
+
+/// Finds every container's image and program, relative to `base_dir` and
+/// along `image_path`: the one resolution, used by [`Runtime::start`] and by
+/// the OS wall's supervisor (which binds the images into the pod's root and
+/// compiles what the cache lacks).
+pub(crate) fn resolve_containers<'a>(
+    pod: &'a PodSpec,
+    base_dir: &std::path::Path,
+    image_path: &ImagePath,
+) -> Result<Vec<Resolved<'a>>> {
+    let mut resolved = Vec::new();
+    for spec in pod.all_containers() {
+        let image = Image::resolve(&spec.image, base_dir, image_path)
+            .map_err(|e| image_error(pod, spec, e))?;
+        let image_name = image
+            .wasm_file
+            .as_ref()
+            .and_then(|f| f.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| spec.image.clone());
+        let (mut argv, env, working_dir) = ContainerPlan::command_line(spec, &image, &image_name);
+        let program = image
+            .program(&spec.image, &mut argv, &working_dir)
+            .map_err(|e| image_error(pod, spec, e))?;
+        resolved.push(Resolved {
+            spec,
+            image,
+            argv,
+            env,
+            working_dir,
+            program,
+        });
+    }
+    Ok(resolved)
 }
 
 /// An image error of one of `pod`'s containers, with its field path

@@ -215,3 +215,52 @@ spec:
     let (code, output) = pod.terminate();
     assert_eq!(code, 143, "{output}");
 }
+
+#[test]
+fn behind_the_wall_the_compile_cache_is_read_only_and_the_supervisor_fills_it() {
+    if !wall_available() {
+        return;
+    }
+    // The pod process loads and runs precompiled code from the cache: a pod
+    // that could write there could plant code for every later pod.
+    let workspace = Workspace::new();
+    let cache = workspace.path().join("fresh-cache");
+    let mut command = workspace.wpod();
+    command.env("WPOD_CACHE_DIR", &cache);
+    let pod = Walled::start_with(
+        &workspace,
+        "apiVersion: v1
+kind: Pod
+metadata: {name: cached}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: '@probe@'
+    args: [sleep, '60000']
+",
+        &[],
+        command,
+    );
+    let mountinfo = pod.read("mountinfo");
+    let mount = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(cache.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("no cache mount:\n{mountinfo}"));
+    let options = mount.split(' ').nth(5).unwrap();
+    assert!(options.starts_with("ro"), "{mount}");
+    assert!(!options.contains("noexec"), "{mount}");
+    // Compiled before the pod process started: the entry is there.
+    let entries = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .count();
+    assert_eq!(entries, 1, "cache entries in {}", cache.display());
+    let (code, output) = pod.terminate();
+    assert_eq!(code, 143, "{output}");
+    assert!(
+        !output.contains("could not write the compile cache"),
+        "{output}"
+    );
+}

@@ -52,11 +52,20 @@ impl Walled {
     /// Starts `wpod run` and waits (with a deadline) for the pid file, which
     /// is written once the wall is up.
     pub(crate) fn start(workspace: &Workspace, yaml: &str, extra: &[&str]) -> Walled {
+        Walled::start_with(workspace, yaml, extra, workspace.wpod())
+    }
+
+    /// [`Walled::start`] with a `wpod` command of the caller's.
+    pub(crate) fn start_with(
+        workspace: &Workspace,
+        yaml: &str,
+        extra: &[&str],
+        mut command: Command,
+    ) -> Walled {
         let pod = workspace.pod(yaml);
         let pid_file = workspace.path().join("pod.pid");
         let _ = std::fs::remove_file(&pid_file);
-        let mut wpod = workspace
-            .wpod()
+        let mut wpod = command
             .args([
                 "run",
                 pod.to_str().unwrap(),

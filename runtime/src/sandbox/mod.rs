@@ -80,8 +80,8 @@ pub enum Isolation {
 pub struct SandboxConfig {
     pub isolation: Isolation,
     pub image_path: ImagePath,
-    /// The compile cache, bound read-write (and exec: wasmtime maps the
-    /// compiled code from it) into every pod.
+    /// The compile cache, bound read-only (and exec: wasmtime maps the
+    /// compiled code from it) into every pod; the supervisor fills it.
     pub cache_dir: Option<PathBuf>,
     /// Where each pod's private folder (for emptyDirs) is made on the host.
     pub state_dir: PathBuf,
@@ -448,10 +448,13 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Result<Plan, String> {
         });
     }
     if let Some(cache) = &inputs.cache_dir {
+        // Read-only: the supervisor compiled what was missing before the
+        // pod process started (`compile_ahead`); a pod must not write code
+        // that later pods load and run. exec: wasmtime maps the code.
         add(Bind {
             path: cache.clone(),
             file: false,
-            read_only: false,
+            read_only: true,
             exec: true,
         });
     }
@@ -604,7 +607,7 @@ mod tests {
                 "/images/box/latest ro",
                 "/srv/data/logs rw",
                 "/tmp/wpod/demo-7-w0 rw",
-                "/home/u/.cache/wpod rw,exec",
+                "/home/u/.cache/wpod ro,exec",
             ]
         );
         assert_eq!(plan.hostname, "demo");

@@ -22,7 +22,7 @@ use super::protocol::{ErrorReport, Message, Reader, Request};
 use super::{
     Isolation, PlanInputs, PodMain, SandboxConfig, SandboxError, SandboxedPod, SandboxedRun, sys,
 };
-use crate::image::{Image, ImagePath};
+use crate::image::ImagePath;
 use crate::manifest::{PodSpec, VolumeSource};
 use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 use crate::volume::Volumes;
@@ -68,6 +68,12 @@ pub(super) fn run(
     for pod in pods {
         prepared.push(prepare(config, cgroups, manifest, pod)?);
     }
+    if let Some(signal) = compile_ahead(&prepared, &signals) {
+        return Ok(Some(SandboxedRun {
+            pods: Vec::new(),
+            signal: Some(signal),
+        }));
+    }
     let mut running = Vec::new();
     for prepared in prepared {
         let mut pod = start(prepared, pod_main)?;
@@ -108,9 +114,68 @@ pub(super) fn run(
     Ok(Some(SandboxedRun { pods, signal }))
 }
 
+/// Compiles, in a child process outside the wall, the programs of `pods`
+/// that the compile cache lacks, so that the pod processes find every
+/// program compiled and the cache can be read-only behind the wall (a pod
+/// must not be able to write code that later pods load and run). A child,
+/// because compiling starts threads and the supervisor must keep one to
+/// fork the pod processes. Ctrl-C stops it at once (the child has the
+/// default handlers); the signal that did is returned.
+fn compile_ahead(pods: &[Prepared], signals: &sys::SignalFd) -> Option<i32> {
+    let cache_dir = pods.first()?.request.cache_dir.clone()?;
+    let mut missing: Vec<(String, PathBuf)> = Vec::new();
+    for (reference, program) in pods.iter().flat_map(|p| &p.programs) {
+        if !missing.iter().any(|(_, p)| p == program)
+            && !crate::image::looks_cached(&cache_dir, program)
+        {
+            missing.push((reference.clone(), program.clone()));
+        }
+    }
+    if missing.is_empty() {
+        return None;
+    }
+    let _ = std::io::stdout().flush();
+    match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            // Die with the supervisor, and with the terminal's Ctrl-C.
+            let _ = sys::die_with_parent();
+            let _ = sys::unblock_signals();
+            sys::set_process_name("wpod compile");
+            if let Ok(runtime) = crate::Runtime::new(crate::RuntimeConfig {
+                cache_dir: Some(cache_dir),
+            }) {
+                runtime.fill_cache(&missing);
+            }
+            sys::exit_now(0);
+        }
+        Ok(sys::Forked::Parent(pid)) => {
+            let status = sys::wait_for(pid);
+            tracing::debug!(
+                ?status,
+                programs = missing.len(),
+                "compiled ahead of the wall"
+            );
+        }
+        Err(error) => {
+            // The pod processes compile for themselves (without caching).
+            tracing::debug!(%error, "could not start the compiler process");
+        }
+    }
+    // SIGCHLD of the child is read too; only a stop counts.
+    let mut stop = None;
+    while let Some(signal) = signals.take() {
+        if signal == libc::SIGINT || signal == libc::SIGTERM {
+            stop = Some(signal);
+        }
+    }
+    stop
+}
+
 /// A pod checked and planned, not started yet.
 struct Prepared {
     name: String,
+    /// Each container's image reference and program file.
+    programs: Vec<(String, PathBuf)>,
     request: Request,
     cgroup: Option<PodCgroup>,
     folder: PrivateFolder,
@@ -134,10 +199,10 @@ fn prepare(
             .collect(),
     };
     let mut images = Vec::new();
-    for container in pod.all_containers() {
-        let image = Image::resolve(&container.image, &base_dir, &image_path)
-            .map_err(|source| crate::pod::image_error(pod, container, source))?;
-        match (image.wasm_file, image.rootfs) {
+    let mut programs = Vec::new();
+    for resolved in crate::pod::resolve_containers(pod, &base_dir, &image_path)? {
+        programs.push((resolved.spec.image.clone(), resolved.program));
+        match (resolved.image.wasm_file, resolved.image.rootfs) {
             (Some(file), _) => images.push(file),
             (None, Some(rootfs)) => images.push(rootfs.parent().unwrap_or(&rootfs).to_owned()),
             (None, None) => {}
@@ -244,6 +309,7 @@ fn prepare(
     };
     Ok(Prepared {
         name: pod.name.clone(),
+        programs,
         request,
         cgroup,
         folder,
