@@ -237,6 +237,8 @@ pub(crate) struct ContainerPlan {
     pub memory_limit: Option<u64>,
     /// The pod's ceiling, shared by its containers.
     pub pod_memory: Arc<PodMemory>,
+    /// The most WASI resources the container may hold at once.
+    pub descriptor_limit: usize,
     pub program: Program,
     pub network: PodNetwork,
 }
@@ -380,7 +382,7 @@ pub(crate) async fn run(
             let mut wasi = wasi;
             let state = P2State {
                 wasi: wasi.build(),
-                table: ResourceTable::new(),
+                table: descriptor_table(plan.descriptor_limit),
                 limits,
                 network,
             };
@@ -395,10 +397,11 @@ pub(crate) async fn run(
         }
         Program::Module(pre) => {
             let mut wasi = wasi;
-            let state = P1State {
-                wasi: wasi.build_p1(),
-                limits,
-            };
+            let mut p1 = wasi.build_p1();
+            wasmtime_wasi::WasiView::ctx(&mut p1)
+                .table
+                .set_max_capacity(plan.descriptor_limit);
+            let state = P1State { wasi: p1, limits };
             let mut store = new_store(engine, state);
             let result = async {
                 let instance = pre.instantiate_async(&mut store).await?;
@@ -425,6 +428,12 @@ fn outcome(result: wasmtime::Result<i32>, memory_refused: Option<String>) -> Out
         Ok(code) => (code, None),
         Err(error) => match error.downcast_ref::<I32Exit>() {
             Some(exit) => (exit.0, None),
+            None if is_table_full(&error) => (
+                TRAP_EXIT_CODE,
+                Some(
+                    "the container opened more WASI resources (files, sockets, streams) than its limit allows; raise it with the wpod.dev/descriptor-limit annotation".to_owned(),
+                ),
+            ),
             None => (TRAP_EXIT_CODE, Some(error.root_cause().to_string())),
         },
     };
@@ -447,6 +456,32 @@ fn outcome(result: wasmtime::Result<i32>, memory_refused: Option<String>) -> Out
         reason,
         message,
     }
+}
+
+/// How many WASI resources (open files and directories, sockets, streams,
+/// pollables) one container may hold at once, unless the pod's
+/// `wpod.dev/descriptor-limit` says otherwise. All containers of a pod share
+/// the process's descriptors, so without a bound one container opening files
+/// in a loop would starve its siblings (their writes failing with EIO). An
+/// open file takes one to three of them.
+pub const DEFAULT_DESCRIPTOR_LIMIT: usize = 4096;
+
+/// A container's resource table, holding at most `limit` entries: past it,
+/// wasmtime-wasi traps the guest (WASI 0.2 has no EMFILE to return).
+fn descriptor_table(limit: usize) -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(limit);
+    table
+}
+
+/// Whether a guest was stopped because its resource table was full.
+fn is_table_full(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    })
 }
 
 fn new_store<T: HasLimits + 'static>(engine: &Engine, state: T) -> Store<T> {

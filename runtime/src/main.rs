@@ -79,6 +79,7 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    raise_descriptor_limit();
     let result = match cli.command {
         Command::Validate { manifest } => validate(&manifest),
         Command::Run(args) => run(args),
@@ -104,6 +105,28 @@ fn main() -> ExitCode {
                 }
             };
             ExitCode::from(fault.exit_code())
+        }
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard one, as the Go
+/// runtime and systemd's services do: every container of a pod shares this
+/// process's descriptors (each holds at most its own limit of them, see
+/// `wpod.dev/descriptor-limit`), and a soft limit of 1024 would be reached by
+/// one busy container.
+fn raise_descriptor_limit() {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            let raised = Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            };
+            if let Err(error) = setrlimit(Resource::Nofile, raised) {
+                tracing::debug!(%error, "could not raise the descriptor limit");
+            }
         }
     }
 }

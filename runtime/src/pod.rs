@@ -482,6 +482,8 @@ impl Runtime {
                 preopens,
                 memory_limit: spec.resources.memory_limit,
                 pod_memory: pod_memory.clone(),
+                descriptor_limit: crate::sandbox::descriptor_annotation(pod)
+                    .unwrap_or(container::DEFAULT_DESCRIPTOR_LIMIT),
                 program,
                 network: network.clone(),
             });

@@ -264,3 +264,54 @@ spec:
         "{output}"
     );
 }
+
+#[test]
+fn a_descriptor_hog_cannot_starve_its_sibling() {
+    // One container opening files in a loop once took every descriptor of
+    // the pod's process: its sibling's writes then failed with EIO. Each
+    // container now holds at most its own limit (a small one here).
+    let workspace = Workspace::new();
+    let run = workspace.run_pod(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+  annotations: {wpod.dev/descriptor-limit: '300'}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: d, emptyDir: {}}
+  containers:
+  - name: hog
+    image: '@probe@'
+    args: [open-files, /d, '1000000']
+    volumeMounts: [{name: d, mountPath: /d}]
+  - name: hog-p1
+    image: '@probe.p1@'
+    args: [open-files, /d, '1000000']
+    volumeMounts: [{name: d, mountPath: /d}]
+  - name: sibling
+    image: busybox
+    command: [sh, -c, 'sleep 1; echo still here > /d/sibling; cat /d/sibling']
+    volumeMounts: [{name: d, mountPath: /d}]
+",
+        &["-o", "json", "--isolation=none"],
+    );
+    let status = run.json();
+    let sibling = &crate::support::container(&status, "sibling")["state"]["terminated"];
+    assert_eq!(sibling["reason"], "Completed", "{status:#}");
+    assert!(
+        run.stderr.contains("[sibling] still here"),
+        "{}",
+        run.stderr
+    );
+    for hog in ["hog", "hog-p1"] {
+        let hog = &crate::support::container(&status, hog)["state"]["terminated"];
+        let message = hog["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("more WASI resources (files, sockets, streams) than its limit"),
+            "{status:#}"
+        );
+    }
+    run.expect_code(134);
+}

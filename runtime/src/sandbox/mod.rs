@@ -534,6 +534,18 @@ fn limits(pod: &PodSpec) -> Result<Limits, String> {
     })
 }
 
+/// The annotation that sets how many WASI resources (files, sockets,
+/// streams) each container of the pod may hold at once (a number).
+pub const DESCRIPTOR_ANNOTATION: &str = "wpod.dev/descriptor-limit";
+
+/// The pod's [`DESCRIPTOR_ANNOTATION`], if it has a valid one.
+pub(crate) fn descriptor_annotation(pod: &PodSpec) -> Option<usize> {
+    pod.annotations
+        .get(DESCRIPTOR_ANNOTATION)
+        .and_then(|text| text.trim().parse().ok())
+        .filter(|n| *n > 0)
+}
+
 /// The pod's [`MEMORY_ANNOTATION`], if it has a valid one (a bad one is
 /// refused before the pod starts).
 pub(crate) fn memory_annotation(pod: &PodSpec) -> Option<u64> {
