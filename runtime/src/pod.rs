@@ -322,7 +322,8 @@ impl Runtime {
             status: status_tx,
             events: events_tx,
             stop: stop.clone(),
-            _volumes: volumes,
+            evicted: std::sync::Mutex::new(None),
+            volumes,
         };
         let task = tokio::spawn(Arc::new(run).lifecycle());
         Ok(PodHandle {
@@ -574,6 +575,17 @@ fn pod_egress(pod: &PodSpec, extra: &EgressPolicy) -> Result<EgressPolicy> {
     Ok(egress)
 }
 
+/// `20Mi`, `1Gi`, or plain bytes: a byte quantity as Kubernetes writes it.
+fn human_quantity(bytes: u64) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b % (1 << 30) == 0 => format!("{}Gi", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}Mi", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}Ki", b >> 10),
+        b => b.to_string(),
+    }
+}
+
 /// One thread per process advances the engines' epochs; it ends with the
 /// last runtime of its engine.
 fn start_epoch_ticker(engine: &Engine) {
@@ -741,8 +753,10 @@ struct PodRun {
     status: watch::Sender<PodStatus>,
     events: mpsc::UnboundedSender<PodEvent>,
     stop: CancellationToken,
+    /// Why the pod was evicted (an emptyDir past its `sizeLimit`), if it was.
+    evicted: std::sync::Mutex<Option<String>>,
     /// Dropped (emptyDirs removed) when the pod's task ends.
-    _volumes: Volumes,
+    volumes: Volumes,
 }
 
 /// How a container's run, restarts included, ended.
@@ -758,6 +772,53 @@ const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
 impl PodRun {
     async fn lifecycle(self: Arc<Self>) -> PodStatus {
+        let watcher = (!self.volumes.size_limited().is_empty())
+            .then(|| tokio::spawn(self.clone().watch_volume_sizes()));
+        let status = self.clone().run_all().await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        status
+    }
+
+    /// Evicts the pod, as the kubelet does, when an emptyDir on disk holds
+    /// more than its `sizeLimit`: every container is stopped and the pod
+    /// fails with reason `Evicted`. The folders are measured as `du` does,
+    /// at most every 250 ms, and less often where that takes long (a tenth
+    /// of the time at most).
+    async fn watch_volume_sizes(self: Arc<Self>) {
+        let mut interval = Duration::from_millis(250);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = self.stop.cancelled() => return,
+            }
+            let limited = self.volumes.size_limited().to_vec();
+            let measured = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let over = limited.into_iter().find_map(|(name, dir, limit)| {
+                    let used = crate::volume::disk_usage(&dir);
+                    (used > limit).then_some((name, used, limit))
+                });
+                (over, started.elapsed())
+            })
+            .await;
+            let Ok((over, took)) = measured else { return };
+            if let Some((name, used, limit)) = over {
+                let message = format!(
+                    "Usage of EmptyDir volume \"{name}\" exceeds the limit \"{}\" ({used} bytes used)",
+                    human_quantity(limit)
+                );
+                tracing::warn!(pod = %self.pod_name, "evicted: {message}");
+                *self.evicted.lock().expect("eviction lock") = Some(message);
+                self.stop.cancel();
+                return;
+            }
+            interval = Duration::from_millis(250).max(took * 10);
+        }
+    }
+
+    async fn run_all(self: Arc<Self>) -> PodStatus {
         for index in 0..self.init_count {
             match self.run_container(index).await {
                 Ended::Succeeded => continue,
@@ -793,7 +854,12 @@ impl PodRun {
             } else {
                 PodPhase::Failed
             };
+            let evicted = self.evicted.lock().expect("eviction lock").clone();
             match ended {
+                Ended::Stopped if evicted.is_some() => {
+                    status.reason = Some("Evicted".into());
+                    status.message = evicted;
+                }
                 Ended::Stopped => {
                     status.reason = Some("Stopped".into());
                     status.message = Some("the pod was stopped".into());
@@ -878,7 +944,14 @@ impl PodRun {
                     outcome.message,
                 ),
                 Some(Err(message)) => (128, "ContainerCannotRun".to_owned(), Some(message)),
-                None => (137, "Error".to_owned(), Some("stopped by wpod".to_owned())),
+                None => {
+                    let evicted = self.evicted.lock().expect("eviction lock").clone();
+                    let message = match evicted {
+                        Some(why) => format!("the pod was evicted: {why}"),
+                        None => "stopped by wpod".to_owned(),
+                    };
+                    (137, "Error".to_owned(), Some(message))
+                }
             };
             let termination = Termination {
                 exit_code,

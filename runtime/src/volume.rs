@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub(crate) struct Volumes {
     dirs: HashMap<String, PathBuf>,
+    /// emptyDirs on disk with a `sizeLimit`: name, folder, limit in bytes.
+    limited: Vec<(String, PathBuf, u64)>,
     /// The pod's private folder (emptyDirs live here), removed on drop.
     scratch: Option<Scratch>,
 }
@@ -70,6 +72,7 @@ impl Volumes {
     ) -> Result<Volumes, VolumeError> {
         let mut volumes = Volumes {
             dirs: HashMap::new(),
+            limited: Vec::new(),
             scratch: None,
         };
         for volume in &pod.volumes {
@@ -93,9 +96,26 @@ impl Volumes {
                 }
                 VolumeSource::HostPath { path, kind } => host_path(&volume.name, path, *kind)?,
             };
+            // A tmpfs the wall prepared holds its size itself.
+            if let VolumeSource::EmptyDir {
+                size_limit: Some(limit),
+                ..
+            } = &volume.source
+                && !prepared.contains_key(&volume.name)
+            {
+                volumes
+                    .limited
+                    .push((volume.name.clone(), dir.clone(), *limit));
+            }
             volumes.dirs.insert(volume.name.clone(), dir);
         }
         Ok(volumes)
+    }
+
+    /// The emptyDirs on disk that have a `sizeLimit` (name, folder, bytes):
+    /// the pod is evicted when one holds more, as the kubelet does.
+    pub(crate) fn size_limited(&self) -> &[(String, PathBuf, u64)] {
+        &self.limited
     }
 
     /// The preopens of one container: the image's files (`rootfs`) read-only
@@ -297,6 +317,43 @@ fn create_dir_0755(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o755);
     builder.create(path)
+}
+
+/// The space `dir` takes on disk, as `du` counts it: the blocks of every
+/// file and folder under it, each hard-linked file once, symlinks not
+/// followed.
+pub(crate) fn disk_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            #[cfg(unix)]
+            let size = {
+                use std::os::unix::fs::MetadataExt;
+                if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+                    continue;
+                }
+                meta.blocks() * 512
+            };
+            #[cfg(not(unix))]
+            let size = {
+                let _ = &mut seen;
+                meta.len()
+            };
+            total += size;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    total
 }
 
 /// The pod's private folder: `<state_root>/<pod>-<pid>-<n>`, removed on drop.

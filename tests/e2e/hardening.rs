@@ -315,3 +315,54 @@ spec:
     }
     run.expect_code(134);
 }
+
+#[test]
+fn an_empty_dir_on_disk_past_its_size_limit_evicts_the_pod() {
+    // A guest once wrote 200 MB into a 20Mi emptyDir on disk. As the kubelet
+    // does, the pod is now evicted, with and without the OS wall.
+    for isolation in ["--isolation=none", "--isolation=auto"] {
+        let workspace = Workspace::new();
+        let run = workspace.run_pod(
+            "apiVersion: v1
+kind: Pod
+metadata: {name: filler}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: scratch, emptyDir: {sizeLimit: 20Mi}}
+  containers:
+  - name: filler
+    image: '@probe@'
+    args: [fill, /s/big, '200000000']
+    volumeMounts: [{name: scratch, mountPath: /s}]
+  - name: sibling
+    image: '@probe@'
+    args: [sleep, '60000']
+",
+            &["-o", "json", isolation],
+        );
+        run.expect_code(137);
+        let status = run.json();
+        assert_eq!(status["reason"], "Evicted", "{isolation}: {status:#}");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Usage of EmptyDir volume \"scratch\" exceeds the limit \"20Mi\""),
+            "{isolation}: {status:#}"
+        );
+        let sibling = &crate::support::container(&status, "sibling")["state"]["terminated"];
+        assert!(
+            sibling["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("the pod was evicted"),
+            "{isolation}: {status:#}"
+        );
+        assert!(
+            workspace.leftovers().is_empty(),
+            "{:?}",
+            workspace.leftovers()
+        );
+    }
+}
