@@ -776,7 +776,10 @@ impl PodRun {
             .then(|| tokio::spawn(self.clone().watch_volume_sizes()));
         let status = self.clone().run_all().await;
         if let Some(watcher) = watcher {
+            // Awaited, not just aborted: the task holds the pod (and its
+            // emptyDirs), which must be dropped now, not at some later poll.
             watcher.abort();
+            let _ = watcher.await;
         }
         status
     }

@@ -731,7 +731,8 @@ spec:
         "{}",
         run.stderr
     );
-    // Without the wall the same emptyDir is a plain folder: the write fits.
+    // Without the wall the same emptyDir is a plain folder: the write
+    // succeeds (a pod that went on running would then be evicted).
     workspace
         .run_pod(yaml, &["--isolation", "none"])
         .expect_code(0);
