@@ -216,11 +216,22 @@ fn build_wall(plan: &Plan) -> Result<(), WallError> {
     sys::new_session().map_err(step("setsid", HINT_KERNEL))?;
     sys::set_no_new_privs().map_err(step("no_new_privs", HINT_KERNEL))?;
     sys::drop_capabilities().map_err(step("dropping capabilities", HINT_KERNEL))?;
-    let filter = sys::compile_filter(&sys::seccomp_rules());
-    sys::install_seccomp_filter(&filter).map_err(step(
-        "installing the seccomp filter",
-        "the kernel needs CONFIG_SECCOMP_FILTER; run with --isolation=none",
-    ))?;
+    let seccomp_error = |call: &'static str| {
+        move |error: seccompiler::Error| SysError {
+            call,
+            path: None,
+            source: std::io::Error::other(error),
+        }
+    };
+    let filters = super::seccomp::filters()
+        .map_err(seccomp_error("seccompiler"))
+        .map_err(step("building the seccomp filter", HINT_KERNEL))?;
+    super::seccomp::install(&filters)
+        .map_err(seccomp_error("seccomp(SECCOMP_SET_MODE_FILTER)"))
+        .map_err(step(
+            "installing the seccomp filter",
+            "the kernel needs CONFIG_SECCOMP_FILTER; run with --isolation=none",
+        ))?;
     Ok(())
 }
 
