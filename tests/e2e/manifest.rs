@@ -179,3 +179,45 @@ fn missing_manifest_file() {
         run.stderr
     );
 }
+
+#[test]
+fn deep_nesting_is_refused_in_milliseconds() {
+    let workspace = Workspace::new();
+    for (name, text) in [
+        ("unclosed.yaml", "[".repeat(200_000)),
+        (
+            "nested.yaml",
+            format!("{}1{}", "{a: ".repeat(50_000), "}".repeat(50_000)),
+        ),
+    ] {
+        let pod = workspace.write(name, text);
+        let started = std::time::Instant::now();
+        let run = workspace.run(&["validate", pod.to_str().unwrap()]);
+        let elapsed = started.elapsed();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains(&format!(
+                "{}:1: the manifest nests deeper than 64 levels",
+                pod.display()
+            )),
+            "{}",
+            run.stderr
+        );
+        // Before the bound, the parser took 30 s and more on these.
+        assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
+    }
+}
+
+#[test]
+fn a_manifest_over_4_mib_is_refused_unread() {
+    let workspace = Workspace::new();
+    let pod = workspace.write("large.yaml", vec![b'#'; 5 << 20]);
+    let run = workspace.run(&["validate", pod.to_str().unwrap()]);
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("the manifest is larger than 4194304 bytes (4 MiB)"),
+        "{}",
+        run.stderr
+    );
+}

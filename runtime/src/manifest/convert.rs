@@ -6,7 +6,7 @@ use super::raw;
 use super::validate::Problem;
 use super::{
     ContainerSpec, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol, Resources,
-    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, quantity,
+    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, bounds, quantity,
 };
 use serde::Deserialize;
 use std::path::Path;
@@ -17,6 +17,21 @@ pub(crate) fn pods_from_yaml(
     file: &Path,
     base_dir: &Path,
 ) -> Result<Vec<PodSpec>, ManifestError> {
+    // Bounded before parsing: the parser's time grows with the square of the
+    // nesting depth (see `bounds`).
+    if text.len() > bounds::MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge {
+            file: file.to_owned(),
+            limit: bounds::MAX_MANIFEST_BYTES,
+        });
+    }
+    bounds::check_depth(text, bounds::MAX_NESTING_DEPTH).map_err(|deep| {
+        ManifestError::TooDeep {
+            file: file.to_owned(),
+            line: deep.line,
+            limit: bounds::MAX_NESTING_DEPTH,
+        }
+    })?;
     // Straight into the schema first; only a manifest that fails is read
     // again in two steps, for an error that says where (a YAML tree is most
     // of the parse, and every pod start parses its manifest).
