@@ -8,6 +8,7 @@ use super::{
     ContainerSpec, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol, Resources,
     RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, bounds, quantity,
 };
+use quantity::QuantityError;
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -203,6 +204,19 @@ impl Converter<'_> {
         hint: impl Into<String>,
     ) {
         self.problems.push(Problem::new(path, message, hint));
+    }
+
+    fn quantity_problem(&mut self, path: String, text: &str, error: QuantityError, example: &str) {
+        let hint = match error {
+            QuantityError::Malformed => {
+                format!(
+                    "write e.g. {example}: a number with an optional suffix (m, k, M, G, Ki, Mi, Gi, ...)"
+                )
+            }
+            QuantityError::Negative => format!("write e.g. {example}"),
+            QuantityError::TooLarge => "leave it out for no limit".to_owned(),
+        };
+        self.problem(path, format!("`{text}` {error}"), hint);
     }
 
     fn required<T>(&mut self, value: Option<T>, path: &str, hint: &str) -> Option<T> {
@@ -454,9 +468,9 @@ impl Converter<'_> {
             for (name, value) in map.unwrap_or_default() {
                 let field = format!("{path}.{kind}.{name}");
                 let text = value.text();
-                let parsed = match name.as_str() {
-                    "memory" => quantity::parse(&text, 1),
-                    "cpu" => quantity::parse(&text, 1000),
+                let (parsed, example) = match name.as_str() {
+                    "memory" => (quantity::parse_bytes(&text), "`64Mi`"),
+                    "cpu" => (quantity::parse_millis(&text), "`500m` or `2`"),
                     _ => {
                         self.problem(
                             field,
@@ -466,13 +480,12 @@ impl Converter<'_> {
                         continue;
                     }
                 };
-                let Some(parsed) = parsed else {
-                    self.problem(
-                        field,
-                        format!("`{text}` is not a quantity"),
-                        "write e.g. `64Mi` for memory or `500m` for cpu",
-                    );
-                    continue;
+                let parsed = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(error) => {
+                        self.quantity_problem(field, &text, error, example);
+                        continue;
+                    }
                 };
                 let slot = match (kind, name.as_str()) {
                     ("limits", "memory") => &mut result.memory_limit,
@@ -504,14 +517,11 @@ impl Converter<'_> {
                 };
                 let size_limit = match empty_dir.size_limit.map(|q| q.text()) {
                     None => None,
-                    Some(text) => match quantity::parse(&text, 1) {
-                        Some(bytes) => Some(bytes),
-                        None => {
-                            self.problem(
-                                format!("{path}.emptyDir.sizeLimit"),
-                                format!("`{text}` is not a quantity"),
-                                "write e.g. `64Mi`",
-                            );
+                    Some(text) => match quantity::parse_bytes(&text) {
+                        Ok(bytes) => Some(bytes),
+                        Err(error) => {
+                            let field = format!("{path}.emptyDir.sizeLimit");
+                            self.quantity_problem(field, &text, error, "`64Mi`");
                             None
                         }
                     },

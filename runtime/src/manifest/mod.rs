@@ -510,6 +510,10 @@ mod tests {
         assert_eq!(error.to_string(), expected, "{yaml:?}");
     }
 
+    fn pod(yaml: &str) -> PodSpec {
+        PodSpec::from_yaml_str(yaml, "pod.yaml").unwrap().remove(0)
+    }
+
     #[test]
     fn deep_nesting_is_refused_before_parsing() {
         // Before the bounds, the parser took 3 s on 50,000 nested `[` and 91 s
@@ -556,5 +560,42 @@ mod tests {
             PodSpec::from_yaml_file(&file),
             Err(ManifestError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn quantities_are_exact() {
+        let yaml = format!(
+            "{HEAD}spec:\n  containers:\n  - name: a\n    image: a.wasm\n    resources:\n      limits: {{cpu: 4.03, memory: 1e3}}\n      requests: {{cpu: 9m, memory: 0.1}}\n"
+        );
+        let resources = pod(&yaml).containers[0].resources;
+        assert_eq!(resources.cpu_limit_millis, Some(4030));
+        assert_eq!(resources.memory_limit, Some(1000));
+        assert_eq!(resources.cpu_request_millis, Some(9));
+        assert_eq!(resources.memory_request, Some(1));
+    }
+
+    #[test]
+    fn quantity_problems_say_what_is_wrong() {
+        let with = |resources: &str| {
+            format!(
+                "{HEAD}spec:\n  containers:\n  - name: a\n    image: a.wasm\n    resources: {resources}\n"
+            )
+        };
+        check(
+            &with("{limits: {memory: -1Mi}}"),
+            "pod.yaml: spec.containers[0].resources.limits.memory: `-1Mi` must not be negative; write e.g. `64Mi`",
+        );
+        check(
+            &with("{limits: {cpu: 1e30}}"),
+            "pod.yaml: spec.containers[0].resources.limits.cpu: `1000000000000000000000000000000` is too large (the most is 2^63 - 1, about 8Ei); leave it out for no limit",
+        );
+        check(
+            &with("{limits: {memory: 2 Gi}}"),
+            "pod.yaml: spec.containers[0].resources.limits.memory: `2 Gi` is not a quantity; write e.g. `64Mi`: a number with an optional suffix (m, k, M, G, Ki, Mi, Gi, ...)",
+        );
+        check(
+            &with("{limits: {memory: 1Gi, cpu: 500m}, requests: {memory: 1536Mi, cpu: 1.5}}"),
+            "pod.yaml: spec.containers[0].resources.requests.memory: `1536Mi` must be less than or equal to the memory limit of 1Gi; lower the request or raise the limit\npod.yaml: spec.containers[0].resources.requests.cpu: `1500m` must be less than or equal to the cpu limit of 500m; lower the request or raise the limit",
+        );
     }
 }
