@@ -481,21 +481,11 @@ pub(crate) fn image_error(pod: &PodSpec, container: &ContainerSpec, source: Imag
     }
 }
 
+/// The pod's egress policy (its `wpod.dev/egress` annotation, parsed and
+/// checked with the manifest) plus the run's.
 fn pod_egress(pod: &PodSpec, extra: &EgressPolicy) -> Result<EgressPolicy> {
     let mut egress = extra.clone();
-    if let Some(text) = pod.annotations.get("wpod.dev/egress") {
-        let parsed = EgressPolicy::parse(text).map_err(|message| {
-            Error::Manifest(crate::ManifestError::Invalid {
-                file: PathBuf::from(format!("pod {}", pod.name)),
-                problems: vec![crate::manifest::Problem {
-                    path: "metadata.annotations[wpod.dev/egress]".into(),
-                    message,
-                    hint: "list CIDRs or addresses with optional ports, separated by commas".into(),
-                }],
-            })
-        })?;
-        egress.allow.extend(parsed.allow);
-    }
+    egress.allow.extend(pod.egress.allow.iter().cloned());
     Ok(egress)
 }
 

@@ -221,3 +221,31 @@ fn a_manifest_over_4_mib_is_refused_unread() {
         run.stderr
     );
 }
+
+#[test]
+fn validate_and_run_refuse_the_same_annotations() {
+    let workspace = Workspace::new();
+    for (annotation, expected) in [
+        (
+            "wpod.dev/egress: '10.0.0.0/99'",
+            "metadata.annotations[wpod.dev/egress]: `10.0.0.0/99` is not an egress rule (the prefix length 99 is more than the address's 32 bits)",
+        ),
+        (
+            "wpod.dev/memory-limit: lots",
+            "metadata.annotations[wpod.dev/memory-limit]: `lots` is not a quantity",
+        ),
+    ] {
+        let pod = workspace.pod(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\n  annotations:\n    {annotation}\nspec:\n  containers:\n  - {{name: a, image: a.wasm}}\n"
+        ));
+        for command in ["validate", "run"] {
+            let run = workspace.run(&[command, pod.to_str().unwrap()]);
+            run.expect_code(2);
+            assert!(
+                run.stderr.contains(expected),
+                "{command}: expected {expected:?} in:\n{}",
+                run.stderr
+            );
+        }
+    }
+}

@@ -6,7 +6,7 @@ use super::raw;
 use super::validate::Problem;
 use super::{
     ContainerSpec, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol, Resources,
-    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, bounds, quantity,
+    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, annotations, bounds, quantity,
 };
 use quantity::QuantityError;
 use serde::Deserialize;
@@ -296,12 +296,16 @@ impl Converter<'_> {
             );
         }
         let name = name?;
+        // A bad value is reported by `validate`, with the rest.
+        let (annotations, _) = annotations::parse(&metadata.annotations);
         Some(PodSpec {
             hostname: spec.hostname.unwrap_or_else(|| name.clone()),
             name,
             namespace: metadata.namespace.unwrap_or_else(|| "default".into()),
             labels: metadata.labels,
             annotations: metadata.annotations,
+            egress: annotations.egress,
+            memory_limit: annotations.memory_limit,
             init_containers,
             containers,
             volumes,

@@ -6,8 +6,10 @@
 //! in code alike. The module does no IO beyond reading the manifest file:
 //! image paths and hostPaths are checked later, by `image` and `volume`.
 
+mod annotations;
 mod bounds;
 mod convert;
+mod egress;
 mod quantity;
 mod raw;
 mod validate;
@@ -18,7 +20,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use annotations::{EGRESS_ANNOTATION, MEMORY_ANNOTATION};
 pub use bounds::{MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH};
+pub use egress::{EgressPolicy, EgressRule, EgressRuleError};
 pub use validate::Problem;
 
 /// A validated Pod: what wpod runs. Build one from YAML with
@@ -43,7 +47,16 @@ pub struct PodSpec {
     /// `metadata.namespace`, `default` when absent.
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations` as written. Those wpod reads are parsed into
+    /// the typed fields below when the pod is read or built, and checked by
+    /// [`PodSpec::validate`]; the typed fields are what wpod applies.
     pub annotations: BTreeMap<String, String>,
+    /// Where the pod's containers may connect outside the pod: the
+    /// [`EGRESS_ANNOTATION`] (`wpod.dev/egress`); empty, nowhere.
+    pub egress: EgressPolicy,
+    /// The pod's memory ceiling behind the OS wall, in bytes: the
+    /// [`MEMORY_ANNOTATION`] (`wpod.dev/memory-limit`).
+    pub memory_limit: Option<u64>,
     /// `spec.initContainers`, run one at a time, in order, each to completion.
     pub init_containers: Vec<ContainerSpec>,
     /// `spec.containers`, run together once every init container succeeded.
@@ -409,6 +422,8 @@ impl PodBuilder {
                 namespace: "default".into(),
                 labels: BTreeMap::new(),
                 annotations: BTreeMap::new(),
+                egress: EgressPolicy::default(),
+                memory_limit: None,
                 init_containers: Vec::new(),
                 containers: Vec::new(),
                 volumes: Vec::new(),
@@ -470,6 +485,9 @@ impl PodBuilder {
         self
     }
 
+    /// Sets an annotation. Those wpod reads ([`EGRESS_ANNOTATION`],
+    /// [`MEMORY_ANNOTATION`]) set their typed fields of [`PodSpec`] when the
+    /// pod is built, and a bad value fails [`PodBuilder::build`].
     pub fn annotation(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.pod.annotations.insert(key.into(), value.into());
         self
@@ -486,7 +504,10 @@ impl PodBuilder {
     /// # Errors
     ///
     /// [`ManifestError::Invalid`] (file `<builder>`) listing every problem.
-    pub fn build(self) -> Result<PodSpec, ManifestError> {
+    pub fn build(mut self) -> Result<PodSpec, ManifestError> {
+        let (parsed, _) = annotations::parse(&self.pod.annotations);
+        self.pod.egress = parsed.egress;
+        self.pod.memory_limit = parsed.memory_limit;
         match self.pod.validate() {
             Ok(()) => Ok(self.pod),
             Err(problems) => Err(ManifestError::Invalid {
@@ -560,6 +581,54 @@ mod tests {
             PodSpec::from_yaml_file(&file),
             Err(ManifestError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn annotations_are_typed_fields() {
+        let yaml = format!(
+            "{HEAD}  annotations:\n    wpod.dev/egress: '10.0.0.0/8, 192.0.2.7:443'\n    wpod.dev/memory-limit: 0.5Gi\n    note: hi\nspec:\n  containers:\n  - {{name: a, image: a.wasm}}\n"
+        );
+        let read = pod(&yaml);
+        assert_eq!(
+            read.egress,
+            EgressPolicy::parse("10.0.0.0/8, 192.0.2.7:443").unwrap()
+        );
+        assert_eq!(read.memory_limit, Some(512 << 20));
+        assert_eq!(read.annotations.len(), 3);
+        let built = PodSpec::builder("p")
+            .annotation(EGRESS_ANNOTATION, "10.0.0.0/8, 192.0.2.7:443")
+            .annotation(MEMORY_ANNOTATION, "512Mi")
+            .annotation("note", "hi")
+            .container(ContainerSpec::new("a", "a.wasm"))
+            .build()
+            .unwrap();
+        assert_eq!(
+            (built.egress, built.memory_limit),
+            (read.egress, read.memory_limit)
+        );
+    }
+
+    #[test]
+    fn bad_annotations_fail_validation_for_yaml_and_builder_alike() {
+        for (key, value) in [
+            (EGRESS_ANNOTATION, "10.0.0.0/99"),
+            (MEMORY_ANNOTATION, "lots"),
+        ] {
+            let yaml = format!(
+                "{HEAD}  annotations: {{{key}: '{value}'}}\nspec:\n  containers:\n  - {{name: a, image: a.wasm}}\n"
+            );
+            let from_yaml = PodSpec::from_yaml_str(&yaml, "pod.yaml").unwrap_err();
+            let built = PodSpec::builder("p")
+                .annotation(key, value)
+                .container(ContainerSpec::new("a", "a.wasm"))
+                .build()
+                .unwrap_err();
+            assert_eq!(from_yaml.problems(), built.problems());
+            assert_eq!(
+                from_yaml.problems()[0].path,
+                format!("metadata.annotations[{key}]")
+            );
+        }
     }
 
     #[test]

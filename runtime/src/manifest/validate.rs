@@ -2,7 +2,7 @@
 //! fields, paths. Shared by manifests and pods built in code.
 
 use super::quantity::{show_bytes, show_millis};
-use super::{ContainerSpec, PodSpec, Protocol};
+use super::{ContainerSpec, PodSpec, Protocol, annotations};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -68,6 +68,7 @@ pub(crate) fn pod(pod: &PodSpec) -> Vec<Problem> {
             "add a container with a `name` and an `image`",
         ));
     }
+    problems.extend(annotations::parse(&pod.annotations).1);
 
     let mut volume_names = BTreeSet::new();
     for (i, volume) in pod.volumes.iter().enumerate() {
