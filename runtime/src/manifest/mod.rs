@@ -10,7 +10,7 @@ mod annotations;
 mod bounds;
 mod convert;
 mod egress;
-mod quantity;
+pub(crate) mod quantity;
 mod raw;
 mod validate;
 
@@ -533,6 +533,19 @@ mod tests {
 
     fn pod(yaml: &str) -> PodSpec {
         PodSpec::from_yaml_str(yaml, "pod.yaml").unwrap().remove(0)
+    }
+
+    /// The fuzzer's seeds (fuzz/seeds/manifest), every one read to its end.
+    #[test]
+    fn the_fuzz_seeds_are_read_without_a_panic() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/manifest");
+        let mut read = 0;
+        for entry in std::fs::read_dir(&seeds).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let _ = PodSpec::from_yaml_str(&String::from_utf8_lossy(&bytes), "seed.yaml");
+            read += 1;
+        }
+        assert!(read >= 10, "{read} seeds in {}", seeds.display());
     }
 
     #[test]
