@@ -10,7 +10,11 @@
 //! collections (`[`, `{`), block collections by their indentation, compact
 //! sequences (`- - x`); it skips comments, quoted scalars and block scalars
 //! (`|`, `>`). Where it cannot tell what the parser will do, it counts: a
-//! manifest is refused for nesting too deep rather than let through.
+//! manifest is refused for nesting too deep rather than let through. So the
+//! brackets of a quoted scalar that goes on past its line are counted (and
+//! never forgotten): where the quote follows plain text on the line before,
+//! as in `a: b\n  'c`, the parser reads it as plain text, ends it at the next
+//! line less indented, and nests what comes after.
 
 /// The most bytes a manifest may hold: 4 MiB. The API server refuses a
 /// request body over 3 MiB (and etcd an object over 1.5 MiB), so any Pod
@@ -37,6 +41,7 @@ pub(crate) fn check_depth(text: &str, limit: usize) -> Result<(), TooDeep> {
         limit,
         block: Vec::new(),
         flow: 0,
+        quoted: 0,
         quote: None,
         block_scalar: None,
     };
@@ -74,13 +79,31 @@ struct Scan {
     block: Vec<usize>,
     /// Open flow collections.
     flow: usize,
+    /// The brackets left open in quoted scalars that went on past their line.
+    quoted: usize,
     quote: Option<Quote>,
     block_scalar: Option<BlockScalar>,
 }
 
 impl Scan {
     fn depth(&self) -> usize {
-        self.block.len() + self.flow
+        self.block.len() + self.flow + self.quoted
+    }
+
+    /// Counts the brackets of a quoted scalar's text that goes on past its
+    /// line, as if they nested (see the module's doc).
+    fn quoted_text(&mut self, text: &[u8]) -> Result<(), Deep> {
+        for byte in text {
+            match byte {
+                b'[' | b'{' => {
+                    self.quoted += 1;
+                    self.check()?;
+                }
+                b']' | b'}' => self.quoted = self.quoted.saturating_sub(1),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), Deep> {
@@ -126,9 +149,10 @@ impl Scan {
             return match close_quote(line, 0, quote) {
                 Some(end) => {
                     self.quote = None;
+                    self.quoted_text(&line[..end])?;
                     self.rest(line, end, false, None)
                 }
-                None => Ok(()),
+                None => self.quoted_text(line),
             };
         }
         if self.flow > 0 {
@@ -201,7 +225,7 @@ impl Scan {
                         }
                         None => {
                             self.quote = Some(quote);
-                            return Ok(());
+                            return self.quoted_text(&line[at + 1..]);
                         }
                     }
                 }
@@ -343,7 +367,7 @@ mod tests {
         check("a: b[[[[\n", 1);
         check("a: b # [[[[\n", 1);
         check("# [[[[\na: 1\n", 1);
-        check("a: \"[[[\n  [[[[\"\nb: 1\n", 1);
+        check("a: \"[x]\n  [y]\"\nb: 1\n", 2);
         check("a: |\n  [[[[\n  {{{{\nb: [1]\n", 2);
         check("a: >-\n\n    [[[[\n    - - - -\nb: 1\n", 1);
         check("- |2\n   [[[[\n- x\n", 2);
@@ -353,6 +377,17 @@ mod tests {
     fn what_ends_a_block_scalar_counts() {
         check("a: |\n    text\n  [[[[\n", 6);
         check("a: |\nb: [[\n", 3);
+    }
+
+    #[test]
+    fn brackets_in_a_quote_past_its_line_count() {
+        // The parser reads `b 'c` as plain text and nests at `d`.
+        check(&format!("a: b\n  'c\nd: {}\n", "[".repeat(10)), 12);
+        check("a: \"[[[\n  [[[[\"\nb: 1\n", 8);
+        assert_eq!(
+            check_depth(&format!("a: b\n  'c\nd: {}\n", "[".repeat(200_000)), 64),
+            Err(TooDeep { line: 3 })
+        );
     }
 
     #[test]
