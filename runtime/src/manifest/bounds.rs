@@ -45,11 +45,35 @@ pub(crate) fn check_depth(text: &str, limit: usize) -> Result<(), TooDeep> {
         quote: None,
         block_scalar: None,
     };
-    for (index, line) in text.as_bytes().split(|b| *b == b'\n').enumerate() {
+    for (index, line) in lines(text.as_bytes()).enumerate() {
         scan.line(line)
             .map_err(|Deep| TooDeep { line: index + 1 })?;
     }
     Ok(())
+}
+
+/// The lines of `text` as the parser breaks them: at `\n`, `\r\n`, `\r`,
+/// and U+0085, U+2028 and U+2029; a byte order mark that starts a line is
+/// skipped, as the parser skips it.
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let mut at = 0;
+        let (line, next) = loop {
+            match text[at..] {
+                [] => break (text, None),
+                [b'\n', ..] => break (&text[..at], Some(at + 1)),
+                [b'\r', b'\n', ..] => break (&text[..at], Some(at + 2)),
+                [b'\r', ..] => break (&text[..at], Some(at + 1)),
+                [0xc2, 0x85, ..] => break (&text[..at], Some(at + 2)),
+                [0xe2, 0x80, 0xa8 | 0xa9, ..] => break (&text[..at], Some(at + 3)),
+                _ => at += 1,
+            }
+        };
+        rest = next.map(|next| &text[next..]);
+        Some(line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line))
+    })
 }
 
 struct Deep;
@@ -115,7 +139,6 @@ impl Scan {
     }
 
     fn line(&mut self, line: &[u8]) -> Result<(), Deep> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let indent = line.iter().take_while(|b| **b == b' ').count();
         let blank = line[indent..].iter().all(|b| matches!(b, b' ' | b'\t'));
         if is_document_marker(line) {
@@ -394,6 +417,27 @@ mod tests {
     fn a_quote_inside_plain_text_opens_nothing() {
         check("a: it's [\nb: [[\n", 3);
         check("[a'b, [c]]", 3);
+    }
+
+    #[test]
+    fn lines_break_as_the_parser_breaks_them() {
+        // Each of these once hid 50,000 `[` from the count (0.5 s to parse,
+        // release build), and would have hidden any nesting.
+        check("\u{feff}[[[[", 5);
+        for text in [
+            "a:\r  [[[[",
+            "a:\r\n  [[[[",
+            "a:\u{85}  [[[[",
+            "a:\u{2028}  [[[[",
+            "a:\u{2029}  [[[[",
+        ] {
+            check(text, 6);
+        }
+        let broken: Vec<&[u8]> =
+            lines(b"a\nb\r\nc\rd\xc2\x85e\xe2\x80\xa8f\xe2\x80\xa9g").collect();
+        assert_eq!(broken, [&b"a"[..], b"b", b"c", b"d", b"e", b"f", b"g"]);
+        assert_eq!(lines(b"").count(), 1);
+        assert_eq!(lines(b"a\n").count(), 2);
     }
 
     #[test]
