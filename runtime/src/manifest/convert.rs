@@ -161,17 +161,19 @@ fn unsupported_hint(path: &str) -> String {
     }
 }
 
+/// The expected field within an edit distance of 2 of `field`, if any.
 fn closest_field<'a>(field: &str, expected: &'a str) -> Option<&'a str> {
+    // The distance is at least the difference in length: only candidates
+    // of about the same length are compared, so that a field name of
+    // megabytes costs no more than reading it.
+    let length = field.chars().count();
+    let field = field.to_lowercase();
     expected
         .split('`')
         .skip(1)
         .step_by(2)
-        .map(|candidate| {
-            (
-                edit_distance(&field.to_lowercase(), &candidate.to_lowercase()),
-                candidate,
-            )
-        })
+        .filter(|candidate| candidate.chars().count().abs_diff(length) <= 2)
+        .map(|candidate| (edit_distance(&field, &candidate.to_lowercase()), candidate))
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
