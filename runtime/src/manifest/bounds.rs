@@ -24,9 +24,9 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// The deepest a manifest may nest: 64 levels, each block mapping, sequence
 /// entry and flow collection one level (`spec.containers[0].resources.limits.memory`
-/// is 6). Real Pod YAML nests fewer than 20, the deepest being an object
-/// read back from the API server with `managedFields` and affinity terms;
-/// serde_yaml_ng's own recursion limit is 128, so its error never shows.
+/// is 6). Real Pod YAML nests fewer than 20: a Pod read back from the API
+/// server with `managedFields` and affinity terms nests 11. serde_yaml_ng's
+/// own recursion limit is 128, so its error never shows.
 pub const MAX_NESTING_DEPTH: usize = 64;
 
 /// Where a text first nests deeper than allowed: its line, 1-based.
@@ -379,6 +379,23 @@ mod tests {
         check(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations: {wpod.dev/egress: '10.0.0.0/8'}\nspec:\n  containers:\n  - name: app\n    image: app.wasm\n    args: [\"--port\", \"80\"]\n    resources:\n      limits:\n        memory: 64Mi\n",
             6,
+        );
+    }
+
+    /// A Pod as the API server returns it, with `managedFields` and affinity
+    /// terms: real Pods nest far less than the limit.
+    #[test]
+    fn a_pod_from_the_api_server() {
+        check(POD_FROM_THE_API_SERVER, 11);
+    }
+
+    const POD_FROM_THE_API_SERVER: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-7d4b9c\n  namespace: default\n  labels: {app: web}\n  managedFields:\n  - apiVersion: v1\n    fieldsType: FieldsV1\n    fieldsV1:\n      f:spec:\n        f:affinity:\n          .: {}\n          f:nodeAffinity:\n            .: {}\n            f:requiredDuringSchedulingIgnoredDuringExecution: {}\n        f:containers:\n          k:{\"name\":\"app\"}:\n            .: {}\n            f:resources:\n              .: {}\n              f:limits:\n                .: {}\n                f:memory: {}\n    manager: kubectl-client-side-apply\n    operation: Update\nspec:\n  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms:\n        - matchExpressions:\n          - key: kubernetes.io/arch\n            operator: In\n            values:\n            - amd64\n  containers:\n  - name: app\n    image: app.wasm\n    env:\n    - name: A\n      value: b\n    resources:\n      limits: {memory: 64Mi}\n";
+
+    #[test]
+    fn a_pod_in_json() {
+        check(
+            "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\",\n  \"metadata\": {\"name\": \"web\"},\n  \"spec\": {\n    \"containers\": [\n      {\"name\": \"app\", \"image\": \"app.wasm\", \"args\": [\"[\", \"{\"],\n       \"resources\": {\"limits\": {\"memory\": \"64Mi\"}}}\n    ]\n  }\n}\n",
+            7,
         );
     }
 
