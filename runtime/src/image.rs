@@ -25,6 +25,10 @@ use std::sync::Mutex;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+mod detect;
+
+use detect::{Kind, detect};
+
 /// Where image references are looked up, in order.
 #[derive(Debug, Clone, Default)]
 pub struct ImagePath {
@@ -356,11 +360,6 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
-enum Kind {
-    Component,
-    Module,
-}
-
 /// Compiles Wasm files once: in memory for the life of the [`Compiler`], and
 /// on disk (when a cache directory is set) keyed by the file's content and
 /// the engine's configuration, so a second run compiles nothing.
@@ -678,31 +677,6 @@ pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-/// Tells a component from a core module by the header; anything else is
-/// named for the error message.
-fn detect(bytes: &[u8]) -> Result<Kind, &'static str> {
-    match bytes {
-        [0, b'a', b's', b'm', 1, 0, 0, 0, ..] => Ok(Kind::Module),
-        [0, b'a', b's', b'm', _, _, 1, 0, ..] => Ok(Kind::Component),
-        [0, b'a', b's', b'm', ..] => Err("a WebAssembly file of an unknown version (truncated?)"),
-        [0x7f, b'E', b'L', b'F', ..] => Err("a native ELF executable"),
-        [b'M', b'Z', ..] => Err("a native Windows executable"),
-        [0xcf, 0xfa, 0xed, 0xfe, ..] | [0xca, 0xfe, 0xba, 0xbe, ..] => {
-            Err("a native macOS executable")
-        }
-        [b'#', b'!', ..] => Err("a script"),
-        [] => Err("an empty file"),
-        _ if bytes
-            .iter()
-            .take(512)
-            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
-        {
-            Err("a text file")
-        }
-        _ => Err("not WebAssembly (no `\\0asm` header)"),
-    }
-}
-
 struct Sha256Hasher(Sha256);
 
 impl Hasher for Sha256Hasher {
@@ -727,20 +701,5 @@ mod tests {
         );
         assert_eq!(split_reference("reg:5000/app"), ("reg:5000/app", "latest"));
         assert!(looks_like_path("app.wasm") && looks_like_path("./x") && !looks_like_path("nginx"));
-    }
-
-    #[test]
-    fn detection() {
-        assert!(matches!(detect(b"\0asm\x01\0\0\0"), Ok(Kind::Module)));
-        assert!(matches!(detect(b"\0asm\x0d\0\x01\0"), Ok(Kind::Component)));
-        assert_eq!(
-            detect(b"\x7fELF\x02").err(),
-            Some("a native ELF executable")
-        );
-        assert_eq!(detect(b"hello world\n").err(), Some("a text file"));
-        assert_eq!(
-            detect(b"\0as").err(),
-            Some("not WebAssembly (no `\\0asm` header)")
-        );
     }
 }

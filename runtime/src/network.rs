@@ -39,91 +39,14 @@ use wasmtime_wasi::p2::bindings::sockets::udp::{
 use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::WasiSocketsCtxView;
 
-/// Where containers may connect outside their pod.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EgressPolicy {
-    /// Allowed destinations; empty means no egress at all.
-    pub allow: Vec<EgressRule>,
-}
+pub use crate::manifest::{EgressPolicy, EgressRule};
 
-/// One allowed destination: an address range and an optional port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EgressRule {
-    pub network: IpAddr,
-    pub prefix_len: u8,
-    pub port: Option<u16>,
-}
-
+// The policy is parsed with the manifest (`crate::manifest`, which reads the
+// `wpod.dev/egress` annotation); what it allows is decided here.
 impl EgressPolicy {
-    /// Everything allowed.
-    pub fn allow_all() -> EgressPolicy {
-        EgressPolicy {
-            allow: vec![
-                EgressRule {
-                    network: IpAddr::from([0, 0, 0, 0]),
-                    prefix_len: 0,
-                    port: None,
-                },
-                EgressRule {
-                    network: IpAddr::from([0u16; 8]),
-                    prefix_len: 0,
-                    port: None,
-                },
-            ],
-        }
-    }
-
-    /// Parses a comma-separated list of `CIDR[:port]` / `IP[:port]` rules
-    /// (`10.0.0.0/8, 192.168.1.5:443, [::1]:80`, `*` for everything).
-    ///
-    /// # Errors
-    ///
-    /// The rule that is not understood, as text.
-    pub fn parse(text: &str) -> Result<EgressPolicy, String> {
-        let mut policy = EgressPolicy::default();
-        for rule in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-            if rule == "*" {
-                policy.allow.extend(EgressPolicy::allow_all().allow);
-                continue;
-            }
-            policy.allow.push(parse_rule(rule).ok_or_else(|| {
-                format!("`{rule}` is not an address rule (write e.g. 10.0.0.0/8 or 192.0.2.7:443)")
-            })?);
-        }
-        Ok(policy)
-    }
-
     pub(crate) fn allows(&self, addr: &SocketAddr) -> bool {
         self.allow.iter().any(|rule| rule.matches(addr))
     }
-}
-
-fn parse_rule(rule: &str) -> Option<EgressRule> {
-    let (address, port) = if let Some(rest) = rule.strip_prefix('[') {
-        let (address, after) = rest.split_once(']')?;
-        (
-            address,
-            after.strip_prefix(':').map(str::parse).transpose().ok()?,
-        )
-    } else if rule.matches(':').count() == 1 {
-        let (address, port) = rule.split_once(':')?;
-        (address, Some(port.parse().ok()?))
-    } else {
-        (rule, None)
-    };
-    let (network, prefix_len) = match address.split_once('/') {
-        Some((ip, len)) => (ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?),
-        None => {
-            let ip: IpAddr = address.parse().ok()?;
-            (ip, if ip.is_ipv4() { 32 } else { 128 })
-        }
-    };
-    let max = if network.is_ipv4() { 32 } else { 128 };
-    (prefix_len <= max).then_some(EgressRule {
-        network,
-        prefix_len,
-        port,
-    })
 }
 
 impl EgressRule {

@@ -444,7 +444,7 @@ impl Runtime {
                 .map_err(|e| Error::Engine(format!("compile task failed: {e}")))?;
             programs.insert(path, linked);
         }
-        let pod_memory = Arc::new(match crate::sandbox::memory_annotation(pod) {
+        let pod_memory = Arc::new(match pod.memory_limit {
             _ if !options.memory_ceiling => PodMemory::new(None, "none in this process"),
             Some(bytes) => PodMemory::new(
                 Some(bytes),
@@ -483,7 +483,8 @@ impl Runtime {
                 preopens,
                 memory_limit: spec.resources.memory_limit,
                 pod_memory: pod_memory.clone(),
-                descriptor_limit: crate::sandbox::descriptor_annotation(pod)
+                descriptor_limit: pod
+                    .descriptor_limit
                     .unwrap_or(container::DEFAULT_DESCRIPTOR_LIMIT),
                 program,
                 network: network.clone(),
@@ -557,21 +558,11 @@ pub(crate) fn image_error(pod: &PodSpec, container: &ContainerSpec, source: Imag
     }
 }
 
+/// The pod's egress policy (its `wpod.dev/egress` annotation, parsed and
+/// checked with the manifest) plus the run's.
 fn pod_egress(pod: &PodSpec, extra: &EgressPolicy) -> Result<EgressPolicy> {
     let mut egress = extra.clone();
-    if let Some(text) = pod.annotations.get("wpod.dev/egress") {
-        let parsed = EgressPolicy::parse(text).map_err(|message| {
-            Error::Manifest(crate::ManifestError::Invalid {
-                file: PathBuf::from(format!("pod {}", pod.name)),
-                problems: vec![crate::manifest::Problem {
-                    path: "metadata.annotations[wpod.dev/egress]".into(),
-                    message,
-                    hint: "list CIDRs or addresses with optional ports, separated by commas".into(),
-                }],
-            })
-        })?;
-        egress.allow.extend(parsed.allow);
-    }
+    egress.allow.extend(pod.egress.allow.iter().cloned());
     Ok(egress)
 }
 

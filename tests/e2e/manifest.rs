@@ -179,3 +179,77 @@ fn missing_manifest_file() {
         run.stderr
     );
 }
+
+#[test]
+fn deep_nesting_is_refused_in_milliseconds() {
+    let workspace = Workspace::new();
+    for (name, text) in [
+        ("unclosed.yaml", "[".repeat(200_000)),
+        (
+            "nested.yaml",
+            format!("{}1{}", "{a: ".repeat(50_000), "}".repeat(50_000)),
+        ),
+    ] {
+        let pod = workspace.write(name, text);
+        let started = std::time::Instant::now();
+        let run = workspace.run(&["validate", pod.to_str().unwrap()]);
+        let elapsed = started.elapsed();
+        run.expect_code(125);
+        assert!(
+            run.stderr.contains(&format!(
+                "{}:1: the manifest nests deeper than 64 levels",
+                pod.display()
+            )),
+            "{}",
+            run.stderr
+        );
+        // Before the bound, the parser took 30 s and more on these.
+        assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
+    }
+}
+
+#[test]
+fn a_manifest_over_4_mib_is_refused_unread() {
+    let workspace = Workspace::new();
+    let pod = workspace.write("large.yaml", vec![b'#'; 5 << 20]);
+    let run = workspace.run(&["validate", pod.to_str().unwrap()]);
+    run.expect_code(125);
+    assert!(
+        run.stderr
+            .contains("the manifest is larger than 4194304 bytes (4 MiB)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn validate_and_run_refuse_the_same_annotations() {
+    let workspace = Workspace::new();
+    for (annotation, expected) in [
+        (
+            "wpod.dev/egress: '10.0.0.0/99'",
+            "metadata.annotations[wpod.dev/egress]: `10.0.0.0/99` is not an egress rule (the prefix length 99 is more than the address's 32 bits)",
+        ),
+        (
+            "wpod.dev/memory-limit: lots",
+            "metadata.annotations[wpod.dev/memory-limit]: `lots` is not a quantity",
+        ),
+        (
+            "wpod.dev/descriptor-limit: '3'",
+            "metadata.annotations[wpod.dev/descriptor-limit]: `3` is not a number from 16 to 1048576",
+        ),
+    ] {
+        let pod = workspace.pod(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\n  annotations:\n    {annotation}\nspec:\n  containers:\n  - {{name: a, image: a.wasm}}\n"
+        ));
+        for command in ["validate", "run"] {
+            let run = workspace.run(&[command, pod.to_str().unwrap()]);
+            run.expect_code(125);
+            assert!(
+                run.stderr.contains(expected),
+                "{command}: expected {expected:?} in:\n{}",
+                run.stderr
+            );
+        }
+    }
+}

@@ -6,8 +6,9 @@ use super::raw;
 use super::validate::Problem;
 use super::{
     ContainerSpec, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol, Resources,
-    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, quantity,
+    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, annotations, bounds, quantity,
 };
+use quantity::QuantityError;
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +18,21 @@ pub(crate) fn pods_from_yaml(
     file: &Path,
     base_dir: &Path,
 ) -> Result<Vec<PodSpec>, ManifestError> {
+    // Bounded before parsing: the parser's time grows with the square of the
+    // nesting depth (see `bounds`).
+    if text.len() > bounds::MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge {
+            file: file.to_owned(),
+            limit: bounds::MAX_MANIFEST_BYTES,
+        });
+    }
+    bounds::check_depth(text, bounds::MAX_NESTING_DEPTH).map_err(|deep| {
+        ManifestError::TooDeep {
+            file: file.to_owned(),
+            line: deep.line,
+            limit: bounds::MAX_NESTING_DEPTH,
+        }
+    })?;
     // Straight into the schema first; only a manifest that fails is read
     // again in two steps, for an error that says where (a YAML tree is most
     // of the parse, and every pod start parses its manifest).
@@ -145,17 +161,19 @@ fn unsupported_hint(path: &str) -> String {
     }
 }
 
+/// The expected field within an edit distance of 2 of `field`, if any.
 fn closest_field<'a>(field: &str, expected: &'a str) -> Option<&'a str> {
+    // The distance is at least the difference in length: only candidates
+    // of about the same length are compared, so that a field name of
+    // megabytes costs no more than reading it.
+    let length = field.chars().count();
+    let field = field.to_lowercase();
     expected
         .split('`')
         .skip(1)
         .step_by(2)
-        .map(|candidate| {
-            (
-                edit_distance(&field.to_lowercase(), &candidate.to_lowercase()),
-                candidate,
-            )
-        })
+        .filter(|candidate| candidate.chars().count().abs_diff(length) <= 2)
+        .map(|candidate| (edit_distance(&field, &candidate.to_lowercase()), candidate))
         .filter(|(distance, _)| *distance <= 2)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
@@ -188,6 +206,19 @@ impl Converter<'_> {
         hint: impl Into<String>,
     ) {
         self.problems.push(Problem::new(path, message, hint));
+    }
+
+    fn quantity_problem(&mut self, path: String, text: &str, error: QuantityError, example: &str) {
+        let hint = match error {
+            QuantityError::Malformed => {
+                format!(
+                    "write e.g. {example}: a number with an optional suffix (m, k, M, G, Ki, Mi, Gi, ...)"
+                )
+            }
+            QuantityError::Negative => format!("write e.g. {example}"),
+            QuantityError::TooLarge => "leave it out for no limit".to_owned(),
+        };
+        self.problem(path, format!("`{text}` {error}"), hint);
     }
 
     fn required<T>(&mut self, value: Option<T>, path: &str, hint: &str) -> Option<T> {
@@ -267,12 +298,17 @@ impl Converter<'_> {
             );
         }
         let name = name?;
+        // A bad value is reported by `validate`, with the rest.
+        let (annotations, _) = annotations::parse(&metadata.annotations);
         Some(PodSpec {
             hostname: spec.hostname.unwrap_or_else(|| name.clone()),
             name,
             namespace: metadata.namespace.unwrap_or_else(|| "default".into()),
             labels: metadata.labels,
             annotations: metadata.annotations,
+            egress: annotations.egress,
+            memory_limit: annotations.memory_limit,
+            descriptor_limit: annotations.descriptor_limit,
             init_containers,
             containers,
             volumes,
@@ -439,9 +475,9 @@ impl Converter<'_> {
             for (name, value) in map.unwrap_or_default() {
                 let field = format!("{path}.{kind}.{name}");
                 let text = value.text();
-                let parsed = match name.as_str() {
-                    "memory" => quantity::parse(&text, 1),
-                    "cpu" => quantity::parse(&text, 1000),
+                let (parsed, example) = match name.as_str() {
+                    "memory" => (quantity::parse_bytes(&text), "`64Mi`"),
+                    "cpu" => (quantity::parse_millis(&text), "`500m` or `2`"),
                     _ => {
                         self.problem(
                             field,
@@ -451,13 +487,12 @@ impl Converter<'_> {
                         continue;
                     }
                 };
-                let Some(parsed) = parsed else {
-                    self.problem(
-                        field,
-                        format!("`{text}` is not a quantity"),
-                        "write e.g. `64Mi` for memory or `500m` for cpu",
-                    );
-                    continue;
+                let parsed = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(error) => {
+                        self.quantity_problem(field, &text, error, example);
+                        continue;
+                    }
                 };
                 let slot = match (kind, name.as_str()) {
                     ("limits", "memory") => &mut result.memory_limit,
@@ -489,14 +524,11 @@ impl Converter<'_> {
                 };
                 let size_limit = match empty_dir.size_limit.map(|q| q.text()) {
                     None => None,
-                    Some(text) => match quantity::parse(&text, 1) {
-                        Some(bytes) => Some(bytes),
-                        None => {
-                            self.problem(
-                                format!("{path}.emptyDir.sizeLimit"),
-                                format!("`{text}` is not a quantity"),
-                                "write e.g. `64Mi`",
-                            );
+                    Some(text) => match quantity::parse_bytes(&text) {
+                        Ok(bytes) => Some(bytes),
+                        Err(error) => {
+                            let field = format!("{path}.emptyDir.sizeLimit");
+                            self.quantity_problem(field, &text, error, "`64Mi`");
                             None
                         }
                     },

@@ -1,7 +1,8 @@
 //! Checks a [`PodSpec`] as the API server would: names, references between
 //! fields, paths. Shared by manifests and pods built in code.
 
-use super::{ContainerSpec, PodSpec, Protocol};
+use super::quantity::{show_bytes, show_millis};
+use super::{ContainerSpec, PodSpec, Protocol, annotations};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -67,6 +68,7 @@ pub(crate) fn pod(pod: &PodSpec) -> Vec<Problem> {
             "add a container with a `name` and an `image`",
         ));
     }
+    problems.extend(annotations::parse(&pod.annotations).1);
 
     let mut volume_names = BTreeSet::new();
     for (i, volume) in pod.volumes.iter().enumerate() {
@@ -249,7 +251,11 @@ fn container(
     {
         problems.push(Problem::new(
             format!("{path}.resources.requests.memory"),
-            "must be less than or equal to the memory limit",
+            format!(
+                "`{}` must be less than or equal to the memory limit of {}",
+                show_bytes(request),
+                show_bytes(limit)
+            ),
             "lower the request or raise the limit",
         ));
     }
@@ -258,7 +264,11 @@ fn container(
     {
         problems.push(Problem::new(
             format!("{path}.resources.requests.cpu"),
-            "must be less than or equal to the cpu limit",
+            format!(
+                "`{}` must be less than or equal to the cpu limit of {}",
+                show_millis(request),
+                show_millis(limit)
+            ),
             "lower the request or raise the limit",
         ));
     }

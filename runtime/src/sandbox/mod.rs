@@ -366,9 +366,9 @@ pub const PIDS_LIMIT: u64 = 1024;
 
 /// The annotation that sets the pod's cgroup memory limit directly (a
 /// quantity such as `96Mi`), instead of the sum of its containers'
-/// `limits.memory` plus [`RUNTIME_MEMORY_ALLOWANCE`]. It is how a pod whose
-/// containers have no Wasm memory limit still gets a backstop.
-pub const MEMORY_ANNOTATION: &str = "wpod.dev/memory-limit";
+/// `limits.memory` plus [`RUNTIME_MEMORY_ALLOWANCE`]; the manifest parses it
+/// into [`PodSpec::memory_limit`].
+pub use crate::manifest::MEMORY_ANNOTATION;
 
 /// Why a pod must share the host's network namespace, if it must: the
 /// port space of `network` works at the socket layer, so a listener on a
@@ -384,10 +384,7 @@ pub fn needs_host_network(pod: &PodSpec, allow_egress: Option<&str>) -> Option<&
     {
         return Some("a hostPort is published");
     }
-    let annotated = pod
-        .annotations
-        .get("wpod.dev/egress")
-        .is_some_and(|rules| !rules.trim().is_empty());
+    let annotated = !pod.egress.allow.is_empty();
     if annotated || allow_egress.is_some_and(|rules| !rules.trim().is_empty()) {
         return Some("egress is allowed");
     }
@@ -415,7 +412,8 @@ pub struct PlanInputs {
 ///
 /// # Errors
 ///
-/// A malformed [`MEMORY_ANNOTATION`], as text for the user.
+/// None any more: [`MEMORY_ANNOTATION`] is checked with the manifest, into
+/// [`PodSpec::memory_limit`].
 pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Result<Plan, String> {
     let mut binds: Vec<Bind> = Vec::new();
     let mut add = |bind: Bind| match binds.iter_mut().find(|b| b.path == bind.path) {
@@ -497,73 +495,40 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Result<Plan, String> {
         net_namespace: inputs.net_namespace,
         binds,
         memory_volumes,
-        limits: limits(pod)?,
+        limits: limits(pod),
     })
 }
 
 /// The pod's cgroup limits: as Kubernetes sizes a pod, the larger of the app
 /// containers' sum and the largest init container (they run one at a
 /// time), and only when every container has a limit.
-fn limits(pod: &PodSpec) -> Result<Limits, String> {
+fn limits(pod: &PodSpec) -> Limits {
     let effective = |limit: fn(&crate::manifest::ContainerSpec) -> Option<u64>| {
-        let apps: Option<u64> = pod.containers.iter().map(limit).sum();
+        // Saturating: two limits of 7Ei would overflow a sum.
+        let apps = (pod.containers.iter().map(limit))
+            .try_fold(0u64, |sum, limit| Some(sum.saturating_add(limit?)));
         let inits: Option<Vec<u64>> = pod.init_containers.iter().map(limit).collect();
         Some(apps?.max(inits?.into_iter().max().unwrap_or(0)))
     };
-    let memory_bytes = match pod.annotations.get(MEMORY_ANNOTATION) {
-        Some(text) => Some(parse_bytes(text).ok_or_else(|| {
-            format!(
-                "metadata.annotations[{MEMORY_ANNOTATION}]: `{text}` is not a memory quantity; write bytes, or a number with Ki, Mi or Gi"
-            )
-        })?),
-        None => effective(|c| c.resources.memory_limit).map(|m| m + RUNTIME_MEMORY_ALLOWANCE),
-    };
-    let (memory_bytes, memory_source) = match memory_bytes {
-        Some(bytes) if pod.annotations.contains_key(MEMORY_ANNOTATION) => {
-            (Some(bytes), MemorySource::Annotation)
-        }
-        Some(bytes) => (Some(bytes), MemorySource::Containers),
-        None => match crate::container::host_memory_share() {
-            Some(bytes) => (Some(bytes), MemorySource::HostShare),
-            None => (None, MemorySource::Unlimited),
+    let (memory_bytes, memory_source) = match pod.memory_limit {
+        Some(bytes) => (Some(bytes), MemorySource::Annotation),
+        None => match effective(|c| c.resources.memory_limit) {
+            Some(sum) => (
+                Some(sum.saturating_add(RUNTIME_MEMORY_ALLOWANCE)),
+                MemorySource::Containers,
+            ),
+            None => match crate::container::host_memory_share() {
+                Some(bytes) => (Some(bytes), MemorySource::HostShare),
+                None => (None, MemorySource::Unlimited),
+            },
         },
     };
-    Ok(Limits {
+    Limits {
         memory_bytes,
         memory_source,
         cpu_millis: effective(|c| c.resources.cpu_limit_millis),
         pids: PIDS_LIMIT,
-    })
-}
-
-/// The annotation that sets how many WASI resources (files, sockets,
-/// streams) each container of the pod may hold at once (a number).
-pub const DESCRIPTOR_ANNOTATION: &str = "wpod.dev/descriptor-limit";
-
-/// The pod's [`DESCRIPTOR_ANNOTATION`], if it has a valid one.
-pub(crate) fn descriptor_annotation(pod: &PodSpec) -> Option<usize> {
-    pod.annotations
-        .get(DESCRIPTOR_ANNOTATION)
-        .and_then(|text| text.trim().parse().ok())
-        .filter(|n| *n > 0)
-}
-
-/// The pod's [`MEMORY_ANNOTATION`], if it has a valid one (a bad one is
-/// refused before the pod starts).
-pub(crate) fn memory_annotation(pod: &PodSpec) -> Option<u64> {
-    pod.annotations
-        .get(MEMORY_ANNOTATION)
-        .and_then(|text| parse_bytes(text))
-}
-
-/// `96Mi`, `1Gi`, `500Ki` or plain bytes: the forms the annotation takes.
-fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (number, shift) = [("Ki", 10), ("Mi", 20), ("Gi", 30)]
-        .iter()
-        .find_map(|(suffix, shift)| text.strip_suffix(suffix).map(|n| (n, *shift)))
-        .unwrap_or((text, 0));
-    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+    }
 }
 
 #[cfg(test)]
@@ -658,11 +623,19 @@ mod tests {
             .annotation(MEMORY_ANNOTATION, "lots")
             .container(ContainerSpec::new("a", "x.wasm"))
             .build()
+            .unwrap_err();
+        assert_eq!(
+            bad.problems()[0].path,
+            "metadata.annotations[wpod.dev/memory-limit]"
+        );
+        let huge = PodSpec::builder("p")
+            .container(ContainerSpec::new("a", "x.wasm").memory_limit(u64::MAX / 2 + 1))
+            .container(ContainerSpec::new("b", "x.wasm").memory_limit(u64::MAX / 2 + 1))
+            .build()
             .unwrap();
-        assert!(
-            plan(&bad, &inputs())
-                .unwrap_err()
-                .contains("wpod.dev/memory-limit")
+        assert_eq!(
+            plan(&huge, &inputs()).unwrap().limits.memory_bytes,
+            Some(u64::MAX)
         );
     }
 
