@@ -11,11 +11,14 @@
 //! program) → `volume` (host folders and preopens) → `network` (what sockets
 //! a container may use) → `container` (one wasmtime store, run to an exit
 //! status) → `pod` (the lifecycle) → `status` (Kubernetes' `PodStatus`) →
-//! `sandbox` (the OS wall around a pod's process: [`Sandbox`], [`PodProcess`]).
+//! `sandbox` (the OS wall around a pod's process) → `run` ([`run`]: a manifest's pods,
+//! walled or not, to their end).
 //!
-//! The library never prints, never installs a tracing subscriber or signal
-//! handlers and never exits the process: it emits `tracing` events, and the
-//! `wpod` binary (feature `cli`) does the rest.
+//! The library never prints, never installs a tracing subscriber and never
+//! exits the process; it handles signals only when asked
+//! ([`RunConfig::stop_on_signals`]) and in the pod processes it forks. It
+//! emits `tracing` events, and the `wpod` binary (feature `cli`) does the
+//! rest.
 //!
 //! # Examples
 //!
@@ -57,6 +60,7 @@ mod log;
 mod manifest;
 mod network;
 mod pod;
+mod run;
 mod sandbox;
 mod state;
 mod status;
@@ -71,10 +75,8 @@ pub use manifest::{
 };
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
-pub use sandbox::{
-    ErrorReport, Isolation, PodMain, PodProcess, Sandbox, SandboxConfig, SandboxError,
-    SandboxedPod, SandboxedRun,
-};
+pub use run::{PodOutcome, RunConfig, RunOutcome, run};
+pub use sandbox::{ErrorReport, Isolation, SandboxError};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 pub use volume::VolumeError;
 

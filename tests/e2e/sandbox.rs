@@ -750,26 +750,23 @@ fn the_library_refuses_to_fork_pod_processes_from_a_process_with_threads() {
     }
     // This test binary has the harness's threads: forking it would be unsound.
     let workspace = Workspace::new();
-    let sandbox = wpod::Sandbox::new(wpod::SandboxConfig {
+    let config = wpod::RunConfig {
         isolation: wpod::Isolation::Auto,
-        image_path: wpod::ImagePath::default(),
-        cache_dir: None,
-        state_dir: workspace.path().join("state"),
-        allow_egress: None,
-        backoff: wpod::Backoff::KUBELET,
+        runtime: wpod::RuntimeConfig { cache_dir: None },
+        options: wpod::PodOptions {
+            state_dir: workspace.path().join("state"),
+            ..wpod::PodOptions::default()
+        },
         pid_file: None,
-        pass_through: Vec::new(),
-    })
-    .unwrap()
-    .expect("the wall is available here");
+        stop_on_signals: false,
+        exit_after: false,
+    };
     let pods = wpod::PodSpec::from_yaml_str(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: threads}\nspec:\n  containers:\n  - {name: a, image: a.wasm}\n",
         workspace.path().join("pod.yaml"),
     )
     .unwrap();
-    let error = sandbox
-        .run(&workspace.path().join("pod.yaml"), &pods, |_| 0)
-        .expect_err("refused");
+    let error = wpod::run(&workspace.path().join("pod.yaml"), pods, config).expect_err("refused");
     assert!(error.to_string().contains("one thread"), "{error}");
     assert!(!error.is_bad_input());
 }

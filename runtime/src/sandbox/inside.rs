@@ -39,9 +39,7 @@ use super::cgroup::PodCgroup;
 use super::protocol::{Channel, ErrorReport, Message, Request};
 use super::sys::{self, MountAccess, SysError};
 use super::{Plan, PodMain, PodProcess};
-use crate::image::ImagePath;
-use crate::network::EgressPolicy;
-use crate::pod::{PodOptions, RuntimeConfig};
+use crate::pod::PodOptions;
 use rustix::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,7 +74,9 @@ pub(super) fn pod_init(
     supervisor: u32,
     pod_main: PodMain,
 ) -> ! {
-    if sys::close_inherited_fds(channel.as_fd()).is_err() {
+    // SAFETY: pod-init is the supervisor's fresh, single-threaded child; it
+    // never returns into the supervisor's code (every path ends in `exit`).
+    if unsafe { sys::close_inherited_fds(channel.as_fd()) }.is_err() {
         sys::exit_now(1);
     }
     let channel = Arc::new(Channel::new(std::fs::File::from(channel)));
@@ -126,7 +126,9 @@ pub(super) fn pod_init(
         Ok(pipe) => pipe,
         Err(error) => fail(&error),
     };
-    match sys::fork() {
+    // SAFETY: pod-init has one thread (a fork of the single-threaded
+    // supervisor that has started none).
+    match unsafe { sys::fork() } {
         Err(error) => fail(&error),
         Ok(sys::Forked::Parent(pid)) => {
             drop(lifeline_read);
@@ -268,21 +270,7 @@ fn make_target(target: &Path, file: bool) -> Result<(), SysError> {
 
 /// PID 1 behind its wall: the pod and its options from the request.
 fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, ErrorReport> {
-    let egress = match &request.allow_egress {
-        Some(rules) => EgressPolicy::parse(rules).map_err(|message| ErrorReport {
-            message: format!("--allow-egress: {message}"),
-            causes: Vec::new(),
-            fault: crate::Fault::Input,
-        })?,
-        None => EgressPolicy::default(),
-    };
     let options = PodOptions {
-        image_path: ImagePath {
-            roots: request.image_path.clone(),
-        },
-        egress,
-        backoff: request.backoff,
-        state_dir: request.state_dir.clone(),
         prepared_volumes: request
             .plan
             .memory_volumes
@@ -291,15 +279,12 @@ fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, Er
             .collect(),
         // The pod's cgroup holds its ceiling.
         memory_ceiling: false,
-        ..PodOptions::default()
+        ..request.options
     };
     Ok(PodProcess {
         pod: request.pod,
         options,
-        runtime_config: RuntimeConfig {
-            cache_dir: request.cache_dir.clone(),
-        },
-        pass_through: request.pass_through,
+        runtime_config: request.runtime,
         channel,
     })
 }

@@ -56,9 +56,8 @@ use unsupported as imp;
 
 pub use protocol::ErrorReport;
 
-use crate::image::ImagePath;
-use crate::manifest::{PodSpec, VolumeSource};
-use crate::pod::{Backoff, PodOptions, RuntimeConfig};
+use crate::manifest::{EgressPolicy, PodSpec, VolumeSource};
+use crate::pod::{PodOptions, RuntimeConfig};
 use crate::status::PodStatus;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -77,30 +76,28 @@ pub enum Isolation {
     None,
 }
 
-/// Settings for [`Sandbox`]: what the supervisor needs to start pods.
+/// Settings for [`Sandbox`]: what the supervisor needs to start pods, typed
+/// (the pod processes are forks of the supervisor: they have these values
+/// as they are, nothing is parsed again).
 #[derive(Debug, Clone)]
-pub struct SandboxConfig {
+pub(crate) struct SandboxConfig {
     pub isolation: Isolation,
-    pub image_path: ImagePath,
-    /// The compile cache, bound read-only (and exec: wasmtime maps the
-    /// compiled code from it) into every pod; the supervisor fills it.
-    pub cache_dir: Option<PathBuf>,
-    /// Where each pod's private folder (for emptyDirs) is made on the host.
-    pub state_dir: PathBuf,
-    /// `--allow-egress`, as written (it is parsed again in the pod process).
-    pub allow_egress: Option<String>,
-    pub backoff: Backoff,
+    /// The runtime's settings. Its compile cache is bound read-only (and
+    /// exec: wasmtime maps the compiled code from it) into every pod; the
+    /// supervisor fills it.
+    pub runtime: RuntimeConfig,
+    /// The pods' options; `state_dir` is where each pod's private folder
+    /// (for emptyDirs) is made on the host.
+    pub options: PodOptions,
     /// Where to write the host PIDs of the pod processes once their walls are
     /// up, one a line in manifest order.
     pub pid_file: Option<PathBuf>,
-    /// The CLI's own settings, handed untouched to [`PodProcess::pass_through`].
-    pub pass_through: Vec<String>,
 }
 
 /// The OS wall, ready to run pods behind it. Made by [`Sandbox::new`], which
 /// finds out what this kernel allows.
 #[derive(Debug)]
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     config: SandboxConfig,
     /// What the platform found (on Linux: where the cgroups go, if anywhere).
     state: imp::State,
@@ -108,7 +105,7 @@ pub struct Sandbox {
 
 /// How a run behind the wall ended.
 #[derive(Debug)]
-pub struct SandboxedRun {
+pub(crate) struct SandboxedRun {
     pub pods: Vec<SandboxedPod>,
     /// The signal (SIGINT 2, SIGTERM 15) that stopped the run, if one did.
     pub signal: Option<i32>,
@@ -116,7 +113,7 @@ pub struct SandboxedRun {
 
 /// One pod's end.
 #[derive(Debug)]
-pub struct SandboxedPod {
+pub(crate) struct SandboxedPod {
     pub name: String,
     /// The host PID of the pod process (PID 1 of its namespaces).
     pub pid: Option<u32>,
@@ -224,18 +221,17 @@ impl Sandbox {
 /// What a pod process does once its wall is up: run the pod (a tokio
 /// runtime, [`crate::Runtime`], reporting through the [`PodProcess`]) and
 /// return the process's exit code.
-pub type PodMain = fn(PodProcess) -> u8;
+pub(crate) type PodMain = fn(PodProcess) -> u8;
 
 /// PID 1 of the pod's namespaces, behind its wall: what to run, and the way
 /// back to the supervisor.
 #[derive(Debug)]
-pub struct PodProcess {
+pub(crate) struct PodProcess {
     pub pod: PodSpec,
-    /// Everything but `log_sink`, which the caller sets.
+    /// The run's options, with this pod's private folder and prepared
+    /// volumes.
     pub options: PodOptions,
     pub runtime_config: RuntimeConfig,
-    /// [`SandboxConfig::pass_through`], as the CLI gave it.
-    pub pass_through: Vec<String>,
     #[cfg(target_os = "linux")]
     channel: std::sync::Arc<protocol::Channel>,
 }
@@ -374,7 +370,7 @@ pub use crate::manifest::MEMORY_ANNOTATION;
 /// port space of `network` works at the socket layer, so a listener on a
 /// hostPort, or a connection out, needs sockets in the host's namespace,
 /// which an `lo`-only namespace cannot give without more machinery.
-pub fn needs_host_network(pod: &PodSpec, allow_egress: Option<&str>) -> Option<&'static str> {
+pub fn needs_host_network(pod: &PodSpec, allow_egress: &EgressPolicy) -> Option<&'static str> {
     if pod.host_network {
         return Some("hostNetwork: true");
     }
@@ -385,7 +381,7 @@ pub fn needs_host_network(pod: &PodSpec, allow_egress: Option<&str>) -> Option<&
         return Some("a hostPort is published");
     }
     let annotated = !pod.egress.allow.is_empty();
-    if annotated || allow_egress.is_some_and(|rules| !rules.trim().is_empty()) {
+    if annotated || !allow_egress.allow.is_empty() {
         return Some("egress is allowed");
     }
     None
@@ -645,9 +641,9 @@ mod tests {
             .container(ContainerSpec::new("a", "x.wasm"))
             .build()
             .unwrap();
-        assert_eq!(needs_host_network(&plain, None), None);
+        assert_eq!(needs_host_network(&plain, &EgressPolicy::default()), None);
         assert_eq!(
-            needs_host_network(&plain, Some("*")),
+            needs_host_network(&plain, &EgressPolicy::allow_all()),
             Some("egress is allowed")
         );
         let published = PodSpec::builder("p")
@@ -655,7 +651,7 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(
-            needs_host_network(&published, None),
+            needs_host_network(&published, &EgressPolicy::default()),
             Some("a hostPort is published")
         );
     }

@@ -11,11 +11,10 @@
 
 use super::Plan;
 use crate::manifest::PodSpec;
-use crate::pod::Backoff;
+use crate::pod::{PodOptions, RuntimeConfig};
 use crate::status::PodStatus;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// Everything the pod process needs, made by the supervisor before the fork.
@@ -28,12 +27,11 @@ pub(crate) struct Request {
     /// The supervisor's ids, mapped to root in the user namespace.
     pub outer_uid: u32,
     pub outer_gid: u32,
-    pub image_path: Vec<PathBuf>,
-    pub cache_dir: Option<PathBuf>,
-    pub state_dir: PathBuf,
-    pub allow_egress: Option<String>,
-    pub backoff: Backoff,
-    pub pass_through: Vec<String>,
+    /// The run's pod options, paths made absolute; `state_dir` is the
+    /// pod's private folder.
+    pub options: PodOptions,
+    /// The runtime's settings; the cache, if any, is absolute and exists.
+    pub runtime: RuntimeConfig,
 }
 
 /// What the pod process reports, in order.

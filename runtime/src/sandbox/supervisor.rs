@@ -24,6 +24,7 @@ use super::{
 };
 use crate::image::ImagePath;
 use crate::manifest::{PodSpec, VolumeSource};
+use crate::pod::{PodOptions, RuntimeConfig};
 use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 use crate::volume::Volumes;
 use rustix::fd::{AsFd, OwnedFd};
@@ -60,7 +61,7 @@ pub(super) fn run(
         what: "blocking SIGINT, SIGTERM and SIGCHLD".into(),
         source: e.source,
     })?;
-    sweep_stale_folders(&config.state_dir);
+    sweep_stale_folders(&config.options.state_dir);
     if let Some(cgroups) = cgroups {
         cgroups.sweep_stale();
     }
@@ -122,7 +123,7 @@ pub(super) fn run(
 /// fork the pod processes. Ctrl-C stops it at once (the child has the
 /// default handlers); the signal that did is returned.
 fn compile_ahead(pods: &[Prepared], signals: &sys::SignalFd) -> Option<i32> {
-    let cache_dir = pods.first()?.request.cache_dir.clone()?;
+    let cache_dir = pods.first()?.request.runtime.cache_dir.clone()?;
     let mut missing: Vec<(String, PathBuf)> = Vec::new();
     for (reference, program) in pods.iter().flat_map(|p| &p.programs) {
         if !missing.iter().any(|(_, p)| p == program)
@@ -135,7 +136,9 @@ fn compile_ahead(pods: &[Prepared], signals: &sys::SignalFd) -> Option<i32> {
         return None;
     }
     let _ = std::io::stdout().flush();
-    match sys::fork() {
+    // SAFETY: `run` checked that this process has one thread, and nothing
+    // since started one.
+    match unsafe { sys::fork() } {
         Ok(sys::Forked::Child) => {
             // Die with the supervisor, and with the terminal's Ctrl-C.
             let _ = sys::die_with_parent();
@@ -192,6 +195,7 @@ fn prepare(
     let base_dir = absolute(&pod.base_dir);
     let image_path = ImagePath {
         roots: config
+            .options
             .image_path
             .roots
             .iter()
@@ -214,26 +218,25 @@ fn prepare(
     host_paths
         .volumes
         .retain(|v| matches!(v.source, VolumeSource::HostPath { .. }));
-    Volumes::prepare(&host_paths, &config.state_dir, &Default::default()).map_err(|source| {
-        crate::Error::Volume {
+    Volumes::prepare(&host_paths, &config.options.state_dir, &Default::default()).map_err(
+        |source| crate::Error::Volume {
             pod: pod.name.clone(),
             source: Box::new(source),
-        }
-    })?;
-    let cache_dir = config.cache_dir.as_ref().map(|d| absolute(d)).filter(|dir| {
+        },
+    )?;
+    let cache_dir = config.runtime.cache_dir.as_ref().map(|d| absolute(d)).filter(|dir| {
         crate::image::create_private_dir(dir)
             .map_err(|error| tracing::warn!(dir = %dir.display(), %error, "no compile cache for this run"))
             .is_ok()
     });
-    let folder =
-        PrivateFolder::create(&absolute(&config.state_dir), &pod.name).map_err(|source| {
-            SandboxError::Supervisor {
-                pod: pod.name.clone(),
-                what: "creating the pod's private folder".into(),
-                source,
-            }
-        })?;
-    let host_network = super::needs_host_network(pod, config.allow_egress.as_deref());
+    let folder = PrivateFolder::create(&absolute(&config.options.state_dir), &pod.name).map_err(
+        |source| SandboxError::Supervisor {
+            pod: pod.name.clone(),
+            what: "creating the pod's private folder".into(),
+            source,
+        },
+    )?;
+    let host_network = super::needs_host_network(pod, &config.options.egress);
     if let Some(reason) = host_network {
         if required {
             return Err(SandboxError::Unavailable {
@@ -300,12 +303,12 @@ fn prepare(
         plan,
         outer_uid,
         outer_gid,
-        image_path: image_path.roots,
-        cache_dir,
-        state_dir: folder.path.clone(),
-        allow_egress: config.allow_egress.clone(),
-        backoff: config.backoff,
-        pass_through: config.pass_through.clone(),
+        options: PodOptions {
+            image_path,
+            state_dir: folder.path.clone(),
+            ..config.options.clone()
+        },
+        runtime: RuntimeConfig { cache_dir },
     };
     Ok(Prepared {
         name: pod.name.clone(),
@@ -351,7 +354,10 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
     let _ = std::io::stdout().flush();
     let supervisor = std::process::id();
     let limits = prepared.request.plan.limits;
-    let process = match sys::fork().map_err(|e| error("starting the pod process", e.source))? {
+    // SAFETY: `run` checked that this process has one thread, and nothing
+    // since started one (the compiler runs in a child of its own).
+    let forked = unsafe { sys::fork() };
+    let process = match forked.map_err(|e| error("starting the pod process", e.source))? {
         sys::Forked::Child => super::inside::pod_init(
             prepared.request,
             prepared.cgroup.as_ref(),

@@ -129,12 +129,16 @@ pub(crate) enum Forked {
 /// `fork()`, for the supervisor (the child is pod-init) and for pod-init (the
 /// child is PID 1 of the new PID namespace).
 ///
-/// Callers: the supervisor calls it from [`crate::Sandbox::run`], which must
-/// be called while the process has one thread (documented there, and
-/// `unshare(CLONE_NEWUSER)` in the child would fail otherwise); pod-init is
-/// such a child itself.
-pub(crate) fn fork() -> Result<Forked> {
-    // SAFETY: the calling process has a single thread (see above), so the
+/// # Safety
+///
+/// The calling process must have one thread: a child forked from a process
+/// with more could inherit a lock (the allocator's, stdio's) that another
+/// thread held, and deadlock on it. The supervisor checks its thread count
+/// before it forks (`crate::run` documents the requirement, and
+/// `unshare(CLONE_NEWUSER)` in the child would fail otherwise); pod-init and
+/// the compiler child are such children themselves.
+pub(crate) unsafe fn fork() -> Result<Forked> {
+    // SAFETY: the caller guarantees a single thread (see # Safety), so the
     // child inherits no lock held by another thread, and it may allocate and
     // run ordinary code.
     let pid = unsafe { libc::fork() };
@@ -150,16 +154,21 @@ pub(crate) fn fork() -> Result<Forked> {
 /// In a forked child: closes every descriptor but stdin, stdout, stderr and
 /// `keep`. The supervisor's other descriptors (its signalfd, other pods'
 /// pipes) must not cross the wall.
-pub(crate) fn close_inherited_fds(keep: BorrowedFd<'_>) -> Result<()> {
+///
+/// # Safety
+///
+/// Every `OwnedFd` (and `File`, socket, ...) of the process but `keep`'s
+/// and the standard ones is closed under its owner: the caller must be a
+/// freshly forked, single-threaded child that never uses them again nor
+/// returns into the code that owns them (it leaves with `exit`).
+pub(crate) unsafe fn close_inherited_fds(keep: BorrowedFd<'_>) -> Result<()> {
     let keep = keep.as_raw_fd() as libc::c_uint;
     let close_range = |first: libc::c_uint, last: libc::c_uint| {
         if first > last {
             return Ok(());
         }
-        // SAFETY: close_range only closes descriptors. The caller is a freshly
-        // forked, single-threaded child that never returns into the code whose
-        // `OwnedFd`s these were (it leaves with `exit`), so nothing uses or
-        // closes them again.
+        // SAFETY: close_range only closes descriptors; the caller guarantees
+        // that nothing uses or closes them again (see # Safety).
         let done = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
         if done == 0 {
             Ok(())

@@ -1,0 +1,389 @@
+//! The whole run of a manifest's pods, behind the OS wall or in this
+//! process: what `wpod run` does, for any front end ([`run`]).
+//!
+//! Behind the wall, the `sandbox` module's supervisor forks one pod process
+//! per pod, and each calls [`pod_process_main`] once its wall is up; without
+//! the wall (`--isolation=none`, a refused wall under `auto`, other
+//! systems), the pods run here on one tokio runtime. Either way the caller
+//! gets a [`RunOutcome`]: each pod's final status, and the signal that
+//! stopped the run, if one did.
+
+use crate::manifest::PodSpec;
+use crate::pod::{PodOptions, Runtime, RuntimeConfig};
+use crate::sandbox::{Isolation, PodProcess, Sandbox, SandboxConfig, SandboxError};
+use crate::status::PodStatus;
+use std::path::{Path, PathBuf};
+
+/// Everything a run needs besides its pods, typed: the same values reach
+/// the pod processes behind the wall (they are forks of the caller).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// How much of the OS wall to insist on.
+    pub isolation: Isolation,
+    /// The runtime's settings (the compile cache).
+    pub runtime: RuntimeConfig,
+    /// The pods' options: image path, egress, back-off, where their lines
+    /// go ([`PodOptions::log_sink`]: behind the wall it runs in the pod
+    /// process, which shares the caller's stdout and stderr), state folder.
+    pub options: PodOptions,
+    /// Where to write the host PIDs of the pods' processes once they run
+    /// (behind the wall, PID 1 of each pod's namespaces, one a line in
+    /// manifest order; without it, this process).
+    pub pid_file: Option<PathBuf>,
+    /// Stop the pods on SIGINT or SIGTERM, and say so in
+    /// [`RunOutcome::signal`] (the CLI's Ctrl-C). Behind the wall this is
+    /// always so: the supervisor forwards both signals to the pod processes.
+    pub stop_on_signals: bool,
+    /// The caller exits as soon as `run` returns: leave the async runtime
+    /// and the engine to process exit instead of tearing them down
+    /// (measured: most of a short pod's end). Leaks them otherwise.
+    pub exit_after: bool,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The pods, in manifest order.
+    pub pods: Vec<PodOutcome>,
+    /// The signal (SIGINT 2, SIGTERM 15) that stopped the run, if one did.
+    pub signal: Option<i32>,
+}
+
+impl RunOutcome {
+    /// The exit status of `wpod run`, as `docker run` and `podman run` give
+    /// theirs: 0 when every pod succeeded; 128 + the signal that stopped the
+    /// run (130 for Ctrl-C, 143 for SIGTERM); else the exit code of the
+    /// container that failed first (by finish time, then manifest order), 1
+    /// when its low 8 bits are 0 or no container failed. 125, 126 and 127
+    /// are wpod's own ([`crate::Fault::exit_code`]).
+    pub fn exit_status(&self) -> u8 {
+        if let Some(signal) = self.signal {
+            return u8::try_from(128 + signal).unwrap_or(1);
+        }
+        if self
+            .pods
+            .iter()
+            .all(|pod| pod.status.phase == crate::PodPhase::Succeeded)
+        {
+            return 0;
+        }
+        let first_failure = self
+            .pods
+            .iter()
+            .enumerate()
+            .flat_map(|(index, pod)| {
+                pod.status
+                    .failed_containers()
+                    .map(move |(order, termination)| {
+                        ((termination.finished_at, index, order), termination)
+                    })
+            })
+            .min_by_key(|(key, _)| *key);
+        match first_failure {
+            // Only the low 8 bits reach a parent, as with any process.
+            Some((_, termination)) => match (termination.exit_code & 0xff) as u8 {
+                0 => 1,
+                code => code,
+            },
+            None => 1,
+        }
+    }
+
+    /// The pods' statuses in Kubernetes' shape: one pod's `PodStatus`, or a
+    /// `List` of `Pod`s with their `status`; wpod's own field `pid` holds
+    /// the host PID of a pod's process behind the wall.
+    ///
+    /// # Errors
+    ///
+    /// None in practice: the statuses are plain data.
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        let status = |pod: &PodOutcome| -> Result<serde_json::Value, serde_json::Error> {
+            let mut value = serde_json::to_value(&pod.status)?;
+            if let (Some(pid), Some(object)) = (pod.pid, value.as_object_mut()) {
+                object.insert("pid".into(), pid.into());
+            }
+            Ok(value)
+        };
+        Ok(match self.pods.as_slice() {
+            [pod] => status(pod)?,
+            pods => {
+                let items = pods
+                    .iter()
+                    .map(|pod| {
+                        Ok(serde_json::json!({
+                            "apiVersion": "v1",
+                            "kind": "Pod",
+                            "metadata": {"name": pod.name},
+                            "status": status(pod)?,
+                        }))
+                    })
+                    .collect::<Result<Vec<_>, serde_json::Error>>()?;
+                serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+            }
+        })
+    }
+}
+
+/// One pod's end.
+#[derive(Debug)]
+pub struct PodOutcome {
+    pub name: String,
+    /// The host PID of the pod's process behind the wall (PID 1 of its
+    /// namespaces); `None` without the wall.
+    pub pid: Option<u32>,
+    pub status: PodStatus,
+}
+
+/// Runs `pods` (read from `manifest`, which errors name) to their end, each
+/// behind the OS wall as `config.isolation` says, or in this process.
+///
+/// Call it while the process has one thread (before any tokio runtime or
+/// other thread exists): the walled pod processes are forks of this one,
+/// and `unshare(CLONE_NEWUSER)` needs a single thread. Behind the wall,
+/// SIGINT and SIGTERM are blocked on this thread and read from a signalfd
+/// while the pods run.
+///
+/// # Examples
+///
+/// ```no_run
+/// use wpod::{Isolation, PodOptions, PodSpec, RunConfig, RuntimeConfig};
+///
+/// let manifest = std::path::Path::new("pod.yaml");
+/// let pods = PodSpec::from_yaml_file(manifest)?;
+/// let outcome = wpod::run(
+///     manifest,
+///     pods,
+///     RunConfig {
+///         isolation: Isolation::Auto,
+///         runtime: RuntimeConfig::from_env(),
+///         options: PodOptions::default(),
+///         pid_file: None,
+///         stop_on_signals: true,
+///         exit_after: false,
+///     },
+/// )?;
+/// std::process::exit(outcome.exit_status().into());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// The first pod that could not start, its input checked first
+/// ([`SandboxError::fault`] tells whose fault); [`SandboxError::Unavailable`]
+/// for [`Isolation::Required`] without the whole wall.
+pub fn run(
+    manifest: &Path,
+    pods: Vec<PodSpec>,
+    config: RunConfig,
+) -> Result<RunOutcome, SandboxError> {
+    let sandbox = Sandbox::new(SandboxConfig {
+        isolation: config.isolation,
+        runtime: config.runtime.clone(),
+        options: config.options.clone(),
+        pid_file: config.pid_file.clone(),
+    })?;
+    if let Some(sandbox) = sandbox
+        && let Some(run) = sandbox.run(manifest, &pods, pod_process_main)?
+    {
+        return Ok(RunOutcome {
+            pods: run
+                .pods
+                .into_iter()
+                .map(|pod| PodOutcome {
+                    name: pod.name,
+                    pid: pod.pid,
+                    status: pod.status,
+                })
+                .collect(),
+            signal: run.signal,
+        });
+    }
+    run_in_process(pods, config)
+}
+
+/// The pods in this process, on one tokio runtime.
+fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, SandboxError> {
+    let app_containers = pods.iter().map(|pod| pod.containers.len()).sum();
+    let tokio = async_runtime(app_containers).map_err(|e| {
+        SandboxError::Pod(crate::Error::Engine(format!(
+            "cannot start the async runtime: {e}"
+        )))
+    })?;
+    let exit_after = config.exit_after;
+    let outcome = tokio.block_on(async move {
+        let runtime = Runtime::new(config.runtime.clone())?;
+        // Signal handlers first: a signal that arrives while pods start
+        // must stop them, not kill the process with its folders in place.
+        let signals = if config.stop_on_signals {
+            Some(Signals::install().map_err(|e| {
+                crate::Error::Engine(format!("cannot handle SIGINT and SIGTERM: {e}"))
+            })?)
+        } else {
+            None
+        };
+        let mut handles = Vec::new();
+        for pod in pods {
+            handles.push(runtime.start(pod, config.options.clone()).await?);
+        }
+        if let Some(path) = &config.pid_file
+            && let Err(error) = std::fs::write(path, format!("{}\n", std::process::id()))
+        {
+            tracing::warn!(path = %path.display(), %error, "could not write the pid file");
+        }
+        let stop_all: Vec<_> = handles.iter().map(|h| h.stopper()).collect();
+        let signal = signals.map(|signals| {
+            tokio::spawn(async move {
+                let signal = signals.wait().await;
+                for stop in &stop_all {
+                    stop();
+                }
+                signal
+            })
+        });
+        let mut outcomes = Vec::new();
+        for handle in handles {
+            let name = handle.name().to_owned();
+            outcomes.push(PodOutcome {
+                name,
+                pid: None,
+                status: handle.wait().await,
+            });
+        }
+        let signalled = match signal {
+            Some(task) if task.is_finished() => task.await.ok(),
+            Some(task) => {
+                task.abort();
+                None
+            }
+            None => None,
+        };
+        if let Some(path) = &config.pid_file {
+            let _ = std::fs::remove_file(path);
+        }
+        if exit_after {
+            std::mem::forget(runtime);
+        }
+        Ok::<_, crate::Error>(RunOutcome {
+            pods: outcomes,
+            signal: signalled,
+        })
+    });
+    if exit_after {
+        std::mem::forget(tokio);
+    }
+    Ok(outcome?)
+}
+
+/// PID 1 of a pod's namespaces, its wall up: runs its one pod as
+/// [`run_in_process`] does, reporting each status to the supervisor, and
+/// returns the process's exit code.
+pub(crate) fn pod_process_main(process: PodProcess) -> u8 {
+    let tokio = match async_runtime(process.pod.containers.len()) {
+        Ok(tokio) => tokio,
+        Err(error) => {
+            process.failed(&error, crate::Fault::Host);
+            return 1;
+        }
+    };
+    let code = tokio.block_on(async move {
+        // PID 1 of a PID namespace gets no signal it has no handler for:
+        // these handlers are what lets the supervisor's SIGTERM stop the pod.
+        let signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(error) => {
+                process.failed(&error, crate::Fault::Host);
+                return 1;
+            }
+        };
+        process.ready();
+        let runtime = match Runtime::new(process.runtime_config.clone()) {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                process.failed(&error, error.fault());
+                return 1;
+            }
+        };
+        let options: PodOptions = process.options.clone();
+        let mut handle = match runtime.start(process.pod.clone(), options).await {
+            Ok(handle) => handle,
+            Err(error) => {
+                process.failed(&error, error.fault());
+                return 1;
+            }
+        };
+        let stop = handle.stopper();
+        tokio::spawn(async move {
+            signals.wait().await;
+            stop();
+        });
+        let report_status = process.status_reporter();
+        while let Some(status) = handle.status_changed().await {
+            report_status(&status);
+        }
+        let status = handle.wait().await;
+        process.ended(&status);
+        // The process exits right after: nothing to tear down.
+        std::mem::forget(runtime);
+        0
+    });
+    std::mem::forget(tokio);
+    code
+}
+
+/// The async runtime for `app_containers` containers that run at once: one
+/// runs on the calling thread (as `Runtime::run_blocking` does); more get a
+/// worker thread each, up to the number of CPUs. Spawning and joining
+/// threads nobody uses is a good part of a short pod's start and end.
+fn async_runtime(app_containers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if app_containers <= 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(app_containers.min(cpus))
+        .enable_all()
+        .build()
+}
+
+/// The signals that stop the pods: SIGINT (2), SIGTERM (15).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers now (tokio's `ctrl_c()` would only on first poll).
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The signal that came.
+    async fn wait(mut self) -> i32 {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => 2,
+                _ = self.terminate.recv() => 15,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+            2
+        }
+    }
+}
