@@ -55,6 +55,7 @@
 //! [`PodStatus`] (the result), [`LogSink`] (containers' output).
 
 mod container;
+mod detached;
 mod image;
 mod log;
 mod manifest;
@@ -66,8 +67,9 @@ mod state;
 mod status;
 mod volume;
 
+pub use detached::{PodStore, StoredPod, run_detached};
 pub use image::{ImageError, ImagePath};
-pub use log::{DiscardLogs, LogLine, LogSink, Stream};
+pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
 pub use manifest::{
     ContainerSpec, DESCRIPTOR_ANNOTATION, EGRESS_ANNOTATION, EgressRuleError, EnvVar, HostPathType,
     MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError, PodBuilder, PodSpec,
@@ -75,7 +77,7 @@ pub use manifest::{
 };
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
-pub use run::{PodOutcome, RunConfig, RunOutcome, run};
+pub use run::{PodOutcome, RunConfig, RunOutcome, StatusSink, run};
 pub use sandbox::{ErrorReport, Isolation, SandboxError};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 pub use volume::VolumeError;

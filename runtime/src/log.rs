@@ -52,6 +52,96 @@ impl LogSink for DiscardLogs {
     fn line(&self, _: LogLine<'_>) {}
 }
 
+/// Writes each container's lines to `<root>/<pod>/logs/<container>.log` in
+/// the kubelet's CRI log format, one line per line the container printed:
+/// `2026-11-29T10:00:00.123456789Z stdout F text`. A file is rotated to
+/// `<container>.log.1` when it passes `max_bytes` (one old file is kept).
+/// Lines that cannot be written (a full disk) are dropped: a container never
+/// waits for its logs.
+///
+/// # Examples
+///
+/// ```
+/// let logs = wpod::FileLogs::new(std::env::temp_dir().join("wpod-doc-logs"), 10 << 20);
+/// # let _ = logs;
+/// ```
+#[derive(Debug)]
+pub struct FileLogs {
+    root: std::path::PathBuf,
+    max_bytes: u64,
+    files: Mutex<HashMap<(String, String), (std::fs::File, u64)>>,
+}
+
+impl FileLogs {
+    pub fn new(root: impl Into<std::path::PathBuf>, max_bytes: u64) -> FileLogs {
+        FileLogs {
+            root: root.into(),
+            max_bytes,
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where `container` of `pod` logs under `root`.
+    pub fn path(root: &std::path::Path, pod: &str, container: &str) -> std::path::PathBuf {
+        root.join(pod).join("logs").join(format!("{container}.log"))
+    }
+
+    fn open(&self, pod: &str, container: &str) -> io::Result<(std::fs::File, u64)> {
+        let path = FileLogs::path(&self.root, pod, container);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let size = file.metadata()?.len();
+        Ok((file, size))
+    }
+}
+
+impl LogSink for FileLogs {
+    fn line(&self, line: LogLine<'_>) {
+        use std::io::Write as _;
+        let mut record = humantime::format_rfc3339_nanos(std::time::SystemTime::now())
+            .to_string()
+            .into_bytes();
+        record.extend_from_slice(match line.stream {
+            Stream::Stdout => b" stdout F ",
+            Stream::Stderr => b" stderr F ",
+        });
+        record.extend_from_slice(line.text);
+        record.push(b'\n');
+        let Ok(mut files) = self.files.lock() else {
+            return;
+        };
+        let key = (line.pod.to_owned(), line.container.to_owned());
+        if !files.contains_key(&key) {
+            match self.open(line.pod, line.container) {
+                Ok(opened) => {
+                    files.insert(key.clone(), opened);
+                }
+                Err(_) => return,
+            }
+        }
+        let Some((file, size)) = files.get_mut(&key) else {
+            return;
+        };
+        if *size > 0 && *size + record.len() as u64 > self.max_bytes {
+            let path = FileLogs::path(&self.root, line.pod, line.container);
+            let _ = std::fs::rename(&path, path.with_extension("log.1"));
+            match self.open(line.pod, line.container) {
+                Ok((reopened, _)) => *file = reopened,
+                Err(_) => return,
+            }
+            *size = 0;
+        }
+        if file.write_all(&record).is_ok() {
+            *size += record.len() as u64;
+        }
+    }
+}
+
 /// The last lines of each container, kept for [`crate::PodHandle::logs`].
 #[derive(Debug, Default)]
 pub(crate) struct LogStore {

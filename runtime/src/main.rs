@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+#[path = "cli/detached.rs"]
+mod detached;
+
 use wpod::{
     Backoff, EgressPolicy, Fault, ImagePath, Isolation, LogLine, LogSink, PodOptions, PodOutcome,
     PodPhase, PodSpec, RunConfig, RunOutcome, RuntimeConfig, Stream,
@@ -29,6 +32,14 @@ enum Command {
         /// The Pod manifest (YAML; several documents separated by `---`).
         manifest: PathBuf,
     },
+    /// List detached pods (`run -d`): the running ones, or all with -a.
+    Ps(detached::PsArgs),
+    /// Print the logs of a detached pod's container.
+    Logs(detached::LogsArgs),
+    /// Stop detached pods: their containers are stopped, their state kept.
+    Stop(detached::StopArgs),
+    /// Remove detached pods: their state and logs (-f stops them first).
+    Rm(detached::RmArgs),
 }
 
 #[derive(clap::Args)]
@@ -60,6 +71,13 @@ struct RunArgs {
     /// here, one a line, once its wall is up.
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
+    /// Run the pods in the background: print their names once they run and
+    /// return; `wpod ps`, `logs`, `stop` and `rm` find them.
+    #[arg(short, long, conflicts_with_all = ["output", "pid_file"])]
+    detach: bool,
+    /// With -d: stop and remove a detached pod of the same name first.
+    #[arg(long, requires = "detach")]
+    replace: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -82,6 +100,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { manifest } => validate(&manifest),
         Command::Run(args) => run(args),
+        Command::Ps(args) => detached::ps(&args),
+        Command::Logs(args) => detached::logs(&args),
+        Command::Stop(args) => detached::stop(&args),
+        Command::Rm(args) => detached::rm(&args),
     };
     match result {
         Ok(code) => code,
@@ -155,7 +177,7 @@ fn init_tracing() {
 /// Bad input found by the CLI itself (a flag's value).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct BadInput(String);
+pub struct BadInput(pub String);
 
 fn validate(manifest: &PathBuf) -> anyhow::Result<ExitCode> {
     let pods = PodSpec::from_yaml_file(manifest)?;
@@ -207,7 +229,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pid_file: args.pid_file.clone(),
         stop_on_signals: true,
         exit_after: true,
+        pod_files: None,
+        status_sink: None,
     };
+    if args.detach {
+        let store = wpod::PodStore::new(&PodOptions::default().state_dir);
+        for name in wpod::run_detached(&args.manifest, pods, config, &store, args.replace)? {
+            println!("{name}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let outcome = wpod::run(&args.manifest, pods, config)?;
     report(&outcome, args.output)?;
     Ok(ExitCode::from(outcome.exit_status()))

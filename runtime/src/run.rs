@@ -13,10 +13,20 @@ use crate::pod::{PodOptions, Runtime, RuntimeConfig};
 use crate::sandbox::{Isolation, PodProcess, Sandbox, SandboxConfig, SandboxError};
 use crate::status::PodStatus;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Hears every pod's status as it changes, in the process that called
+/// [`run`] (behind the wall, the supervisor passes on what the pod processes
+/// report, and last the final status, also of a pod process that was
+/// killed). Called from that process's only thread or its tokio runtime:
+/// keep it quick.
+pub trait StatusSink: Send + Sync + 'static {
+    fn status(&self, pod: &str, status: &PodStatus);
+}
 
 /// Everything a run needs besides its pods, typed: the same values reach
 /// the pod processes behind the wall (they are forks of the caller).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunConfig {
     /// How much of the OS wall to insist on.
     pub isolation: Isolation,
@@ -38,6 +48,27 @@ pub struct RunConfig {
     /// and the engine to process exit instead of tearing them down
     /// (measured: most of a short pod's end). Leaks them otherwise.
     pub exit_after: bool,
+    /// A folder of the caller's with one subfolder per pod
+    /// (`<pod_files>/<pod name>`, made by the caller) that the pod may
+    /// write, behind the wall too, where it is bound read-write: for a log
+    /// sink that writes files ([`crate::FileLogs`]).
+    pub pod_files: Option<PathBuf>,
+    /// Hears every pod's status as it changes.
+    pub status_sink: Option<Arc<dyn StatusSink>>,
+}
+
+impl std::fmt::Debug for RunConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunConfig")
+            .field("isolation", &self.isolation)
+            .field("runtime", &self.runtime)
+            .field("options", &self.options)
+            .field("pid_file", &self.pid_file)
+            .field("stop_on_signals", &self.stop_on_signals)
+            .field("exit_after", &self.exit_after)
+            .field("pod_files", &self.pod_files)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a run ended.
@@ -160,6 +191,8 @@ pub struct PodOutcome {
 ///         pid_file: None,
 ///         stop_on_signals: true,
 ///         exit_after: false,
+///         pod_files: None,
+///         status_sink: None,
 ///     },
 /// )?;
 /// std::process::exit(outcome.exit_status().into());
@@ -181,6 +214,8 @@ pub fn run(
         runtime: config.runtime.clone(),
         options: config.options.clone(),
         pid_file: config.pid_file.clone(),
+        pod_files: config.pod_files.clone(),
+        status_sink: config.status_sink.clone(),
     })?;
     if let Some(sandbox) = sandbox
         && let Some(run) = sandbox.run(manifest, &pods, pod_process_main)?
@@ -240,14 +275,38 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
                 signal
             })
         });
+        // One task a pod, so that every pod's changes reach the sink as
+        // they happen.
+        let waits: Vec<_> = handles
+            .into_iter()
+            .map(|mut handle| {
+                let sink = config.status_sink.clone();
+                tokio::spawn(async move {
+                    let name = handle.name().to_owned();
+                    if let Some(sink) = &sink {
+                        sink.status(&name, &handle.status());
+                        while let Some(status) = handle.status_changed().await {
+                            sink.status(&name, &status);
+                        }
+                    }
+                    let status = handle.wait().await;
+                    if let Some(sink) = &sink {
+                        sink.status(&name, &status);
+                    }
+                    PodOutcome {
+                        name,
+                        pid: None,
+                        status,
+                    }
+                })
+            })
+            .collect();
         let mut outcomes = Vec::new();
-        for handle in handles {
-            let name = handle.name().to_owned();
-            outcomes.push(PodOutcome {
-                name,
-                pid: None,
-                status: handle.wait().await,
-            });
+        for wait in waits {
+            outcomes.push(
+                wait.await
+                    .map_err(|e| crate::Error::Engine(format!("a pod's task failed: {e}")))?,
+            );
         }
         let signalled = match signal {
             Some(task) if task.is_finished() => task.await.ok(),

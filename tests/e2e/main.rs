@@ -6,6 +6,7 @@
 mod support;
 
 mod containers;
+mod detached;
 mod examples;
 mod hardening;
 mod images;

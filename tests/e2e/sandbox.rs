@@ -760,6 +760,8 @@ fn the_library_refuses_to_fork_pod_processes_from_a_process_with_threads() {
         pid_file: None,
         stop_on_signals: false,
         exit_after: false,
+        pod_files: None,
+        status_sink: None,
     };
     let pods = wpod::PodSpec::from_yaml_str(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: threads}\nspec:\n  containers:\n  - {name: a, image: a.wasm}\n",

@@ -44,7 +44,7 @@ mod seccomp;
 #[cfg(target_os = "linux")]
 mod supervisor;
 #[cfg(target_os = "linux")]
-mod sys;
+pub(crate) mod sys;
 #[cfg(not(target_os = "linux"))]
 mod unsupported;
 
@@ -79,7 +79,7 @@ pub enum Isolation {
 /// Settings for [`Sandbox`]: what the supervisor needs to start pods, typed
 /// (the pod processes are forks of the supervisor: they have these values
 /// as they are, nothing is parsed again).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SandboxConfig {
     pub isolation: Isolation,
     /// The runtime's settings. Its compile cache is bound read-only (and
@@ -92,6 +92,23 @@ pub(crate) struct SandboxConfig {
     /// Where to write the host PIDs of the pod processes once their walls are
     /// up, one a line in manifest order.
     pub pid_file: Option<PathBuf>,
+    /// Each pod's folder `<pod_files>/<pod name>`, bound read-write into its
+    /// process (see [`crate::RunConfig::pod_files`]).
+    pub pod_files: Option<PathBuf>,
+    /// Hears every status the pod processes report.
+    pub status_sink: Option<std::sync::Arc<dyn crate::StatusSink>>,
+}
+
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("isolation", &self.isolation)
+            .field("runtime", &self.runtime)
+            .field("options", &self.options)
+            .field("pid_file", &self.pid_file)
+            .field("pod_files", &self.pod_files)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The OS wall, ready to run pods behind it. Made by [`Sandbox::new`], which
@@ -136,6 +153,11 @@ pub enum SandboxError {
     /// The pod process could not put up its wall or start its pod.
     #[error("{}", name_the_pod(pod, report))]
     Inside { pod: String, report: ErrorReport },
+    /// `wpod run -d` of a pod whose name a detached pod of the user has.
+    #[error(
+        "pod `{pod}` exists already (wpod ps -a shows it); remove it with `wpod rm {pod}`, or run with --replace"
+    )]
+    PodExists { pod: String },
     /// The supervisor itself failed (a pipe, the cgroup, starting a process).
     #[error("pod `{pod}`: {what}: {source}")]
     Supervisor {
@@ -165,7 +187,9 @@ impl SandboxError {
     /// Whose fault it is, for the exit status.
     pub fn fault(&self) -> crate::Fault {
         match self {
-            SandboxError::Unavailable { .. } => crate::Fault::Input,
+            SandboxError::Unavailable { .. } | SandboxError::PodExists { .. } => {
+                crate::Fault::Input
+            }
             SandboxError::Pod(error) => error.fault(),
             SandboxError::Inside { report, .. } => report.fault,
             SandboxError::Supervisor { .. } => crate::Fault::Host,
@@ -398,6 +422,9 @@ pub struct PlanInputs {
     /// Files for name lookup that exist on the host (`/etc/hosts`, ...).
     pub etc_files: Vec<PathBuf>,
     pub net_namespace: bool,
+    /// A folder of the caller's that the pod process may write (a detached
+    /// pod's logs), bound read-write.
+    pub writable: Option<PathBuf>,
 }
 
 /// Decides the pod's wall: binds, hostname, namespaces and limits.
@@ -460,6 +487,14 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Result<Plan, String> {
         read_only: false,
         exec: false,
     });
+    if let Some(writable) = &inputs.writable {
+        add(Bind {
+            path: writable.clone(),
+            file: false,
+            read_only: false,
+            exec: false,
+        });
+    }
     for file in &inputs.etc_files {
         add(Bind {
             path: file.clone(),
@@ -539,6 +574,7 @@ mod tests {
             state_dir: "/tmp/wpod/demo-7-w0".into(),
             etc_files: vec![],
             net_namespace: true,
+            writable: None,
         }
     }
 

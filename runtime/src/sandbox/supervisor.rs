@@ -94,7 +94,8 @@ pub(super) fn run(
         }
         running.push(pod);
     }
-    let signal = supervise(&mut running, &signals, config.pid_file.as_deref());
+    let sink = config.status_sink.as_deref();
+    let signal = supervise(&mut running, &signals, config.pid_file.as_deref(), sink);
     if let Some(pid_file) = &config.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
@@ -106,10 +107,17 @@ pub(super) fn run(
     }
     let pods = running
         .iter_mut()
-        .map(|pod| SandboxedPod {
-            name: pod.name.clone(),
-            pid: pod.pid,
-            status: pod.final_status(signal.is_some()),
+        .map(|pod| {
+            let status = pod.final_status(signal.is_some());
+            // The last word, also for a pod process that was killed.
+            if let Some(sink) = sink {
+                sink.status(&pod.name, &status);
+            }
+            SandboxedPod {
+                name: pod.name.clone(),
+                pid: pod.pid,
+                status,
+            }
         })
         .collect();
     Ok(Some(SandboxedRun { pods, signal }))
@@ -269,6 +277,10 @@ fn prepare(
                 .collect()
         },
         net_namespace: host_network.is_none(),
+        writable: config
+            .pod_files
+            .as_ref()
+            .map(|dir| absolute(dir).join(&pod.name)),
     };
     let plan = super::plan(pod, &inputs).map_err(|message| {
         crate::Error::Manifest(crate::ManifestError::Invalid {
@@ -391,6 +403,7 @@ fn supervise(
     pods: &mut [Running],
     signals: &sys::SignalFd,
     pid_file: Option<&Path>,
+    sink: Option<&dyn crate::StatusSink>,
 ) -> Option<i32> {
     let mut signal = None;
     let mut pid_file_written = false;
@@ -445,6 +458,11 @@ fn supervise(
                 Ok(0) | Err(_) => pod.messages = None,
                 Ok(n) => {
                     for message in pod.reader.push(&buffer[..n]) {
+                        if let (Some(sink), Message::Status(status) | Message::Ended(status)) =
+                            (sink, &message)
+                        {
+                            sink.status(&pod.name, status);
+                        }
                         failure |= pod.handle(message);
                     }
                 }

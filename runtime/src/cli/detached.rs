@@ -1,0 +1,267 @@
+//! The commands on detached pods (`wpod run -d`): `ps`, `logs`, `stop` and
+//! `rm`, kubectl- and podman-shaped, reading the pods' folders of the user's
+//! `wpod::PodStore`.
+
+use crate::BadInput;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+use wpod::{PodOptions, PodStore, StoredPod};
+
+#[derive(clap::Args)]
+pub struct PsArgs {
+    /// Every pod, stopped ones too.
+    #[arg(short, long)]
+    all: bool,
+    /// json: the pods with their statuses, as `kubectl get pods -o json`.
+    #[arg(short, long, value_enum)]
+    output: Option<PsFormat>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PsFormat {
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// The pod's name.
+    pod: String,
+    /// The container (needed when the pod has several).
+    #[arg(short, long)]
+    container: Option<String>,
+    /// Keep printing new lines until the pod ends.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    tail: Option<usize>,
+    /// Each line with its RFC 3339 time.
+    #[arg(long)]
+    timestamps: bool,
+}
+
+#[derive(clap::Args)]
+pub struct StopArgs {
+    /// The pods' names.
+    #[arg(required = true)]
+    pods: Vec<String>,
+    /// Seconds to wait for a pod to stop before killing it.
+    #[arg(short, long, default_value = "10")]
+    time: u64,
+}
+
+#[derive(clap::Args)]
+pub struct RmArgs {
+    /// The pods' names.
+    #[arg(required = true)]
+    pods: Vec<String>,
+    /// Stop running pods first.
+    #[arg(short, long)]
+    force: bool,
+}
+
+fn store() -> PodStore {
+    PodStore::new(&PodOptions::default().state_dir)
+}
+
+fn find(store: &PodStore, name: &str) -> anyhow::Result<StoredPod> {
+    store
+        .pod(name)
+        .ok_or_else(|| BadInput(format!("no detached pod `{name}` (wpod ps -a lists them)")).into())
+}
+
+/// `NAME READY STATUS RESTARTS AGE`, as `kubectl get pods`.
+pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
+    let pods: Vec<StoredPod> = store()
+        .pods()
+        .into_iter()
+        .filter(|pod| args.all || pod.is_running())
+        .collect();
+    if let Some(PsFormat::Json) = args.output {
+        let items: Vec<serde_json::Value> = pods
+            .iter()
+            .map(|pod| {
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": pod.name},
+                    "status": pod.status,
+                })
+            })
+            .collect();
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "READY".into(),
+        "STATUS".into(),
+        "RESTARTS".into(),
+        "AGE".into(),
+    ]];
+    for pod in &pods {
+        let (ready, total, restarts) = pod.status.as_ref().map_or((0, 0, 0), |status| {
+            let apps = &status.container_statuses;
+            (
+                apps.iter().filter(|c| c.ready).count(),
+                apps.len(),
+                apps.iter().map(|c| c.restart_count).sum::<u32>(),
+            )
+        });
+        rows.push([
+            pod.name.clone(),
+            format!("{ready}/{total}"),
+            pod.shown_status(),
+            restarts.to_string(),
+            age(pod.created),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        writeln!(out, "{}", line.join("   ").trim_end())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `5s`, `3m`, `2h`, `4d`, as kubectl shows an age.
+fn age(created: SystemTime) -> String {
+    let seconds = SystemTime::now()
+        .duration_since(created)
+        .unwrap_or_default()
+        .as_secs();
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// The lines of a container's CRI log file, as the container printed them.
+pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let pod = find(&store(), &args.pod)?;
+    let containers: Vec<String> = pod
+        .status
+        .iter()
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .chain(&s.container_statuses)
+        })
+        .map(|c| c.name.clone())
+        .collect();
+    let container = match (&args.container, containers.as_slice()) {
+        (Some(name), _) if containers.contains(name) || containers.is_empty() => name.clone(),
+        (Some(name), _) => {
+            return Err(BadInput(format!(
+                "pod `{}` has no container `{name}`; its containers: {}",
+                pod.name,
+                containers.join(", ")
+            ))
+            .into());
+        }
+        (None, [only]) => only.clone(),
+        (None, _) => {
+            return Err(BadInput(format!(
+                "pod `{}` has several containers: name one with -c ({})",
+                pod.name,
+                containers.join(", ")
+            ))
+            .into());
+        }
+    };
+    let path = pod.log_path(&container);
+    let mut printed = 0u64;
+    let text = std::fs::read(&path).unwrap_or_default();
+    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+    let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
+    let mut out = std::io::stdout().lock();
+    for line in &lines[skip..] {
+        print_record(&mut out, line, args.timestamps)?;
+    }
+    printed += text.len() as u64;
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    drop(out);
+    loop {
+        let running = store().pod(&pod.name).is_some_and(|p| p.is_running());
+        let text = std::fs::read(&path).unwrap_or_default();
+        if (text.len() as u64) < printed {
+            // Rotated: start over in the new file.
+            printed = 0;
+        }
+        let fresh = &text[printed as usize..];
+        // Whole lines only; a partial one waits for its end.
+        let complete = fresh.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let mut out = std::io::stdout().lock();
+        for line in fresh[..complete].split_inclusive(|b| *b == b'\n') {
+            print_record(&mut out, line, args.timestamps)?;
+        }
+        out.flush()?;
+        printed += complete as u64;
+        if !running {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One CRI record (`TIME STREAM TAG TEXT`), printed as its text.
+fn print_record(
+    out: &mut impl std::io::Write,
+    record: &[u8],
+    timestamps: bool,
+) -> std::io::Result<()> {
+    let mut fields = record.splitn(4, |b| *b == b' ');
+    let (Some(time), Some(_stream), Some(_tag), Some(text)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Ok(());
+    };
+    if timestamps {
+        out.write_all(time)?;
+        out.write_all(b" ")?;
+    }
+    out.write_all(text)
+}
+
+pub fn stop(args: &StopArgs) -> anyhow::Result<ExitCode> {
+    let store = store();
+    for name in &args.pods {
+        find(&store, name)?.stop(Duration::from_secs(args.time))?;
+        println!("{name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rm(args: &RmArgs) -> anyhow::Result<ExitCode> {
+    let store = store();
+    for name in &args.pods {
+        let pod = find(&store, name)?;
+        if args.force {
+            pod.stop(Duration::from_secs(10))?;
+        }
+        // Read again: a stopped pod's supervisor is gone.
+        let pod = find(&store, name)?;
+        if pod.is_running() {
+            return Err(BadInput(format!(
+                "pod `{name}` is running; stop it first (wpod stop {name}), or remove it with -f"
+            ))
+            .into());
+        }
+        pod.remove()?;
+        println!("{name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,164 @@
+//! Detached pods: `wpod run -d`, then `ps`, `logs`, `stop` and `rm` from
+//! other invocations, reading the pods' folders.
+#![cfg(target_os = "linux")]
+
+use crate::support::{Run, Workspace};
+use std::time::{Duration, Instant};
+
+const POD: &str = "apiVersion: v1
+kind: Pod
+metadata: {name: chatter}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: talker
+    image: busybox
+    command: [sh, -c, 'echo one; echo two >&2; sleep 1; echo three; sleep 600']
+  - name: quiet
+    image: '@probe@'
+    args: [sleep, '600000']
+";
+
+/// Runs `wpod ARGS` until `check` holds, for up to 20 s; the last run.
+fn until(workspace: &Workspace, args: &[&str], check: impl Fn(&Run) -> bool) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = workspace.run(args);
+        if check(&run) || Instant::now() > deadline {
+            return run;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The supervisor's pid, from the pod's folder.
+fn supervisor(workspace: &Workspace, pod: &str) -> u32 {
+    let record = std::fs::read_to_string(
+        workspace
+            .state_dir(crate::support::current_uid())
+            .join("pods")
+            .join(pod)
+            .join("supervisor.pid"),
+    )
+    .expect("supervisor.pid");
+    record.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn session_of(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    after.split_whitespace().nth(3).unwrap().to_owned()
+}
+
+#[test]
+fn run_detached_then_ps_logs_stop_and_rm_leave_nothing() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(POD);
+    let started = workspace.run(&["run", "-d", pod.to_str().unwrap()]);
+    started.expect_code(0);
+    assert_eq!(started.stdout, "chatter\n");
+
+    let ps = workspace.run(&["ps"]);
+    ps.expect_code(0);
+    let row = ps
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("chatter"))
+        .unwrap_or_else(|| panic!("{ps:?}"));
+    assert!(row.contains("2/2") && row.contains("Running"), "{row}");
+
+    // A session of its own: closing the terminal does not reach it.
+    let pid = supervisor(&workspace, "chatter");
+    assert_ne!(session_of(pid), session_of(std::process::id()));
+
+    let logs = until(&workspace, &["logs", "chatter", "-c", "talker"], |run| {
+        run.stdout.contains("three")
+    });
+    logs.expect_code(0);
+    assert_eq!(logs.stdout, "one\ntwo\nthree\n");
+    let tail = workspace.run(&["logs", "chatter", "-c", "talker", "--tail", "1"]);
+    assert_eq!(tail.stdout, "three\n");
+    let ambiguous = workspace.run(&["logs", "chatter"]);
+    ambiguous.expect_code(125);
+    assert!(
+        ambiguous
+            .stderr
+            .contains("name one with -c (talker, quiet)"),
+        "{ambiguous:?}"
+    );
+
+    // A second pod of the same name is refused, and --replace is not used.
+    workspace
+        .run(&["run", "-d", pod.to_str().unwrap()])
+        .expect_code(125);
+    // rm refuses a running pod.
+    workspace.run(&["rm", "chatter"]).expect_code(125);
+
+    workspace.run(&["stop", "chatter"]).expect_code(0);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let ps = workspace.run(&["ps"]);
+    assert!(!ps.stdout.contains("chatter"), "{ps:?}");
+    let all = workspace.run(&["ps", "-a"]);
+    assert!(
+        all.stdout
+            .lines()
+            .any(|l| l.starts_with("chatter") && l.contains("Stopped")),
+        "{all:?}"
+    );
+    // The logs outlive the pod until rm.
+    let logs = workspace.run(&["logs", "chatter", "-c", "talker"]);
+    assert_eq!(logs.stdout, "one\ntwo\nthree\n");
+
+    workspace.run(&["rm", "chatter"]).expect_code(0);
+    let all = workspace.run(&["ps", "-a"]);
+    assert_eq!(all.stdout.lines().count(), 1, "{all:?}");
+    let pods = workspace
+        .state_dir(crate::support::current_uid())
+        .join("pods");
+    assert_eq!(std::fs::read_dir(&pods).unwrap().count(), 0);
+    // Nothing else of the pod is left: its private folder went with it.
+    let others: Vec<_> = workspace
+        .leftovers()
+        .into_iter()
+        .filter(|name| name != "pods")
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+}
+
+#[test]
+fn a_detached_pod_that_cannot_start_says_why_and_leaves_nothing() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: broken}\nspec:\n  containers:\n  - {name: a, image: no-such/image}\n",
+    );
+    let run = workspace.run(&["run", "-d", pod.to_str().unwrap()]);
+    run.expect_code(127);
+    assert!(
+        run.stderr.contains("image `no-such/image` not found"),
+        "{run:?}"
+    );
+    assert!(workspace.run(&["ps", "-a"]).stdout.lines().count() == 1);
+}
+
+#[test]
+fn a_killed_supervisor_leaves_state_that_ps_shows_failed_and_rm_cleans() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(POD);
+    workspace
+        .run(&["run", "-d", pod.to_str().unwrap()])
+        .expect_code(0);
+    let pid = supervisor(&workspace, "chatter");
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let all = until(&workspace, &["ps", "-a"], |run| {
+        run.stdout.contains("Failed")
+    });
+    assert!(
+        all.stdout
+            .lines()
+            .any(|l| l.starts_with("chatter") && l.contains("Failed")),
+        "{all:?}"
+    );
+    workspace.run(&["rm", "chatter"]).expect_code(0);
+    assert_eq!(workspace.run(&["ps", "-a"]).stdout.lines().count(), 1);
+}
