@@ -40,6 +40,15 @@ enum Command {
     Stop(detached::StopArgs),
     /// Remove detached pods: their state and logs (-f stops them first).
     Rm(detached::RmArgs),
+    /// Show a detached pod as `kubectl get pod -o yaml` would: its status.
+    Inspect(detached::InspectArgs),
+    /// Stop and remove the detached pods of a manifest (as `podman kube down`).
+    Down(detached::DownArgs),
+    /// Print a completion script for a shell: `wpod completion bash > /etc/bash_completion.d/wpod`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -104,6 +113,13 @@ fn main() -> ExitCode {
         Command::Logs(args) => detached::logs(&args),
         Command::Stop(args) => detached::stop(&args),
         Command::Rm(args) => detached::rm(&args),
+        Command::Inspect(args) => detached::inspect(&args),
+        Command::Down(args) => detached::down(&args),
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "wpod", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -155,22 +171,32 @@ fn raise_descriptor_limit() {
 fn init_tracing() {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    // Colour on a terminal, unless NO_COLOR says otherwise (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .without_time();
     let registry = tracing_subscriber::registry().with(fmt);
+    let quiet =
+        || tracing_subscriber::filter::Targets::new().with_target("wpod", tracing::Level::WARN);
     // `WPOD_LOG` takes EnvFilter's whole syntax; without it a plain target
     // filter does (it parses no directives: this is on every pod's start).
-    match tracing_subscriber::EnvFilter::try_from_env("WPOD_LOG") {
-        Ok(filter) => registry.with(filter).init(),
-        Err(_) => registry
-            .with(
-                tracing_subscriber::filter::Targets::new()
-                    .with_target("wpod", tracing::Level::WARN),
-            )
-            .init(),
+    match std::env::var("WPOD_LOG") {
+        Ok(directives) if !directives.is_empty() => {
+            match tracing_subscriber::EnvFilter::try_new(&directives) {
+                Ok(filter) => registry.with(filter).init(),
+                Err(error) => {
+                    registry.with(quiet()).init();
+                    tracing::warn!(
+                        "WPOD_LOG={directives:?} is not understood ({error}); e.g. WPOD_LOG=wpod=debug"
+                    );
+                }
+            }
+        }
+        _ => registry.with(quiet()).init(),
     }
 }
 

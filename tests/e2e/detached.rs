@@ -87,6 +87,18 @@ fn run_detached_then_ps_logs_stop_and_rm_leave_nothing() {
         "{ambiguous:?}"
     );
 
+    let inspect = workspace.run(&["inspect", "chatter"]);
+    inspect.expect_code(0);
+    assert!(
+        inspect.stdout.contains("kind: Pod") && inspect.stdout.contains("phase: Running"),
+        "{inspect:?}"
+    );
+    assert!(
+        inspect
+            .stdout
+            .contains(&format!("wpod.dev/supervisor-pid: '{pid}'")),
+        "{inspect:?}"
+    );
     // A second pod of the same name is refused, and --replace is not used.
     workspace
         .run(&["run", "-d", pod.to_str().unwrap()])
@@ -161,4 +173,24 @@ fn a_killed_supervisor_leaves_state_that_ps_shows_failed_and_rm_cleans() {
     );
     workspace.run(&["rm", "chatter"]).expect_code(0);
     assert_eq!(workspace.run(&["ps", "-a"]).stdout.lines().count(), 1);
+}
+
+#[test]
+fn down_stops_and_removes_the_pods_of_a_manifest_and_replace_restarts_one() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(POD);
+    let path = pod.to_str().unwrap();
+    workspace.run(&["run", "-d", path]).expect_code(0);
+    let first = supervisor(&workspace, "chatter");
+    workspace
+        .run(&["run", "-d", "--replace", path])
+        .expect_code(0);
+    let second = supervisor(&workspace, "chatter");
+    assert_ne!(first, second);
+    assert!(!std::path::Path::new(&format!("/proc/{first}")).exists());
+    let down = workspace.run(&["down", path]);
+    down.expect_code(0);
+    assert_eq!(down.stdout, "chatter\n");
+    assert_eq!(workspace.run(&["ps", "-a"]).stdout.lines().count(), 1);
+    assert!(!std::path::Path::new(&format!("/proc/{second}")).exists());
 }

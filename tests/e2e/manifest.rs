@@ -253,3 +253,30 @@ fn validate_and_run_refuse_the_same_annotations() {
         }
     }
 }
+
+#[test]
+fn completions_are_generated_and_a_bad_wpod_log_is_reported() {
+    let workspace = Workspace::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let run = workspace.run(&["completion", shell]);
+        run.expect_code(0);
+        assert!(
+            run.stdout.contains("wpod") && run.stdout.contains("validate"),
+            "{shell}"
+        );
+    }
+    let pod = workspace.pod("apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec:\n  containers:\n  - {name: a, image: a.wasm}\n");
+    let run = workspace
+        .wpod()
+        .env("WPOD_LOG", "wpod=loud")
+        .args(["validate", pod.to_str().unwrap()])
+        .output()
+        .map(crate::support::Run::from)
+        .unwrap();
+    run.expect_code(0);
+    assert!(
+        run.stderr
+            .contains("WPOD_LOG=\"wpod=loud\" is not understood"),
+        "{run:?}"
+    );
+}

@@ -52,6 +52,27 @@ pub struct StopArgs {
 }
 
 #[derive(clap::Args)]
+pub struct InspectArgs {
+    /// The pod's name.
+    pod: String,
+    /// yaml (the default) or json.
+    #[arg(short, long, value_enum, default_value = "yaml")]
+    output: InspectFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum InspectFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct DownArgs {
+    /// The manifest the pods were started from (`wpod run -d FILE`).
+    manifest: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
 pub struct RmArgs {
     /// The pods' names.
     #[arg(required = true)]
@@ -262,6 +283,52 @@ pub fn rm(args: &RmArgs) -> anyhow::Result<ExitCode> {
         }
         pod.remove()?;
         println!("{name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pod as `kubectl get pod -o yaml` shows one: its name, wpod's own
+/// data as annotations (the supervisor, the manifest), and its status.
+pub fn inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let pod = find(&store(), &args.pod)?;
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        "wpod.dev/manifest".into(),
+        pod.dir.join("manifest.yaml").display().to_string().into(),
+    );
+    if let Some(pid) = pod.supervisor {
+        annotations.insert("wpod.dev/supervisor-pid".into(), pid.to_string().into());
+    }
+    let created = humantime::format_rfc3339_seconds(pod.created).to_string();
+    let value = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod.name,
+            "creationTimestamp": created,
+            "annotations": annotations,
+        },
+        "status": pod.status,
+    });
+    match args.output {
+        InspectFormat::Json => println!("{}", serde_json::to_string_pretty(&value)?),
+        InspectFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&value)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops and removes the detached pods of a manifest.
+pub fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {
+    let store = store();
+    for spec in wpod::PodSpec::from_yaml_file(&args.manifest)? {
+        let Some(pod) = store.pod(&spec.name) else {
+            continue;
+        };
+        pod.stop(Duration::from_secs(10))?;
+        if let Some(pod) = store.pod(&spec.name) {
+            pod.remove()?;
+        }
+        println!("{}", spec.name);
     }
     Ok(ExitCode::SUCCESS)
 }
