@@ -77,7 +77,7 @@ pub use manifest::{
 };
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
-pub use run::{PodOutcome, RunConfig, RunOutcome, StatusSink, run};
+pub use run::{CompileProgress, PodOutcome, RunConfig, RunOutcome, StatusSink, run};
 pub use sandbox::{ErrorReport, Isolation, SandboxError};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 pub use volume::VolumeError;

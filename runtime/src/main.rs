@@ -257,6 +257,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         exit_after: true,
         pod_files: None,
         status_sink: None,
+        progress: Some(Arc::new(Progress::default())),
     };
     if args.detach {
         let store = wpod::PodStore::new(&PodOptions::default().state_dir);
@@ -300,6 +301,47 @@ fn report(outcome: &RunOutcome, format: Option<Format>) -> anyhow::Result<()> {
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// A line on stderr (a terminal only) while programs compile for more than
+/// half a second: which, and for how long. indicatif without its ticker
+/// thread: the caller ticks it (the supervisor must keep one thread).
+#[derive(Default)]
+struct Progress {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl wpod::CompileProgress for Progress {
+    fn compiling(&self, programs: &[String], elapsed: Duration) {
+        if elapsed < Duration::from_millis(500)
+            || !std::io::IsTerminal::is_terminal(&std::io::stderr())
+        {
+            return;
+        }
+        let Ok(mut bar) = self.bar.lock() else { return };
+        let bar = bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+                bar.set_style(style);
+            }
+            bar
+        });
+        bar.set_message(format!(
+            "compiling {} ({:.1} s; a second run loads it from the cache)",
+            programs.join(", "),
+            elapsed.as_secs_f64()
+        ));
+        bar.tick();
+    }
+
+    fn done(&self) {
+        if let Ok(mut bar) = self.bar.lock()
+            && let Some(bar) = bar.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Prints containers' lines: stdout to stdout, stderr to stderr.

@@ -24,6 +24,16 @@ pub trait StatusSink: Send + Sync + 'static {
     fn status(&self, pod: &str, status: &PodStatus);
 }
 
+/// Hears how compiling goes when a run has programs to compile first (the
+/// first run of a large module takes seconds): called about every 100 ms
+/// from the thread that called [`run`], then once with `done`.
+pub trait CompileProgress: Send + Sync + 'static {
+    /// `programs` (image references) are being compiled, for `elapsed` so far.
+    fn compiling(&self, programs: &[String], elapsed: std::time::Duration);
+    /// Compiling is over.
+    fn done(&self);
+}
+
 /// Everything a run needs besides its pods, typed: the same values reach
 /// the pod processes behind the wall (they are forks of the caller).
 #[derive(Clone)]
@@ -55,6 +65,8 @@ pub struct RunConfig {
     pub pod_files: Option<PathBuf>,
     /// Hears every pod's status as it changes.
     pub status_sink: Option<Arc<dyn StatusSink>>,
+    /// Hears how the compiling before a walled start goes.
+    pub progress: Option<Arc<dyn CompileProgress>>,
 }
 
 impl std::fmt::Debug for RunConfig {
@@ -193,6 +205,7 @@ pub struct PodOutcome {
 ///         exit_after: false,
 ///         pod_files: None,
 ///         status_sink: None,
+///         progress: None,
 ///     },
 /// )?;
 /// std::process::exit(outcome.exit_status().into());
@@ -216,6 +229,7 @@ pub fn run(
         pid_file: config.pid_file.clone(),
         pod_files: config.pod_files.clone(),
         status_sink: config.status_sink.clone(),
+        progress: config.progress.clone(),
     })?;
     if let Some(sandbox) = sandbox
         && let Some(run) = sandbox.run(manifest, &pods, pod_process_main)?
@@ -256,25 +270,41 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
         } else {
             None
         };
+        // The signal, once one came; the pods started so far stop with it.
+        let (signalled_tx, mut signalled) = tokio::sync::watch::channel(None::<i32>);
+        let stoppers: Arc<std::sync::Mutex<Vec<Stopper>>> = Arc::default();
+        let signal = signals.map(|signals| {
+            let stoppers = stoppers.clone();
+            tokio::spawn(async move {
+                let signal = signals.wait().await;
+                let _ = signalled_tx.send(Some(signal));
+                for stop in stoppers.lock().expect("stoppers").iter() {
+                    stop();
+                }
+                signal
+            })
+        });
         let mut handles = Vec::new();
         for pod in pods {
-            handles.push(runtime.start(pod, config.options.clone()).await?);
+            // A signal while programs compile (seconds, the first time)
+            // ends the run at once: what started stops, the rest never does.
+            let started = tokio::select! {
+                started = runtime.start(pod, config.options.clone()) => Some(started?),
+                _ = signalled.wait_for(Option::is_some) => None,
+            };
+            let Some(handle) = started else { break };
+            let stop = handle.stopper();
+            stoppers.lock().expect("stoppers").push(Box::new(stop));
+            if signalled.borrow().is_some() {
+                handle.stop();
+            }
+            handles.push(handle);
         }
         if let Some(path) = &config.pid_file
             && let Err(error) = std::fs::write(path, format!("{}\n", std::process::id()))
         {
             tracing::warn!(path = %path.display(), %error, "could not write the pid file");
         }
-        let stop_all: Vec<_> = handles.iter().map(|h| h.stopper()).collect();
-        let signal = signals.map(|signals| {
-            tokio::spawn(async move {
-                let signal = signals.wait().await;
-                for stop in &stop_all {
-                    stop();
-                }
-                signal
-            })
-        });
         // One task a pod, so that every pod's changes reach the sink as
         // they happen.
         let waits: Vec<_> = handles
@@ -332,6 +362,9 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
     }
     Ok(outcome?)
 }
+
+/// Stops one started pod.
+type Stopper = Box<dyn Fn() + Send + Sync>;
 
 /// PID 1 of a pod's namespaces, its wall up: runs its one pod as
 /// [`run_in_process`] does, reporting each status to the supervisor, and

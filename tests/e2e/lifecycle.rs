@@ -192,3 +192,46 @@ fn sigterm_and_sigint_stop_the_pod_and_clean_up() {
         );
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_the_first_compile_stops_at_once_and_caches_nothing_half_done() {
+    // The box image takes seconds to compile the first time (more than ten
+    // in a debug build); Ctrl-C must not wait for it, with or without the wall.
+    for isolation in ["--isolation=auto", "--isolation=none"] {
+        let workspace = Workspace::new();
+        let cache = workspace.path().join("cold-cache");
+        let pod = workspace.pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: cold}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: sh, image: busybox, command: [sh, -c, 'echo never']}\n",
+        );
+        let mut wpod = workspace
+            .wpod()
+            .env("WPOD_CACHE_DIR", &cache)
+            .args(["run", pod.to_str().unwrap(), isolation])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let sent = std::time::Instant::now();
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(wpod.id() as i32, libc::SIGINT) };
+        let output = wpod.wait_with_output().unwrap();
+        let took = sent.elapsed();
+        let run = crate::support::Run::from(output);
+        run.expect_code(130);
+        assert!(!run.stdout.contains("never"), "{isolation}: {run:?}");
+        // Well before the compile could have finished.
+        assert!(
+            took < std::time::Duration::from_secs(5),
+            "{isolation}: {took:?}"
+        );
+        let entries: Vec<_> = std::fs::read_dir(&cache)
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            entries.iter().all(|name| name == "files"),
+            "{isolation}: {entries:?}"
+        );
+    }
+}

@@ -762,6 +762,7 @@ fn the_library_refuses_to_fork_pod_processes_from_a_process_with_threads() {
         exit_after: false,
         pod_files: None,
         status_sink: None,
+        progress: None,
     };
     let pods = wpod::PodSpec::from_yaml_str(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: threads}\nspec:\n  containers:\n  - {name: a, image: a.wasm}\n",

@@ -97,6 +97,8 @@ pub(crate) struct SandboxConfig {
     pub pod_files: Option<PathBuf>,
     /// Hears every status the pod processes report.
     pub status_sink: Option<std::sync::Arc<dyn crate::StatusSink>>,
+    /// Hears how compiling ahead of the wall goes.
+    pub progress: Option<std::sync::Arc<dyn crate::CompileProgress>>,
 }
 
 impl std::fmt::Debug for SandboxConfig {

@@ -69,7 +69,7 @@ pub(super) fn run(
     for pod in pods {
         prepared.push(prepare(config, cgroups, manifest, pod)?);
     }
-    if let Some(signal) = compile_ahead(&prepared, &signals) {
+    if let Some(signal) = compile_ahead(&prepared, &signals, config.progress.as_deref()) {
         return Ok(Some(SandboxedRun {
             pods: Vec::new(),
             signal: Some(signal),
@@ -130,7 +130,11 @@ pub(super) fn run(
 /// because compiling starts threads and the supervisor must keep one to
 /// fork the pod processes. Ctrl-C stops it at once (the child has the
 /// default handlers); the signal that did is returned.
-fn compile_ahead(pods: &[Prepared], signals: &sys::SignalFd) -> Option<i32> {
+fn compile_ahead(
+    pods: &[Prepared],
+    signals: &sys::SignalFd,
+    progress: Option<&dyn crate::CompileProgress>,
+) -> Option<i32> {
     let cache_dir = pods.first()?.request.runtime.cache_dir.clone()?;
     let mut missing: Vec<(String, PathBuf)> = Vec::new();
     for (reference, program) in pods.iter().flat_map(|p| &p.programs) {
@@ -160,7 +164,39 @@ fn compile_ahead(pods: &[Prepared], signals: &sys::SignalFd) -> Option<i32> {
             sys::exit_now(0);
         }
         Ok(sys::Forked::Parent(pid)) => {
-            let status = sys::wait_for(pid);
+            let started = std::time::Instant::now();
+            let references: Vec<String> = missing.iter().map(|(r, _)| r.clone()).collect();
+            // Polled, so that the caller hears how it goes every 100 ms, and
+            // a stop ends the compiler at once (the temporary file of a
+            // cache entry it was writing is never renamed into place).
+            let child = pid.as_raw_nonzero().get() as u32;
+            let status = loop {
+                if let Some(status) = sys::try_wait(child) {
+                    break status;
+                }
+                if let Some(progress) = progress {
+                    progress.compiling(&references, started.elapsed());
+                }
+                if sys::wait_readable(&[signals.as_fd()], Some(100))[0] {
+                    let mut stop = None;
+                    while let Some(signal) = signals.take() {
+                        if signal == libc::SIGINT || signal == libc::SIGTERM {
+                            stop = Some(signal);
+                        }
+                    }
+                    if let Some(signal) = stop {
+                        sys::send_signal(child, libc::SIGKILL);
+                        let _ = sys::wait_for(pid);
+                        if let Some(progress) = progress {
+                            progress.done();
+                        }
+                        return Some(signal);
+                    }
+                }
+            };
+            if let Some(progress) = progress {
+                progress.done();
+            }
             tracing::debug!(
                 ?status,
                 programs = missing.len(),
