@@ -204,7 +204,7 @@ fn ctrl_c_during_the_first_compile_stops_at_once_and_caches_nothing_half_done() 
         let pod = workspace.pod(
             "apiVersion: v1\nkind: Pod\nmetadata: {name: cold}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: sh, image: busybox, command: [sh, -c, 'echo never']}\n",
         );
-        let mut wpod = workspace
+        let wpod = workspace
             .wpod()
             .env("WPOD_CACHE_DIR", &cache)
             .args(["run", pod.to_str().unwrap(), isolation])
