@@ -35,6 +35,18 @@ pub(crate) fn wall_available() -> bool {
     ok
 }
 
+/// Whether pod cgroups can be had here (the wall, as root); prints why not.
+pub(crate) fn cgroups_available() -> bool {
+    if !wall_available() {
+        return false;
+    }
+    if !is_root() {
+        eprintln!("skipped: a non-root user has no cgroup of its own to limit");
+        return false;
+    }
+    true
+}
+
 pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -374,11 +386,7 @@ fn pod_cgroup_parents() -> Vec<PathBuf> {
 
 #[test]
 fn the_cgroup_memory_backstop_stops_a_runaway_pod_and_only_it() {
-    if !wall_available() {
-        return;
-    }
-    if !is_root() {
-        eprintln!("skipped: a non-root user has no cgroup of its own to limit");
+    if !cgroups_available() {
         return;
     }
     let workspace = Workspace::new();

@@ -199,13 +199,17 @@ impl PodCgroup {
         Ok(())
     }
 
-    /// Whether the kernel's OOM killer killed a process of this cgroup.
-    pub(crate) fn oom_killed(&self) -> bool {
-        let Some((_, dir)) = self
-            .dirs
+    /// The folder of the memory controller (v2: the one folder).
+    fn memory_dir(&self) -> Option<&std::path::Path> {
+        self.dirs
             .iter()
             .find(|(controller, _)| self.v2 || *controller == "memory")
-        else {
+            .map(|(_, dir)| dir.as_path())
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this cgroup.
+    pub(crate) fn oom_killed(&self) -> bool {
+        let Some(dir) = self.memory_dir() else {
             return false;
         };
         let file = if self.v2 {
@@ -227,11 +231,7 @@ impl PodCgroup {
     /// `memory.failcnt` or its peak usage, v2's `max` event): an OOM kill without it was the
     /// host running out of memory, not the pod reaching its ceiling.
     pub(crate) fn limit_reached(&self) -> bool {
-        let Some((_, dir)) = self
-            .dirs
-            .iter()
-            .find(|(controller, _)| self.v2 || *controller == "memory")
-        else {
+        let Some(dir) = self.memory_dir() else {
             return false;
         };
         let count = |text: String, key: &str| -> u64 {
