@@ -194,3 +194,40 @@ fn down_stops_and_removes_the_pods_of_a_manifest_and_replace_restarts_one() {
     assert_eq!(workspace.run(&["ps", "-a"]).stdout.lines().count(), 1);
     assert!(!std::path::Path::new(&format!("/proc/{second}")).exists());
 }
+
+#[test]
+fn logs_follow_one_container_while_another_prints_until_the_pod_ends() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: follow}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: slow
+    image: busybox
+    command: [sh, -c, 'echo first; sleep 1; echo second; sleep 1; echo third']
+  - name: noisy
+    image: '@probe@'
+    args: [lines, '200']
+",
+    );
+    workspace
+        .run(&["run", "-d", pod.to_str().unwrap()])
+        .expect_code(0);
+    // Started while the pod runs; returns once it has ended.
+    let followed = workspace.run(&["logs", "-f", "follow", "-c", "slow"]);
+    followed.expect_code(0);
+    assert_eq!(followed.stdout, "first\nsecond\nthird\n");
+    let noisy = workspace.run(&["logs", "follow", "-c", "noisy", "--tail", "2"]);
+    assert_eq!(noisy.stdout, "line 200\nerr 200\n");
+    let ps = workspace.run(&["ps", "-a"]);
+    assert!(
+        ps.stdout
+            .lines()
+            .any(|l| l.starts_with("follow") && l.contains("Completed")),
+        "{ps:?}"
+    );
+    workspace.run(&["rm", "follow"]).expect_code(0);
+}
