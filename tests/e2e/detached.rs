@@ -19,9 +19,9 @@ spec:
     args: [sleep, '600000']
 ";
 
-/// Runs `wpod ARGS` until `check` holds, for up to 20 s; the last run.
+/// Runs `wpod ARGS` until `check` holds, for up to 120 s; the last run.
 fn until(workspace: &Workspace, args: &[&str], check: impl Fn(&Run) -> bool) -> Run {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let run = workspace.run(args);
         if check(&run) || Instant::now() > deadline {

@@ -89,7 +89,10 @@ impl Walled {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting wpod");
-        let text = wait_for(Duration::from_secs(30), || {
+        // The first walled run compiles its programs before the pod starts
+        // (a debug wasmtime, the other tests busy on the same cores): a
+        // deadline that only a failure reaches.
+        let text = wait_for(Duration::from_secs(120), || {
             if let Ok(Some(status)) = wpod.try_wait() {
                 let output = wpod_output(&mut wpod);
                 panic!("wpod ended ({status}) before its pod was up:\n{output}");
@@ -98,7 +101,7 @@ impl Walled {
                 .ok()
                 .filter(|t| t.ends_with('\n'))
         })
-        .expect("the pid file within 30 s");
+        .expect("the pid file within 120 s");
         let pid = text.trim().parse().expect("a pid");
         Walled { wpod, pid }
     }
