@@ -10,8 +10,11 @@
 //!   ([`crate::FileLogs`]; behind the wall the pod's process writes there).
 //!
 //! Every other command reads these files: nothing talks to a server.
+//!
+//! Detached runs need `fork`: elsewhere than on Linux `run_detached` refuses,
+//! and what only the fork's child uses is unused there.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
-use crate::log::FileLogs;
 use crate::manifest::PodSpec;
 use crate::run::{RunConfig, StatusSink};
 use crate::sandbox::SandboxError;
@@ -250,11 +253,10 @@ pub fn run_detached(
             what: what.into(),
             source,
         };
+        // The store is a private folder of its own (0700, checked), in the
+        // user's checked state folder.
         crate::state::ensure_private_root(store.dir.parent().unwrap_or(&store.dir))
-            .and_then(|()| match std::fs::create_dir(&store.dir) {
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                other => other,
-            })
+            .and_then(|()| crate::state::ensure_private_root(&store.dir))
             .map_err(|e| supervisor_error("making the store of detached pods", e))?;
         let text = std::fs::read(manifest).unwrap_or_default();
         let names: Vec<String> = pods.iter().map(|p| p.name.clone()).collect();
@@ -374,7 +376,8 @@ fn supervise_detached(
         waiting: Mutex::new(pods.iter().map(|p| p.name.clone()).collect()),
         ready: ready.clone(),
     });
-    config.options.log_sink = Arc::new(FileLogs::new(store.dir.clone(), LOG_FILE_BYTES));
+    config.options.log_sink =
+        Arc::new(crate::log::FileLogs::new(store.dir.clone(), LOG_FILE_BYTES));
     config.pod_files = Some(store.dir.clone());
     config.status_sink = Some(sink);
     config.stop_on_signals = true;

@@ -541,6 +541,7 @@ impl Compiler {
 /// configuration), and its artifact. The OS wall's supervisor asks, to know
 /// whether to compile before the pod process starts behind the wall, where
 /// the cache is read-only.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn looks_cached(cache_dir: &Path, program: &Path) -> bool {
     let Ok(meta) = std::fs::metadata(program) else {
         return false;

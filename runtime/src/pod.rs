@@ -341,6 +341,7 @@ impl Runtime {
     /// the pod to report. The OS wall's supervisor calls this (in a child
     /// process, since compiling starts threads) so that the cache can be
     /// read-only behind the wall.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn fill_cache(&self, programs: &[(String, PathBuf)]) {
         std::thread::scope(|scope| {
             for (reference, path) in programs {

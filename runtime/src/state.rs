@@ -62,6 +62,7 @@ pub(crate) fn create_private_child(root: &Path, name: &str) -> io::Result<PathBu
 }
 
 fn create_dir_0700(path: &Path) -> io::Result<()> {
+    #[cfg_attr(not(unix), allow(unused_mut))]
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);

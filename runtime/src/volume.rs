@@ -324,7 +324,8 @@ fn create_dir_0755(path: &Path) -> std::io::Result<()> {
 /// followed.
 pub(crate) fn disk_usage(dir: &Path) -> u64 {
     let mut total = 0;
-    let mut seen = std::collections::HashSet::new();
+    // Hard-linked files seen, by (device, inode).
+    let mut seen: std::collections::HashSet<(u64, u64)> = std::collections::HashSet::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(folder) = pending.pop() {
         let Ok(entries) = std::fs::read_dir(&folder) else {

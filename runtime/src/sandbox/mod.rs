@@ -390,6 +390,7 @@ pub const PIDS_LIMIT: u64 = 1024;
 /// quantity such as `96Mi`), instead of the sum of its containers'
 /// `limits.memory` plus [`RUNTIME_MEMORY_ALLOWANCE`]; the manifest parses it
 /// into [`PodSpec::memory_limit`].
+#[cfg_attr(not(target_os = "linux"), allow(unused_imports))]
 pub use crate::manifest::MEMORY_ANNOTATION;
 
 /// Why a pod must share the host's network namespace, if it must: the
