@@ -111,12 +111,14 @@ fn shadow_tcp(linker: &mut wasmtime::component::Linker<P2State>) -> wasmtime::Re
             })
         },
     )?;
-    tcp.func_wrap(
+    tcp.func_wrap_async(
         "[method]tcp-socket.start-connect",
         |mut store, (this, network, address): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
-            let state: &mut P2State = store.data_mut();
-            let pod_network = state.network.clone();
-            lower(pod_network.tcp_start_connect(&mut state.sockets(), this, network, address))
+            Box::new(async move {
+                let state: &mut P2State = store.data_mut();
+                let pod_network = state.network.clone();
+                lower(pod_network.tcp_start_connect(&mut state.sockets(), this, network, address).await)
+            })
         },
     )?;
     tcp.func_wrap(

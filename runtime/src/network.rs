@@ -24,8 +24,21 @@
 //! (start-bind, start-connect / stream, send, receive, local-address,
 //! remote-address), rewrites the address and calls wasmtime-wasi's own
 //! implementation; the rest of the socket stack is wasmtime-wasi's.
+//!
+//! Behind the OS wall every pod but a `hostNetwork` one has a network
+//! namespace of its own, holding only `lo`: the port space above lives in
+//! it, so unpublished ports cannot be reached from the host at all. What
+//! must be in the host's namespace comes from outside, through
+//! [`HostSockets`]: the supervisor binds each published port before the pod
+//! starts and hands the bound socket in when the guest binds that port, and
+//! hands in a fresh socket of the host's namespace for each allowed
+//! connection out (egress, or a sibling reaching a published port). The
+//! guest's own socket is not replaced: the host's socket takes its place
+//! under the same descriptor ([`adopt`]), before wasmtime-wasi registers it
+//! with tokio (at `listen` or `connect`), so wasmtime-wasi's state and
+//! streams are untouched and there is no relay or copy loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::Resource;
@@ -98,6 +111,49 @@ pub(crate) struct PodNetwork {
     pub host_network: bool,
     pub egress: Arc<EgressPolicy>,
     pub ports: Arc<PortSpace>,
+    /// Set in a network namespace of the pod's own: where sockets of the
+    /// host's namespace come from.
+    pub host_sockets: Option<Arc<dyn HostSockets>>,
+}
+
+/// Sockets of the host's network namespace for a pod in a namespace of its
+/// own: the OS wall's supervisor gives them, each one checked against what
+/// the pod may do (its published ports, its egress policy).
+pub(crate) trait HostSockets: std::fmt::Debug + Send + Sync {
+    /// The TCP socket bound at the host address published for the pod's
+    /// `container_port` (bound, not listening).
+    fn published(&self, container_port: u16) -> std::io::Result<rustix::fd::OwnedFd>;
+    /// A fresh TCP socket (non-blocking, unbound) of `to`'s family, for the
+    /// pod to connect to `to`.
+    fn connecting(&self, to: SocketAddr) -> std::io::Result<rustix::fd::OwnedFd>;
+}
+
+/// The container ports of `pod` published with a TCP `hostPort`, where the
+/// host listens for them (hostIP, else all addresses).
+pub(crate) fn published_ports(pod: &crate::manifest::PodSpec) -> Vec<Published> {
+    use crate::manifest::Protocol;
+    let groups = [
+        ("spec.initContainers", &pod.init_containers),
+        ("spec.containers", &pod.containers),
+    ];
+    let mut published = Vec::new();
+    for (group, containers) in groups {
+        for (c, container) in containers.iter().enumerate() {
+            for (p, port) in container.ports.iter().enumerate() {
+                let Some(host_port) = port.host_port.filter(|_| port.protocol == Protocol::Tcp)
+                else {
+                    continue;
+                };
+                let ip = port.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                published.push(Published {
+                    container_port: port.container_port,
+                    host: SocketAddr::new(ip, host_port),
+                    field: format!("{group}[{c}].ports[{p}].hostPort"),
+                });
+            }
+        }
+    }
+    published
 }
 
 /// A published port: where the host listens for a container port.
@@ -142,6 +198,9 @@ struct Ports {
     bound: HashMap<u16, SocketAddr>,
     /// Host address -> guest port, for answering `local-address`.
     by_host: HashMap<SocketAddr, u16>,
+    /// Guest ports bound outside the pod's network namespace (published
+    /// ports, held by sockets of the host's namespace).
+    outside: HashSet<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +225,11 @@ impl Ports {
         let Some(host) = self.bound.get(&guest_port).copied() else {
             return true;
         };
+        if self.outside.contains(&guest_port) {
+            // Not to be tried from inside the pod's namespace: the host's
+            // bind of it, on the guest's next bind, tells.
+            return true;
+        }
         let free = match transport {
             Transport::Tcp => reserve(host).is_ok(),
             Transport::Udp => std::net::UdpSocket::bind(host).is_ok(),
@@ -177,9 +241,14 @@ impl Ports {
         free
     }
 
-    fn record(&mut self, guest_port: u16, host: SocketAddr) {
+    fn record(&mut self, guest_port: u16, host: SocketAddr, outside: bool) {
         self.bound.insert(guest_port, host);
         self.by_host.insert(host, guest_port);
+        if outside {
+            self.outside.insert(guest_port);
+        } else {
+            self.outside.remove(&guest_port);
+        }
     }
 }
 
@@ -203,6 +272,20 @@ impl PortSpace {
         })
     }
 
+    /// The port space of a pod whose published ports are held outside its
+    /// network namespace (by [`HostSockets`]): nothing is reserved here.
+    pub(crate) fn published_elsewhere(ports: &[Published]) -> PortSpace {
+        let mut table = PortTable::default();
+        for port in ports {
+            table
+                .published
+                .insert(port.container_port, (port.host, None));
+        }
+        PortSpace {
+            table: Mutex::new(table),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, PortTable> {
         self.table.lock().expect("port table poisoned")
     }
@@ -213,7 +296,7 @@ impl PortSpace {
 /// SO_REUSEADDR on Unix, as servers there use, so that connections of an
 /// earlier server left in TIME_WAIT do not count as "in use"; a listening
 /// socket still does. (On Windows the flag would mean port stealing.)
-fn reserve(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn reserve(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use rustix::net::{AddressFamily, SocketType, bind, socket};
     let family = if addr.is_ipv4() {
         AddressFamily::INET
@@ -251,7 +334,8 @@ impl PodNetwork {
             return HostTcpSocket::start_bind(view, this, network, requested).await;
         }
         let guest_port = requested_addr.port();
-        let host_addr = {
+        let loopback = SocketAddr::new(PodNetwork::loopback_for(&requested_addr), 0);
+        let (host_addr, published) = {
             let mut table = self.ports.lock();
             if guest_port != 0
                 && table.tcp.bound.contains_key(&guest_port)
@@ -267,14 +351,37 @@ impl PodNetwork {
                         || host.ip().is_unspecified() =>
                 {
                     reservation.take();
-                    *host
+                    (*host, true)
                 }
-                _ => SocketAddr::new(PodNetwork::loopback_for(&requested_addr), 0),
+                _ => (loopback, false),
             }
         };
         let rep = this.rep();
-        HostTcpSocket::start_bind(view, Resource::new_borrow(rep), network, host_addr.into())
-            .await?;
+        match &self.host_sockets {
+            // The published port is held outside the pod's namespace: the
+            // guest's socket is bound in the pod (to find it by its address),
+            // then the host's bound socket takes its place.
+            Some(host_sockets) if published => {
+                HostTcpSocket::start_bind(
+                    view,
+                    Resource::new_borrow(rep),
+                    network,
+                    loopback.into(),
+                )
+                .await?;
+                let socket = host_sockets.published(guest_port)?;
+                adopt_tcp(view, rep, socket)?;
+            }
+            _ => {
+                HostTcpSocket::start_bind(
+                    view,
+                    Resource::new_borrow(rep),
+                    network,
+                    host_addr.into(),
+                )
+                .await?
+            }
+        }
         let actual: SocketAddr =
             HostTcpSocket::local_address(view, Resource::new_borrow(rep))?.into();
         let guest_port = if guest_port == 0 {
@@ -282,14 +389,18 @@ impl PodNetwork {
         } else {
             guest_port
         };
-        self.ports.lock().tcp.record(guest_port, actual);
-        tracing::debug!(pod = %self.pod, guest_port, host = %actual, "tcp bound");
+        let outside = published && self.host_sockets.is_some();
+        self.ports.lock().tcp.record(guest_port, actual, outside);
+        tracing::debug!(pod = %self.pod, guest_port, host = %actual, outside, "tcp bound");
         Ok(())
     }
 
     /// `start-connect`: localhost:P reaches what the pod bound at P, and
-    /// nothing else on the host's loopback.
-    pub(crate) fn tcp_start_connect(
+    /// nothing else on the host's loopback. In a network namespace of the
+    /// pod's own, a connection that must leave it (egress, or a published
+    /// port, which is bound outside) is made from a socket of the host's
+    /// namespace that takes the guest's socket's place.
+    pub(crate) async fn tcp_start_connect(
         &self,
         view: &mut WasiSocketsCtxView<'_>,
         this: Resource<TcpSocket>,
@@ -297,10 +408,36 @@ impl PodNetwork {
         remote: IpSocketAddress,
     ) -> SocketResult<()> {
         let remote_addr: SocketAddr = remote.into();
-        if self.host_network || !is_pod_localhost(remote_addr.ip()) {
+        if self.host_network {
             return HostTcpSocket::start_connect(view, this, network, remote);
         }
-        let target = self.host_target(Transport::Tcp, remote_addr)?;
+        let (target, outside) = if is_pod_localhost(remote_addr.ip()) {
+            let target = self.host_target(Transport::Tcp, remote_addr)?;
+            let outside = self.ports.lock().tcp.outside.contains(&remote_addr.port());
+            (target, outside)
+        } else {
+            (remote_addr, true)
+        };
+        // A refused address keeps the guest's socket: wasmtime-wasi refuses
+        // it below, through the pod's address check, which logs why.
+        if let Some(host_sockets) = self.host_sockets.as_ref().filter(|_| outside)
+            && self.permits(&target, false)
+        {
+            let rep = this.rep();
+            if HostTcpSocket::local_address(view, Resource::new_borrow(rep)).is_err() {
+                let loopback = SocketAddr::new(PodNetwork::loopback_for(&target), 0);
+                HostTcpSocket::start_bind(
+                    view,
+                    Resource::new_borrow(rep),
+                    Resource::new_borrow(network.rep()),
+                    loopback.into(),
+                )
+                .await?;
+                HostTcpSocket::finish_bind(view, Resource::new_borrow(rep))?;
+            }
+            let socket = host_sockets.connecting(target)?;
+            adopt_tcp(view, rep, socket)?;
+        }
         HostTcpSocket::start_connect(view, this, network, target.into())
     }
 
@@ -394,7 +531,7 @@ impl PodNetwork {
         } else {
             guest_port
         };
-        self.ports.lock().udp.record(guest_port, actual);
+        self.ports.lock().udp.record(guest_port, actual, false);
         tracing::debug!(pod = %self.pod, guest_port, host = %actual, "udp bound");
         Ok(())
     }
@@ -501,8 +638,44 @@ impl PodNetwork {
                     .values()
                     .any(|(host, _)| host.ip() == addr.ip());
         }
+        // The pod's own published ports (a sibling reaching one at its
+        // hostIP) are the pod's, not egress.
         self.egress.allows(addr)
+            || self
+                .ports
+                .lock()
+                .published
+                .values()
+                .any(|(host, _)| host == addr)
     }
+}
+
+/// Puts `socket` (of the host's network namespace) in the place of the
+/// guest's TCP socket `rep`, which must be bound and neither listening nor
+/// connecting, so that wasmtime-wasi has not yet registered it with tokio.
+fn adopt_tcp(
+    view: &mut WasiSocketsCtxView<'_>,
+    rep: u32,
+    socket: rustix::fd::OwnedFd,
+) -> SocketResult<()> {
+    let local: SocketAddr = HostTcpSocket::local_address(view, Resource::new_borrow(rep))?.into();
+    adopt(local, socket).map_err(|error| {
+        tracing::warn!(%local, %error, "could not hand the guest a socket of the host's network");
+        error.into()
+    })
+}
+
+/// wasmtime-wasi does not expose a socket's descriptor: the guest's socket
+/// is found by its bound address and `socket` takes its descriptor (see
+/// `sandbox::sys::replace_socket_bound_at`). Only behind the OS wall.
+#[cfg(target_os = "linux")]
+fn adopt(local: SocketAddr, socket: rustix::fd::OwnedFd) -> std::io::Result<()> {
+    crate::sandbox::sys::replace_socket_bound_at(local, socket)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn adopt(_local: SocketAddr, _socket: rustix::fd::OwnedFd) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 #[cfg(test)]

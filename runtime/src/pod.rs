@@ -9,14 +9,12 @@
 use crate::container::{self, ContainerPlan, Linkers, PodMemory, Program};
 use crate::image::{Compiler, Image, ImageError, ImagePath};
 use crate::log::{ContainerOutput, DiscardLogs, LogSink, LogStore, Stream};
-use crate::manifest::Protocol;
 use crate::manifest::{ContainerSpec, PodSpec, RestartPolicy};
-use crate::network::{EgressPolicy, PodNetwork, PortSpace, Published};
+use crate::network::{EgressPolicy, HostSockets, PodNetwork, PortSpace};
 use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
 use crate::volume::Volumes;
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -252,6 +250,17 @@ impl Runtime {
     /// Any problem found before a container runs: [`Error::Image`],
     /// [`Error::Volume`], [`Error::Port`], [`Error::Manifest`] (a pod built in code that does not validate).
     pub async fn start(&self, pod: PodSpec, options: PodOptions) -> Result<PodHandle> {
+        self.start_with(pod, options, None).await
+    }
+
+    /// [`Runtime::start`] for a pod in a network namespace of its own, whose
+    /// sockets of the host's namespace come from `host_sockets`.
+    pub(crate) async fn start_with(
+        &self,
+        pod: PodSpec,
+        options: PodOptions,
+        host_sockets: Option<Arc<dyn HostSockets>>,
+    ) -> Result<PodHandle> {
         if let Err(problems) = pod.validate() {
             return Err(Error::Manifest(crate::ManifestError::Invalid {
                 file: PathBuf::from(format!("pod {}", pod.name)),
@@ -259,33 +268,15 @@ impl Runtime {
             }));
         }
         let egress = pod_egress(&pod, &options.egress)?;
-        let groups = [
-            ("spec.initContainers", &pod.init_containers),
-            ("spec.containers", &pod.containers),
-        ];
-        let mut published = Vec::new();
-        for (group, containers) in groups {
-            for (c, container) in containers.iter().enumerate() {
-                for (p, port) in container.ports.iter().enumerate() {
-                    let Some(host_port) = port.host_port.filter(|_| port.protocol == Protocol::Tcp)
-                    else {
-                        continue;
-                    };
-                    let ip = port.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                    published.push(Published {
-                        container_port: port.container_port,
-                        host: SocketAddr::new(ip, host_port),
-                        field: format!("{group}[{c}].ports[{p}].hostPort"),
-                    });
-                }
-            }
-        }
+        let published = crate::network::published_ports(&pod);
         let ports = if pod.host_network {
             tracing::warn!(
                 pod = %pod.name,
                 "hostNetwork: the pod uses the host's network directly, with no port space of its own and no egress policy"
             );
             PortSpace::default()
+        } else if host_sockets.is_some() {
+            PortSpace::published_elsewhere(&published)
         } else {
             PortSpace::publish(&published).map_err(|source| Error::Port {
                 pod: pod.name.clone(),
@@ -297,6 +288,7 @@ impl Runtime {
             host_network: pod.host_network,
             egress: Arc::new(egress),
             ports: Arc::new(ports),
+            host_sockets,
         };
         let volumes = Volumes::prepare(&pod, &options.state_dir, &options.prepared_volumes)
             .map_err(|source| Error::Volume {

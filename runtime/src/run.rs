@@ -396,7 +396,10 @@ pub(crate) fn pod_process_main(process: PodProcess) -> u8 {
             }
         };
         let options: PodOptions = process.options.clone();
-        let mut handle = match runtime.start(process.pod.clone(), options).await {
+        let started = runtime
+            .start_with(process.pod.clone(), options, process.host_sockets.clone())
+            .await;
+        let mut handle = match started {
             Ok(handle) => handle,
             Err(error) => {
                 process.failed(&error, error.fault());

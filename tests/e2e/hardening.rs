@@ -7,6 +7,7 @@ use crate::support::{OtherUser, Workspace, current_uid, other_user};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 /// A pod with one emptyDir: it needs a private folder in the state folder.
 const EMPTY_DIR_POD: &str = "apiVersion: v1
@@ -361,4 +362,192 @@ spec:
             workspace.leftovers()
         );
     }
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The ports listening in the network namespace whose `/proc/PID/net/tcp`
+/// (and `tcp6`) is `table`.
+fn listening_ports(table: &str) -> Vec<u16> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is `HEXIP:HEXPORT`; state 0A is LISTEN.
+            (fields.get(3) == Some(&"0A"))
+                .then(|| fields.get(1)?.rsplit(':').next())
+                .flatten()
+                .and_then(|port| u16::from_str_radix(port, 16).ok())
+        })
+        .collect()
+}
+
+fn assert_own_network_namespace(pod: &Walled) {
+    let inside = std::fs::read_link(pod.proc("ns/net")).unwrap();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(inside, host, "the pod shares the host's network namespace");
+}
+
+/// Polls `check` every 20 ms for up to a minute (the first walled start
+/// compiles its programs first).
+fn within_a_minute<T>(mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_get(address: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+#[test]
+fn a_host_port_pod_has_a_network_namespace_of_its_own_and_is_still_reachable() {
+    if !wall_available() {
+        return;
+    }
+    // wpod once left such pods in the host's network namespace, where every
+    // port the pod bound was on the host's loopback. Now: the published
+    // port is reached from the host and from a sibling on localhost; the
+    // unpublished one (81) exists only in the pod's namespace.
+    let workspace = Workspace::new();
+    std::fs::create_dir_all(workspace.path().join("www")).unwrap();
+    std::fs::write(workspace.path().join("www/index.html"), "published").unwrap();
+    let port = free_port();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: published}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {{name: www, hostPath: {{path: '@ws@/www'}}}}
+  containers:
+  - name: web
+    image: '@httpd@'
+    args: [-p, '80', -h, /www]
+    ports: [{{containerPort: 80, hostPort: {port}}}]
+    volumeMounts: [{{name: www, mountPath: /www}}]
+  - name: hidden
+    image: '@httpd@'
+    args: [-p, '81', -h, /www]
+    volumeMounts: [{{name: www, mountPath: /www}}]
+  - name: sibling
+    image: '@http_get@'
+    args: [--retry-ms, '60000', 'http://localhost:80/']
+"
+    );
+    let mut pod = Walled::start(&workspace, &yaml, &["--isolation=required"]);
+    assert_own_network_namespace(&pod);
+    let published = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let response = within_a_minute(|| http_get(published))
+        .expect("the published port answers from the host within a minute");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("published"), "{response}");
+    // The hidden server's port, as the pod's namespace has it.
+    let inside = within_a_minute(|| {
+        let ports = listening_ports(&pod.read("net/tcp"));
+        (!ports.is_empty()).then_some(ports)
+    })
+    .expect("a listener in the pod's namespace within a minute");
+    assert!(
+        !inside.contains(&port),
+        "the published port must listen in the host's namespace, not the pod's"
+    );
+    let host = listening_ports(&std::fs::read_to_string("/proc/self/net/tcp").unwrap());
+    for hidden in &inside {
+        assert!(
+            !host.contains(hidden),
+            "port {hidden}, bound in the pod, listens on the host too"
+        );
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", *hidden)).is_err(),
+            "the pod's unpublished port {hidden} is reachable from the host"
+        );
+    }
+    let sibling = pod.wait_for_output("[sibling] published", Duration::from_secs(60));
+    let (_, output) = pod.terminate();
+    assert!(
+        sibling,
+        "the sibling reached the published port on localhost:\n{output}"
+    );
+}
+
+#[test]
+fn an_egress_pod_has_a_network_namespace_of_its_own_and_still_reaches_out() {
+    if !wall_available() || !crate::support::second_loopback_address() {
+        return;
+    }
+    // The "outside": a server on the host's 127.0.0.2, allowed by the pod's
+    // policy; another port there is not.
+    let outside = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let allowed = outside.local_addr().unwrap();
+    let refused = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let (served, requests) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        for stream in outside.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\noutside",
+            );
+            let _ = served.send(stream.peer_addr().ok());
+        }
+    });
+    let workspace = Workspace::new();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: reaching-out
+  annotations: {{wpod.dev/egress: '{allowed}'}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: fetch
+    image: '@http_get@'
+    args: ['http://{allowed}/']
+  - name: denied
+    image: '@probe@'
+    args: [connect, '{}']
+  - name: stays
+    image: '@probe@'
+    args: [sleep, '60000']
+",
+        refused.local_addr().unwrap()
+    );
+    let pod = Walled::start(&workspace, &yaml, &["--isolation=required"]);
+    assert_own_network_namespace(&pod);
+    requests
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the pod's request reached the outside server within a minute");
+    let (_, output) = pod.terminate();
+    assert!(output.contains("[fetch] outside"), "{output}");
+    assert!(
+        output.contains("[denied] connect failed: PermissionDenied"),
+        "{output}"
+    );
 }

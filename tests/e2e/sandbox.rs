@@ -58,6 +58,12 @@ pub(crate) fn is_root() -> bool {
 pub(crate) struct Walled {
     wpod: Child,
     pid: u32,
+    /// wpod's standard output so far, once [`Walled::wait_for_output`] has
+    /// started reading it.
+    stdout: Option<(
+        std::sync::Arc<std::sync::Mutex<String>>,
+        std::thread::JoinHandle<()>,
+    )>,
 }
 
 impl Walled {
@@ -103,7 +109,11 @@ impl Walled {
         })
         .expect("the pid file within 120 s");
         let pid = text.trim().parse().expect("a pid");
-        Walled { wpod, pid }
+        Walled {
+            wpod,
+            pid,
+            stdout: None,
+        }
     }
 
     pub(crate) fn proc(&self, name: &str) -> PathBuf {
@@ -115,11 +125,39 @@ impl Walled {
             .unwrap_or_else(|e| panic!("/proc/{}/{name}: {e}", self.pid))
     }
 
+    /// Waits (up to `limit`) until wpod has printed `text` on its standard
+    /// output.
+    pub(crate) fn wait_for_output(&mut self, text: &str, limit: Duration) -> bool {
+        if self.stdout.is_none() {
+            let mut out = self.wpod.stdout.take().expect("wpod's stdout");
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+            let writer = seen.clone();
+            let reader = std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(&mut out).lines() {
+                    let Ok(line) = line else { return };
+                    let mut seen = writer.lock().unwrap();
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+            });
+            self.stdout = Some((seen, reader));
+        }
+        let (seen, _) = self.stdout.as_ref().unwrap();
+        wait_for(limit, || seen.lock().unwrap().contains(text).then_some(())).is_some()
+    }
+
     /// SIGTERM to wpod, which forwards it; returns its exit code and output.
     pub(crate) fn terminate(mut self) -> (i32, String) {
         send(self.wpod.id(), libc::SIGTERM);
         let status = self.wpod.wait().expect("waiting for wpod");
-        (status.code().unwrap_or(-1), wpod_output(&mut self.wpod))
+        let mut output = String::new();
+        if let Some((seen, reader)) = self.stdout.take() {
+            let _ = reader.join();
+            output = seen.lock().unwrap().clone();
+        }
+        output.push_str(&wpod_output(&mut self.wpod));
+        (status.code().unwrap_or(-1), output)
     }
 }
 
@@ -347,14 +385,14 @@ fn required_refuses_a_pod_that_needs_the_host_network() {
     }
     let workspace = Workspace::new();
     let run = workspace.run_pod(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: published}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: '@hello@'\n    ports: [{containerPort: 80, hostPort: 18099}]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: on-the-host}\nspec:\n  restartPolicy: Never\n  hostNetwork: true\n  containers:\n  - name: app\n    image: '@hello@'\n",
         &["--isolation=required"],
     );
     run.expect_code(125);
     assert!(
         run.stderr
-            .contains("network namespace for pod `published` unavailable")
-            && run.stderr.contains("hostPort"),
+            .contains("network namespace for pod `on-the-host` unavailable")
+            && run.stderr.contains("hostNetwork: true"),
         "{}",
         run.stderr
     );

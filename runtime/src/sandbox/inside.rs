@@ -3,7 +3,8 @@
 //! then runs the pod.
 //!
 //! The order, and why:
-//! 1. pod-init: only its status pipe and stdio kept (the supervisor's other
+//! 1. pod-init: only its status pipe, its end of the socket broker (see
+//!    `broker`) and stdio kept (the supervisor's other
 //!    descriptors must not cross the wall), an empty signal mask,
 //!    `PR_SET_PDEATHSIG`, then check the supervisor is still our parent (it
 //!    may have died before the prctl); `setsid` so that the terminal's
@@ -71,12 +72,15 @@ pub(super) fn pod_init(
     request: Request,
     cgroup: Option<&PodCgroup>,
     channel: OwnedFd,
+    host_sockets: Option<OwnedFd>,
     supervisor: u32,
     pod_main: PodMain,
 ) -> ! {
+    let mut keep = vec![channel.as_fd()];
+    keep.extend(host_sockets.as_ref().map(|fd| fd.as_fd()));
     // SAFETY: pod-init is the supervisor's fresh, single-threaded child; it
     // never returns into the supervisor's code (every path ends in `exit`).
-    if unsafe { sys::close_inherited_fds(channel.as_fd()) }.is_err() {
+    if unsafe { sys::close_inherited_fds(&keep) }.is_err() {
         sys::exit_now(1);
     }
     let channel = Arc::new(Channel::new(std::fs::File::from(channel)));
@@ -151,7 +155,7 @@ pub(super) fn pod_init(
             if let Err(error) = build_wall(&request.plan) {
                 fail(&error);
             }
-            let process = match pod_process(request, channel.clone()) {
+            let process = match pod_process(request, channel.clone(), host_sockets) {
                 Ok(process) => process,
                 Err(error) => {
                     channel.send(&Message::Failed(error));
@@ -269,7 +273,11 @@ fn make_target(target: &Path, file: bool) -> Result<(), SysError> {
 }
 
 /// PID 1 behind its wall: the pod and its options from the request.
-fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, ErrorReport> {
+fn pod_process(
+    request: Request,
+    channel: Arc<Channel>,
+    host_sockets: Option<OwnedFd>,
+) -> Result<PodProcess, ErrorReport> {
     let options = PodOptions {
         prepared_volumes: request
             .plan
@@ -286,5 +294,9 @@ fn pod_process(request: Request, channel: Arc<Channel>) -> Result<PodProcess, Er
         options,
         runtime_config: request.runtime,
         channel,
+        host_sockets: host_sockets.map(|channel| {
+            Arc::new(super::broker::BrokerClient::new(channel))
+                as Arc<dyn crate::network::HostSockets>
+        }),
     })
 }

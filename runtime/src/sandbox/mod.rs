@@ -34,6 +34,8 @@
 mod protocol;
 
 #[cfg(target_os = "linux")]
+mod broker;
+#[cfg(target_os = "linux")]
 mod cgroup;
 #[cfg(target_os = "linux")]
 mod inside;
@@ -56,7 +58,7 @@ use unsupported as imp;
 
 pub use protocol::ErrorReport;
 
-use crate::manifest::{EgressPolicy, PodSpec, VolumeSource};
+use crate::manifest::{PodSpec, VolumeSource};
 use crate::pod::{PodOptions, RuntimeConfig};
 use crate::status::PodStatus;
 use serde::{Deserialize, Serialize};
@@ -260,6 +262,9 @@ pub(crate) struct PodProcess {
     pub runtime_config: RuntimeConfig,
     #[cfg(target_os = "linux")]
     channel: std::sync::Arc<protocol::Channel>,
+    /// Sockets of the host's network, for a pod in a namespace of its own
+    /// that publishes ports or may reach out.
+    pub host_sockets: Option<std::sync::Arc<dyn crate::network::HostSockets>>,
 }
 
 impl PodProcess {
@@ -393,25 +398,12 @@ pub const PIDS_LIMIT: u64 = 1024;
 #[cfg_attr(not(target_os = "linux"), allow(unused_imports))]
 pub use crate::manifest::MEMORY_ANNOTATION;
 
-/// Why a pod must share the host's network namespace, if it must: the
-/// port space of `network` works at the socket layer, so a listener on a
-/// hostPort, or a connection out, needs sockets in the host's namespace,
-/// which an `lo`-only namespace cannot give without more machinery.
-pub fn needs_host_network(pod: &PodSpec, allow_egress: &EgressPolicy) -> Option<&'static str> {
-    if pod.host_network {
-        return Some("hostNetwork: true");
-    }
-    if pod
-        .all_containers()
-        .any(|c| c.ports.iter().any(|p| p.host_port.is_some()))
-    {
-        return Some("a hostPort is published");
-    }
-    let annotated = !pod.egress.allow.is_empty();
-    if annotated || !allow_egress.allow.is_empty() {
-        return Some("egress is allowed");
-    }
-    None
+/// Why a pod must share the host's network namespace, if it must: only
+/// `hostNetwork: true`. Every other pod gets a namespace of its own, and
+/// what it needs of the host's network (published ports, connections out)
+/// comes in as sockets from the supervisor (see `crate::network`).
+pub fn needs_host_network(pod: &PodSpec) -> Option<&'static str> {
+    pod.host_network.then_some("hostNetwork: true")
 }
 
 /// What [`plan`] needs besides the pod: the host paths the supervisor found.
@@ -675,23 +667,15 @@ mod tests {
     }
 
     #[test]
-    fn host_ports_and_egress_need_the_host_network() {
-        let plain = PodSpec::builder("p")
-            .container(ContainerSpec::new("a", "x.wasm"))
-            .build()
-            .unwrap();
-        assert_eq!(needs_host_network(&plain, &EgressPolicy::default()), None);
-        assert_eq!(
-            needs_host_network(&plain, &EgressPolicy::allow_all()),
-            Some("egress is allowed")
-        );
+    fn only_host_network_shares_the_hosts_network_namespace() {
         let published = PodSpec::builder("p")
             .container(ContainerSpec::new("a", "x.wasm").host_port(80, 8080))
+            .annotation(crate::manifest::EGRESS_ANNOTATION, "*")
             .build()
             .unwrap();
-        assert_eq!(
-            needs_host_network(&published, &EgressPolicy::default()),
-            Some("a hostPort is published")
-        );
+        assert_eq!(needs_host_network(&published), None);
+        let mut host = published.clone();
+        host.host_network = true;
+        assert_eq!(needs_host_network(&host), Some("hostNetwork: true"));
     }
 }

@@ -17,6 +17,7 @@
 //! 6. Clean up: cgroups removed (anything left in them killed), private
 //!    folders removed.
 
+use super::broker::Broker;
 use super::cgroup::{Hierarchies, PodCgroup};
 use super::protocol::{ErrorReport, Message, Reader, Request};
 use super::{
@@ -227,6 +228,8 @@ struct Prepared {
     cgroup: Option<PodCgroup>,
     folder: PrivateFolder,
     initial: PodStatus,
+    /// The pod's socket broker and the pod process's end of it.
+    broker: Option<(Broker, OwnedFd)>,
 }
 
 fn prepare(
@@ -280,12 +283,12 @@ fn prepare(
             source,
         },
     )?;
-    let host_network = super::needs_host_network(pod, &config.options.egress);
+    let host_network = super::needs_host_network(pod);
     if let Some(reason) = host_network {
         if required {
             return Err(SandboxError::Unavailable {
                 part: format!("a network namespace for pod `{}`", pod.name),
-                reason: format!("{reason}, which needs sockets in the host's network namespace"),
+                reason: format!("{reason} asks for the host's network namespace"),
                 fix: "run it with --isolation=auto (every other part of the wall stays)".into(),
             });
         }
@@ -294,6 +297,32 @@ fn prepare(
             "the pod shares the host's network namespace ({reason}); every other part of the OS wall is up"
         );
     }
+    // Published ports are bound now (in use: an error before anything
+    // starts) and held outside the pod's namespace, as are connections out.
+    let broker = if host_network.is_none()
+        && (!crate::network::published_ports(pod).is_empty()
+            || !pod.egress.allow.is_empty()
+            || !config.options.egress.allow.is_empty())
+    {
+        let (broker, pod_end) = super::broker::Broker::new(pod, &config.options.egress).map_err(
+            |error| match error {
+                super::broker::BrokerError::Port(source) => {
+                    SandboxError::from(crate::Error::Port {
+                        pod: pod.name.clone(),
+                        source,
+                    })
+                }
+                super::broker::BrokerError::Channel(source) => SandboxError::Supervisor {
+                    pod: pod.name.clone(),
+                    what: "creating the pod's socket channel".into(),
+                    source,
+                },
+            },
+        )?;
+        Some((broker, pod_end))
+    } else {
+        None
+    };
     let inputs = PlanInputs {
         images,
         cache_dir: cache_dir.clone(),
@@ -365,6 +394,7 @@ fn prepare(
         cgroup,
         folder,
         initial: initial_status(pod),
+        broker,
     })
 }
 
@@ -384,6 +414,8 @@ struct Running {
     failed: Option<ErrorReport>,
     /// Killed before it could handle signals.
     killed: bool,
+    /// Answers the pod's requests for sockets of the host's network.
+    broker: Option<Broker>,
     // Dropped after the process is gone, in this order.
     cgroup: Option<PodCgroup>,
     /// The pod's cgroup limits, to say which was reached.
@@ -405,17 +437,20 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
     // SAFETY: `run` checked that this process has one thread, and nothing
     // since started one (the compiler runs in a child of its own).
     let forked = unsafe { sys::fork() };
+    let (broker, pod_end) = prepared.broker.unzip();
     let process = match forked.map_err(|e| error("starting the pod process", e.source))? {
         sys::Forked::Child => super::inside::pod_init(
             prepared.request,
             prepared.cgroup.as_ref(),
             write,
+            pod_end,
             supervisor,
             pod_main,
         ),
         sys::Forked::Parent(pid) => pid.as_raw_nonzero().get() as u32,
     };
     drop(write);
+    drop(pod_end);
     Ok(Running {
         name: prepared.name.clone(),
         process,
@@ -428,6 +463,7 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
         ended: None,
         failed: None,
         killed: false,
+        broker,
         cgroup: prepared.cgroup,
         limits,
         _folder: prepared.folder,
@@ -453,6 +489,7 @@ fn supervise(
         // What to wait on: the signals (SIGCHLD among them), and per pod its
         // messages until their end.
         let mut watched = Vec::new();
+        let mut brokers = Vec::new();
         let readable = {
             let mut fds = vec![signals.as_fd()];
             for (index, pod) in pods.iter().enumerate() {
@@ -461,8 +498,21 @@ fn supervise(
                     watched.push(index);
                 }
             }
+            for (index, pod) in pods.iter().enumerate() {
+                if let Some(broker) = &pod.broker {
+                    fds.push(broker.channel());
+                    brokers.push(index);
+                }
+            }
             sys::wait_readable(&fds, None)
         };
+        let (readable, brokers_readable) = readable.split_at(1 + watched.len());
+        for (index, readable) in brokers.into_iter().zip(brokers_readable) {
+            let pod = &mut pods[index];
+            if *readable && !pod.broker.as_mut().is_some_and(Broker::serve) {
+                pod.broker = None;
+            }
+        }
         if readable[0] {
             while let Some(number) = signals.take() {
                 if number == libc::SIGCHLD {

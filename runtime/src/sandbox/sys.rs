@@ -161,8 +161,7 @@ pub(crate) unsafe fn fork() -> Result<Forked> {
 /// and the standard ones is closed under its owner: the caller must be a
 /// freshly forked, single-threaded child that never uses them again nor
 /// returns into the code that owns them (it leaves with `exit`).
-pub(crate) unsafe fn close_inherited_fds(keep: BorrowedFd<'_>) -> Result<()> {
-    let keep = keep.as_raw_fd() as libc::c_uint;
+pub(crate) unsafe fn close_inherited_fds(keep: &[BorrowedFd<'_>]) -> Result<()> {
     let close_range = |first: libc::c_uint, last: libc::c_uint| {
         if first > last {
             return Ok(());
@@ -179,12 +178,19 @@ pub(crate) unsafe fn close_inherited_fds(keep: BorrowedFd<'_>) -> Result<()> {
             ))
         }
     };
-    if keep < 3 {
-        // Only if a standard descriptor was closed (Rust's runtime reopens
-        // them on /dev/null at start, so not through wpod's own binary).
-        return close_range(3, libc::c_uint::MAX);
+    let mut kept: Vec<libc::c_uint> = keep
+        .iter()
+        .map(|fd| fd.as_raw_fd() as libc::c_uint)
+        .filter(|fd| *fd >= 3)
+        .collect();
+    kept.sort_unstable();
+    // Close every gap between the standard descriptors and the kept ones.
+    let mut first = 3;
+    for fd in kept {
+        close_range(first, fd.saturating_sub(1))?;
+        first = fd + 1;
     }
-    close_range(3, keep - 1).and_then(|()| close_range(keep + 1, libc::c_uint::MAX))
+    close_range(first, libc::c_uint::MAX)
 }
 
 /// In a forked child of the supervisor: an empty signal mask. The supervisor
@@ -632,4 +638,59 @@ pub(crate) fn wait_readable(fds: &[BorrowedFd<'_>], timeout_ms: Option<u64>) -> 
         Ok(_) => polls.iter().map(|p| !p.revents().is_empty()).collect(),
         Err(_) => vec![false; fds.len()],
     }
+}
+
+/// Puts `socket` in the place of this process's one TCP socket bound at
+/// `local`: found among the descriptors in `/proc/self/fd` by that address
+/// (unique in the pod's network namespace: a port the kernel chose for it
+/// alone), and replaced with `dup3`, which closes the old socket under the
+/// same number. The caller owns that descriptor (wasmtime-wasi's socket,
+/// which does not expose it) and keeps using it. Only behind the OS wall,
+/// where `/proc` is the pod's own.
+pub(crate) fn replace_socket_bound_at(
+    local: std::net::SocketAddr,
+    socket: OwnedFd,
+) -> std::io::Result<()> {
+    use rustix::fd::FromRawFd;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if fd == socket.as_raw_fd() {
+            continue;
+        }
+        // SAFETY: the descriptor is only read (getsockname) while this
+        // function runs; one closed meanwhile by another thread (the
+        // directory's own, or an unrelated file) just fails the call. The
+        // guest's socket cannot be closed meanwhile: its resource is held
+        // by the caller's store.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        if rustix::net::getsockname(fd)
+            .ok()
+            .and_then(|addr| std::net::SocketAddr::try_from(addr).ok())
+            == Some(local)
+            && rustix::net::sockopt::socket_type(fd).ok() == Some(rustix::net::SocketType::STREAM)
+        {
+            found.push(fd.as_raw_fd());
+        }
+    }
+    let [target] = found[..] else {
+        return Err(std::io::Error::other(format!(
+            "{} sockets bound at {local}, not one",
+            found.len()
+        )));
+    };
+    // SAFETY: `target` is the guest's socket, open and owned by the
+    // caller's store (see above); dup3 replaces the file behind that number
+    // atomically, so the store's owner keeps a valid descriptor.
+    let mut target = unsafe { OwnedFd::from_raw_fd(target) };
+    let replaced = rustix::io::dup3(&socket, &mut target, rustix::io::DupFlags::CLOEXEC);
+    // The number stays the store's: it must not be closed here.
+    std::mem::forget(target);
+    replaced.map_err(std::io::Error::from)
 }
