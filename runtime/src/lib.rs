@@ -71,9 +71,10 @@ pub use detached::{PodStore, StoredPod, run_detached};
 pub use image::{ImageError, ImagePath};
 pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
 pub use manifest::{
-    ContainerSpec, DESCRIPTOR_ANNOTATION, EGRESS_ANNOTATION, EgressRuleError, EnvVar, HostPathType,
-    MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError, PodBuilder, PodSpec,
-    PortSpec, Problem, Protocol, Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
+    ContainerSpec, DESCRIPTOR_ANNOTATION, Dns, EGRESS_ANNOTATION, EgressRuleError, EnvVar,
+    HostPathType, MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError,
+    PodBuilder, PodSpec, PortSpec, Problem, Protocol, Resources, RestartPolicy, VolumeMount,
+    VolumeSource, VolumeSpec,
 };
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};

@@ -369,7 +369,7 @@ type Stopper = Box<dyn Fn() + Send + Sync>;
 /// PID 1 of a pod's namespaces, its wall up: runs its one pod as
 /// [`run_in_process`] does, reporting each status to the supervisor, and
 /// returns the process's exit code.
-pub(crate) fn pod_process_main(process: PodProcess) -> u8 {
+pub(crate) fn pod_process_main(mut process: PodProcess) -> u8 {
     let tokio = match async_runtime(process.pod.containers.len()) {
         Ok(tokio) => tokio,
         Err(error) => {
@@ -388,6 +388,7 @@ pub(crate) fn pod_process_main(process: PodProcess) -> u8 {
             }
         };
         process.ready();
+        process.start_dns_relay();
         let runtime = match Runtime::new(process.runtime_config.clone()) {
             Ok(runtime) => runtime,
             Err(error) => {

@@ -551,3 +551,91 @@ spec:
         "{output}"
     );
 }
+
+/// A DNS server for the tests on `address`:53 (UDP): every A question is
+/// answered with `answer`, every other question with no records.
+fn fake_dns_server(socket: std::net::UdpSocket, answer: std::net::Ipv4Addr) {
+    std::thread::spawn(move || {
+        let mut packet = [0u8; 512];
+        while let Ok((len, client)) = socket.recv_from(&mut packet) {
+            if len < 12 {
+                continue;
+            }
+            // The question: labels up to a zero byte, then type and class.
+            let mut end = 12;
+            while end < len && packet[end] != 0 {
+                end += usize::from(packet[end]) + 1;
+            }
+            let question_end = end + 5;
+            if question_end > len {
+                continue;
+            }
+            let is_a = packet[end + 1..end + 3] == [0, 1];
+            let mut reply = packet[..question_end].to_vec();
+            reply[2] = 0x81; // a response, recursion desired
+            reply[3] = 0x80; // recursion available, no error
+            reply[6..8].copy_from_slice(&[0, u8::from(is_a)]); // answers
+            reply[8..12].copy_from_slice(&[0, 0, 0, 0]);
+            if is_a {
+                // The name (a pointer to the question's), A, IN, a TTL of
+                // 60 s, four bytes of address.
+                reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                reply.extend_from_slice(&answer.octets());
+            }
+            let _ = socket.send_to(&reply, client);
+        }
+    });
+}
+
+#[test]
+fn a_pod_in_its_own_network_namespace_resolves_names_through_its_dns_config() {
+    if !wall_available() || !crate::support::second_loopback_address() {
+        return;
+    }
+    // The resolver of `dnsConfig` on 127.0.0.2:53, which only the test's
+    // own DNS server answers; the pod reaches it through the relay in its
+    // namespace, then the named server through its egress policy.
+    let Ok(dns) = std::net::UdpSocket::bind("127.0.0.2:53") else {
+        eprintln!("skipped: binding 127.0.0.2:53 needs root");
+        return;
+    };
+    fake_dns_server(dns, std::net::Ipv4Addr::new(127, 0, 0, 2));
+    let server = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        for stream in server.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnamed",
+            );
+        }
+    });
+    let workspace = Workspace::new();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: naming
+  annotations: {{wpod.dev/egress: '127.0.0.2:{port}'}}
+spec:
+  restartPolicy: Never
+  dnsPolicy: None
+  dnsConfig: {{nameservers: [127.0.0.2], searches: [test]}}
+  containers:
+  - name: fetch
+    image: '@http_get@'
+    args: ['http://outside.test:{port}/']
+  - name: stays
+    image: '@probe@'
+    args: [sleep, '60000']
+"
+    );
+    let mut pod = Walled::start(&workspace, &yaml, &["--isolation=required"]);
+    assert_own_network_namespace(&pod);
+    let fetched = pod.wait_for_output("[fetch] named", Duration::from_secs(60));
+    let (_, output) = pod.terminate();
+    assert!(fetched, "{output}");
+}

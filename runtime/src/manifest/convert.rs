@@ -5,8 +5,8 @@
 use super::raw;
 use super::validate::Problem;
 use super::{
-    ContainerSpec, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol, Resources,
-    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, annotations, bounds, quantity,
+    ContainerSpec, Dns, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol,
+    Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, annotations, bounds, quantity,
 };
 use quantity::QuantityError;
 use serde::Deserialize;
@@ -297,6 +297,7 @@ impl Converter<'_> {
                 "use 0 or more seconds",
             );
         }
+        let dns = self.dns(spec.dns_policy.as_deref(), spec.dns_config);
         let name = name?;
         // A bad value is reported by `validate`, with the rest.
         let (annotations, _) = annotations::parse(&metadata.annotations);
@@ -314,9 +315,85 @@ impl Converter<'_> {
             volumes,
             restart_policy,
             host_network: spec.host_network.unwrap_or(false),
+            dns,
             termination_grace_period: Duration::from_secs(grace.max(0) as u64),
             base_dir: self.base_dir.to_owned(),
         })
+    }
+
+    /// `spec.dnsPolicy` and `spec.dnsConfig`, checked as the API server does.
+    fn dns(&mut self, policy: Option<&str>, config: Option<raw::DnsConfig>) -> Dns {
+        let policy_none = match policy {
+            None | Some("ClusterFirst" | "ClusterFirstWithHostNet" | "Default") => false,
+            Some("None") => true,
+            Some(other) => {
+                self.problem(
+                    "spec.dnsPolicy",
+                    format!("unknown DNS policy `{other}`"),
+                    "use ClusterFirst, ClusterFirstWithHostNet, Default or None",
+                );
+                false
+            }
+        };
+        let config = config.unwrap_or(raw::DnsConfig {
+            nameservers: None,
+            searches: None,
+            options: None,
+        });
+        let mut nameservers = Vec::new();
+        for (i, text) in config.nameservers.unwrap_or_default().iter().enumerate() {
+            match text.parse() {
+                Ok(ip) => nameservers.push(ip),
+                Err(_) => self.problem(
+                    format!("spec.dnsConfig.nameservers[{i}]"),
+                    format!("`{text}` is not an IP address"),
+                    "give the resolver's address, e.g. 10.0.0.10",
+                ),
+            }
+        }
+        if nameservers.len() > 3 {
+            self.problem(
+                "spec.dnsConfig.nameservers",
+                format!("{} nameservers, at most 3 are allowed", nameservers.len()),
+                "keep three",
+            );
+        }
+        if policy_none && nameservers.is_empty() {
+            self.problem(
+                "spec.dnsConfig.nameservers",
+                "dnsPolicy None needs at least one nameserver",
+                "list the resolver's address in dnsConfig.nameservers",
+            );
+        }
+        let searches = config.searches.unwrap_or_default();
+        for (i, search) in searches.iter().enumerate() {
+            if search.is_empty() || search.len() > 253 || search.contains(char::is_whitespace) {
+                self.problem(
+                    format!("spec.dnsConfig.searches[{i}]"),
+                    format!("`{search}` is not a DNS domain"),
+                    "give a domain such as ns1.svc.cluster.local",
+                );
+            }
+        }
+        let mut options = Vec::new();
+        for (i, option) in config.options.unwrap_or_default().into_iter().enumerate() {
+            match option.name {
+                Some(name) if !name.is_empty() && !name.contains(char::is_whitespace) => {
+                    options.push((name, option.value))
+                }
+                _ => self.problem(
+                    format!("spec.dnsConfig.options[{i}].name"),
+                    "a resolver option needs a name",
+                    "e.g. {name: ndots, value: \"2\"}",
+                ),
+            }
+        }
+        Dns {
+            policy_none,
+            nameservers,
+            searches,
+            options,
+        }
     }
 
     fn containers(

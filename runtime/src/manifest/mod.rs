@@ -71,11 +71,32 @@ pub struct PodSpec {
     pub hostname: String,
     /// `spec.hostNetwork`: the pod uses the host's network directly.
     pub host_network: bool,
+    /// `spec.dnsPolicy` and `spec.dnsConfig`: where the pod's names are
+    /// resolved.
+    pub dns: Dns,
     /// `spec.terminationGracePeriodSeconds` (default 30 s).
     pub termination_grace_period: Duration,
     /// The folder that relative image paths are resolved against: the
     /// manifest's folder, or the current directory for pods built in code.
     pub base_dir: PathBuf,
+}
+
+/// How a pod resolves names: `spec.dnsPolicy` and `spec.dnsConfig`.
+///
+/// wpod has no cluster DNS, so `ClusterFirst` (the default) and
+/// `ClusterFirstWithHostNet` resolve as `Default` does, as the kubelet does
+/// where no cluster DNS is configured: with the host's resolver
+/// configuration, to which `dnsConfig` adds. `None` uses `dnsConfig` alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dns {
+    /// `dnsPolicy: None`: the host's resolver configuration is not used.
+    pub policy_none: bool,
+    /// `dnsConfig.nameservers`.
+    pub nameservers: Vec<std::net::IpAddr>,
+    /// `dnsConfig.searches`.
+    pub searches: Vec<String>,
+    /// `dnsConfig.options`: name and optional value (`ndots`, `2`).
+    pub options: Vec<(String, Option<String>)>,
 }
 
 /// One container of a pod (`spec.containers[]` or `spec.initContainers[]`).
@@ -434,6 +455,7 @@ impl PodBuilder {
                 volumes: Vec::new(),
                 restart_policy: RestartPolicy::Always,
                 host_network: false,
+                dns: Dns::default(),
                 termination_grace_period: Duration::from_secs(30),
                 base_dir: PathBuf::from("."),
             },
@@ -539,6 +561,35 @@ mod tests {
 
     fn pod(yaml: &str) -> PodSpec {
         PodSpec::from_yaml_str(yaml, "pod.yaml").unwrap().remove(0)
+    }
+
+    #[test]
+    fn dns_policy_and_config_are_read_and_checked() {
+        let containers = "  containers:\n  - {name: a, image: a.wasm}\n";
+        let read = pod(&format!(
+            "{HEAD}spec:\n  dnsPolicy: None\n  dnsConfig:\n    nameservers: [10.0.0.10]\n    searches: [svc.local]\n    options: [{{name: ndots, value: '2'}}, {{name: edns0}}]\n{containers}"
+        ));
+        assert_eq!(
+            read.dns,
+            Dns {
+                policy_none: true,
+                nameservers: vec!["10.0.0.10".parse().unwrap()],
+                searches: vec!["svc.local".into()],
+                options: vec![("ndots".into(), Some("2".into())), ("edns0".into(), None)],
+            }
+        );
+        check(
+            &format!("{HEAD}spec:\n  dnsPolicy: None\n{containers}"),
+            "pod.yaml: spec.dnsConfig.nameservers: dnsPolicy None needs at least one nameserver; list the resolver's address in dnsConfig.nameservers",
+        );
+        check(
+            &format!("{HEAD}spec:\n  dnsConfig: {{nameservers: [dns.example]}}\n{containers}"),
+            "pod.yaml: spec.dnsConfig.nameservers[0]: `dns.example` is not an IP address; give the resolver's address, e.g. 10.0.0.10",
+        );
+        check(
+            &format!("{HEAD}spec:\n  dnsPolicy: Cluster\n{containers}"),
+            "pod.yaml: spec.dnsPolicy: unknown DNS policy `Cluster`; use ClusterFirst, ClusterFirstWithHostNet, Default or None",
+        );
     }
 
     /// The fuzzer's seeds (fuzz/seeds/manifest), every one read to its end.

@@ -94,7 +94,6 @@ pub(crate) struct PodSpec {
     pub automount_service_account_token: Ignored,
     pub image_pull_secrets: Ignored,
     pub enable_service_links: Ignored,
-    pub dns_policy: Ignored,
     pub subdomain: Ignored,
     pub os: Ignored,
     pub overhead: Ignored,
@@ -106,13 +105,30 @@ pub(crate) struct PodSpec {
     #[serde(rename = "hostIPC")]
     pub host_ipc: Unsupported,
     pub share_process_namespace: Unsupported,
-    pub dns_config: Unsupported,
     pub host_aliases: Unsupported,
     pub ephemeral_containers: Unsupported,
     pub set_hostname_as_fqdn: Unsupported,
     pub host_users: Unsupported,
     pub resource_claims: Unsupported,
     pub resources: Unsupported,
+    // Name resolution.
+    pub dns_policy: Option<String>,
+    pub dns_config: Option<DnsConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DnsConfig {
+    pub nameservers: Option<Vec<String>>,
+    pub searches: Option<Vec<String>>,
+    pub options: Option<Vec<DnsOption>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DnsOption {
+    pub name: Option<String>,
+    pub value: Option<String>,
 }
 
 #[derive(Deserialize)]

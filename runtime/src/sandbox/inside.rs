@@ -66,18 +66,27 @@ fn step(step: &'static str, hint: &'static str) -> impl FnOnce(SysError) -> Wall
     move |source| WallError { step, source, hint }
 }
 
+/// What the pod process keeps of the host's network namespace.
+pub(super) struct Outside {
+    /// Its end of the socket broker.
+    pub broker: Option<OwnedFd>,
+    /// Sockets connected to its DNS resolvers.
+    pub dns_upstreams: Vec<OwnedFd>,
+}
+
 /// pod-init, in the supervisor's child right after the fork: steps 1 to 5,
 /// then, in PID 1, the rest and the pod. Never returns.
 pub(super) fn pod_init(
     request: Request,
     cgroup: Option<&PodCgroup>,
     channel: OwnedFd,
-    host_sockets: Option<OwnedFd>,
+    outside: Outside,
     supervisor: u32,
     pod_main: PodMain,
 ) -> ! {
     let mut keep = vec![channel.as_fd()];
-    keep.extend(host_sockets.as_ref().map(|fd| fd.as_fd()));
+    keep.extend(outside.broker.as_ref().map(|fd| fd.as_fd()));
+    keep.extend(outside.dns_upstreams.iter().map(|fd| fd.as_fd()));
     // SAFETY: pod-init is the supervisor's fresh, single-threaded child; it
     // never returns into the supervisor's code (every path ends in `exit`).
     if unsafe { sys::close_inherited_fds(&keep) }.is_err() {
@@ -152,10 +161,12 @@ pub(super) fn pod_init(
             }
             drop(lifeline_read);
             sys::set_process_name(&format!("pod {}", request.pod.name));
-            if let Err(error) = build_wall(&request.plan) {
-                fail(&error);
-            }
-            let process = match pod_process(request, channel.clone(), host_sockets) {
+            let relay = match build_wall(&request.plan) {
+                Ok(relay) => relay,
+                Err(error) => fail(&error),
+            };
+            let dns_relay = relay.map(|listener| (listener, outside.dns_upstreams));
+            let process = match pod_process(request, channel.clone(), outside.broker, dns_relay) {
                 Ok(process) => process,
                 Err(error) => {
                     channel.send(&Message::Failed(error));
@@ -168,8 +179,9 @@ pub(super) fn pod_init(
     }
 }
 
-/// Steps 7 to 9 of the module docs, in PID 1.
-fn build_wall(plan: &Plan) -> Result<(), WallError> {
+/// Steps 7 to 9 of the module docs, in PID 1. Returns the DNS relay's
+/// socket, bound while port 53 may still be bound.
+fn build_wall(plan: &Plan) -> Result<Option<OwnedFd>, WallError> {
     sys::make_mounts_private().map_err(step("making mounts private", HINT_KERNEL))?;
     let sources = plan
         .binds
@@ -199,6 +211,10 @@ fn build_wall(plan: &Plan) -> Result<(), WallError> {
         .map_err(step("restricting a bind", HINT_KERNEL))?;
     }
     drop(sources);
+    if let Some(text) = &plan.resolv_conf {
+        write_resolv_conf(root, plan, text)
+            .map_err(step("writing the pod's /etc/resolv.conf", HINT_KERNEL))?;
+    }
     let proc = root.join("proc");
     make_target(&proc, false).map_err(step("creating /proc", HINT_KERNEL))?;
     sys::mount_proc(&proc).map_err(step(
@@ -219,6 +235,16 @@ fn build_wall(plan: &Plan) -> Result<(), WallError> {
     if plan.net_namespace {
         sys::bring_up_loopback().map_err(step("bringing lo up", HINT_KERNEL))?;
     }
+    let relay = match &plan.resolv_conf {
+        Some(_) => Some(super::dns::relay_socket().map_err(|source| {
+            step("binding the DNS relay at 127.0.0.1:53", HINT_KERNEL)(SysError {
+                call: "bind",
+                path: None,
+                source,
+            })
+        })?),
+        None => None,
+    };
     sys::new_session().map_err(step("setsid", HINT_KERNEL))?;
     sys::set_no_new_privs().map_err(step("no_new_privs", HINT_KERNEL))?;
     sys::drop_capabilities().map_err(step("dropping capabilities", HINT_KERNEL))?;
@@ -238,7 +264,36 @@ fn build_wall(plan: &Plan) -> Result<(), WallError> {
             "installing the seccomp filter",
             "the kernel needs CONFIG_SECCOMP_FILTER; run with --isolation=none",
         ))?;
-    Ok(())
+    Ok(relay)
+}
+
+/// The pod's `/etc/resolv.conf` in the new root (a tmpfs, sealed read-only
+/// later), unless a bind covers `/etc`: then it is the host's own folder,
+/// never written.
+fn write_resolv_conf(root: &Path, plan: &Plan, text: &str) -> Result<(), SysError> {
+    let file = Path::new("/etc/resolv.conf");
+    if plan
+        .binds
+        .iter()
+        .any(|bind| file.starts_with(&bind.path) && bind.path != file)
+    {
+        return Ok(());
+    }
+    let target = inside(root, file);
+    let error = |source| SysError {
+        call: "open",
+        path: Some(target.clone()),
+        source,
+    };
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(error)?;
+    }
+    let mut created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .map_err(error)?;
+    std::io::Write::write_all(&mut created, text.as_bytes()).map_err(error)
 }
 
 /// `path` under the new root.
@@ -277,6 +332,7 @@ fn pod_process(
     request: Request,
     channel: Arc<Channel>,
     host_sockets: Option<OwnedFd>,
+    dns_relay: Option<(OwnedFd, Vec<OwnedFd>)>,
 ) -> Result<PodProcess, ErrorReport> {
     let options = PodOptions {
         prepared_volumes: request
@@ -298,5 +354,6 @@ fn pod_process(
             Arc::new(super::broker::BrokerClient::new(channel))
                 as Arc<dyn crate::network::HostSockets>
         }),
+        dns_relay,
     })
 }

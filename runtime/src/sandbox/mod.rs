@@ -38,6 +38,8 @@ mod broker;
 #[cfg(target_os = "linux")]
 mod cgroup;
 #[cfg(target_os = "linux")]
+mod dns;
+#[cfg(target_os = "linux")]
 mod inside;
 #[cfg(target_os = "linux")]
 mod linux;
@@ -265,6 +267,25 @@ pub(crate) struct PodProcess {
     /// Sockets of the host's network, for a pod in a namespace of its own
     /// that publishes ports or may reach out.
     pub host_sockets: Option<std::sync::Arc<dyn crate::network::HostSockets>>,
+    /// The DNS relay's socket in the pod and its resolvers' sockets
+    /// outside, for a pod that may reach out (see `dns`).
+    #[cfg(target_os = "linux")]
+    pub dns_relay: Option<(rustix::fd::OwnedFd, Vec<rustix::fd::OwnedFd>)>,
+}
+
+impl PodProcess {
+    /// Starts the pod's DNS relay, if it has one, on the current tokio
+    /// runtime.
+    pub fn start_dns_relay(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some((listener, upstreams)) = self.dns_relay.take() {
+            tokio::spawn(async move {
+                if let Err(error) = dns::relay(listener, upstreams).await {
+                    tracing::warn!(%error, "the pod's DNS relay stopped");
+                }
+            });
+        }
+    }
 }
 
 impl PodProcess {
@@ -321,6 +342,9 @@ pub struct Plan {
     /// of half the RAM; the pod's cgroup is charged for what it holds).
     pub memory_volumes: Vec<MemoryVolume>,
     pub limits: Limits,
+    /// The pod's `/etc/resolv.conf`, naming the DNS relay in the pod (see
+    /// `dns`), written into the new root; `None` for no DNS.
+    pub resolv_conf: Option<String>,
 }
 
 /// One `emptyDir` with `medium: Memory`.
@@ -417,6 +441,8 @@ pub struct PlanInputs {
     /// Files for name lookup that exist on the host (`/etc/hosts`, ...).
     pub etc_files: Vec<PathBuf>,
     pub net_namespace: bool,
+    /// The pod's `/etc/resolv.conf`, if it has a DNS relay.
+    pub resolv_conf: Option<String>,
     /// A folder of the caller's that the pod process may write (a detached
     /// pod's logs), bound read-write.
     pub writable: Option<PathBuf>,
@@ -522,6 +548,7 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Result<Plan, String> {
         binds,
         memory_volumes,
         limits: limits(pod),
+        resolv_conf: inputs.resolv_conf.clone(),
     })
 }
 
@@ -569,6 +596,7 @@ mod tests {
             state_dir: "/tmp/wpod/demo-7-w0".into(),
             etc_files: vec![],
             net_namespace: true,
+            resolv_conf: None,
             writable: None,
         }
     }

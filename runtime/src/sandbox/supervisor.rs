@@ -34,7 +34,10 @@ use std::path::{Path, PathBuf};
 
 /// Files bound read-only into pods that share the host's network, for name
 /// lookups (only those that exist).
-const ETC_FILES: [&str; 2] = ["/etc/hosts", "/etc/resolv.conf"];
+const ETC_FILES: [&str; 2] = ["/etc/hosts", RESOLV_CONF];
+
+/// The host's resolver configuration.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 pub(super) fn run(
     config: &SandboxConfig,
@@ -230,6 +233,8 @@ struct Prepared {
     initial: PodStatus,
     /// The pod's socket broker and the pod process's end of it.
     broker: Option<(Broker, OwnedFd)>,
+    /// Sockets to the pod's DNS resolvers, for its relay.
+    dns_upstreams: Vec<OwnedFd>,
 }
 
 fn prepare(
@@ -323,6 +328,25 @@ fn prepare(
     } else {
         None
     };
+    // A pod that may reach out resolves names through a relay in its
+    // namespace, to resolvers it can reach only through these sockets.
+    let may_reach_out = !pod.egress.allow.is_empty() || !config.options.egress.allow.is_empty();
+    let resolver = (host_network.is_none() && may_reach_out)
+        .then(|| {
+            let host = std::fs::read_to_string(RESOLV_CONF).unwrap_or_default();
+            super::dns::resolver(pod, &host)
+        })
+        .flatten();
+    let dns_upstreams = match &resolver {
+        Some(resolver) => super::dns::upstream_sockets(&resolver.upstreams).map_err(|source| {
+            SandboxError::Supervisor {
+                pod: pod.name.clone(),
+                what: "opening sockets to the pod's DNS resolvers".into(),
+                source,
+            }
+        })?,
+        None => Vec::new(),
+    };
     let inputs = PlanInputs {
         images,
         cache_dir: cache_dir.clone(),
@@ -342,6 +366,7 @@ fn prepare(
                 .collect()
         },
         net_namespace: host_network.is_none(),
+        resolv_conf: resolver.map(|r| r.resolv_conf),
         writable: config
             .pod_files
             .as_ref()
@@ -395,6 +420,7 @@ fn prepare(
         folder,
         initial: initial_status(pod),
         broker,
+        dns_upstreams,
     })
 }
 
@@ -443,7 +469,10 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
             prepared.request,
             prepared.cgroup.as_ref(),
             write,
-            pod_end,
+            super::inside::Outside {
+                broker: pod_end,
+                dns_upstreams: prepared.dns_upstreams,
+            },
             supervisor,
             pod_main,
         ),
