@@ -504,19 +504,7 @@ fn an_egress_pod_has_a_network_namespace_of_its_own_and_still_reaches_out() {
     let outside = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let allowed = outside.local_addr().unwrap();
     let refused = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
-    let (served, requests) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::{Read as _, Write as _};
-        for stream in outside.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request);
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\noutside",
-            );
-            let _ = served.send(stream.peer_addr().ok());
-        }
-    });
+    let requests = serve_http(outside, "outside");
     let workspace = Workspace::new();
     let yaml = format!(
         "apiVersion: v1
@@ -550,6 +538,30 @@ spec:
         output.contains("[denied] connect failed: PermissionDenied"),
         "{output}"
     );
+}
+
+/// Answers every HTTP request on `listener` with `body`, in a thread; each
+/// request served is told on the channel returned.
+fn serve_http(
+    listener: std::net::TcpListener,
+    body: &'static str,
+) -> std::sync::mpsc::Receiver<()> {
+    let (served, requests) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = served.send(());
+        }
+    });
+    requests
 }
 
 /// A DNS server for the tests on `address`:53 (UDP): every A question is
@@ -602,17 +614,7 @@ fn a_pod_in_its_own_network_namespace_resolves_names_through_its_dns_config() {
     fake_dns_server(dns, std::net::Ipv4Addr::new(127, 0, 0, 2));
     let server = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let port = server.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        use std::io::{Read as _, Write as _};
-        for stream in server.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request);
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnamed",
-            );
-        }
-    });
+    serve_http(server, "named");
     let workspace = Workspace::new();
     let yaml = format!(
         "apiVersion: v1

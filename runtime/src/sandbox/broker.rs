@@ -120,17 +120,7 @@ impl Broker {
             if !self.egress.allows(&to) && !self.is_published(&to) {
                 return Err(Errno::ACCESS);
             }
-            let family = if to.is_ipv4() {
-                AddressFamily::INET
-            } else {
-                AddressFamily::INET6
-            };
-            let socket = rustix::net::socket_with(
-                family,
-                SocketType::STREAM,
-                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-                None,
-            )?;
+            let socket = super::sys::inet_socket(&to, SocketType::STREAM).map_err(errno)?;
             prepare(&socket, to).map_err(errno)?;
             Ok(socket)
         } else {

@@ -116,22 +116,12 @@ pub(crate) fn resolver(pod: &PodSpec, host_resolv_conf: &str) -> Option<Resolver
 /// In the supervisor: a UDP socket of the host's namespace connected to
 /// each resolver (connecting a UDP socket sends nothing).
 pub(crate) fn upstream_sockets(upstreams: &[IpAddr]) -> std::io::Result<Vec<OwnedFd>> {
-    use rustix::net::{AddressFamily, SocketFlags, SocketType};
     upstreams
         .iter()
         .map(|ip| {
-            let family = if ip.is_ipv4() {
-                AddressFamily::INET
-            } else {
-                AddressFamily::INET6
-            };
-            let socket = rustix::net::socket_with(
-                family,
-                SocketType::DGRAM,
-                SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-                None,
-            )?;
-            rustix::net::connect(&socket, &SocketAddr::new(*ip, 53))?;
+            let resolver = SocketAddr::new(*ip, 53);
+            let socket = super::sys::inet_socket(&resolver, rustix::net::SocketType::DGRAM)?;
+            rustix::net::connect(&socket, &resolver)?;
             Ok(socket)
         })
         .collect()

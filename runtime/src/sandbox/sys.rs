@@ -694,3 +694,23 @@ pub(crate) fn replace_socket_bound_at(
     std::mem::forget(target);
     replaced.map_err(std::io::Error::from)
 }
+
+/// A socket of `address`'s family (IPv4 or IPv6), non-blocking and
+/// close-on-exec, as tokio and wasmtime-wasi make theirs.
+pub(crate) fn inet_socket(
+    address: &std::net::SocketAddr,
+    kind: rustix::net::SocketType,
+) -> std::io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags};
+    let family = if address.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    Ok(rustix::net::socket_with(
+        family,
+        kind,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
