@@ -370,7 +370,7 @@ pub(crate) async fn run(
     stderr: ContainerOutput,
 ) -> Result<Outcome, String> {
     let wasi = wasi_builder(plan, stdout, stderr)?;
-    let network = plan.network.clone();
+    let network = plan.network.for_container();
     let limits = MemoryBudget {
         limit: plan
             .memory_limit

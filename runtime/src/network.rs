@@ -114,7 +114,30 @@ pub(crate) struct PodNetwork {
     /// Set in a network namespace of the pod's own: where sockets of the
     /// host's namespace come from.
     pub host_sockets: Option<Arc<dyn HostSockets>>,
+    /// UDP to outside the pod's namespace: the relays, pod-wide.
+    pub udp_egress: Arc<Mutex<UdpEgress>>,
+    /// This container's outgoing datagram streams (by resource) and the
+    /// guest socket's address each sends from; see [`PodNetwork::for_container`].
+    pub udp_streams: Arc<Mutex<HashMap<u32, SocketAddr>>>,
 }
+
+/// UDP to outside a pod's network namespace. Each (guest socket, outside
+/// peer) pair gets a proxy socket on the pod's loopback, where the guest's
+/// datagrams for the peer are sent instead, and a socket of the host's
+/// namespace connected to the peer (the supervisor checks the egress policy
+/// before it connects it); a task relays between the two until neither has
+/// carried a datagram for [`UDP_IDLE`]. The guest sees the peer's address
+/// throughout (`receive`, `remote-address`).
+#[derive(Debug, Default)]
+pub(crate) struct UdpEgress {
+    /// (guest socket's address, peer) -> the proxy's address.
+    proxies: HashMap<(SocketAddr, SocketAddr), SocketAddr>,
+    /// Proxy address -> peer.
+    peers: HashMap<SocketAddr, SocketAddr>,
+}
+
+/// How long a UDP relay with no traffic lives (a NAT's UDP timeout).
+const UDP_IDLE: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// Sockets of the host's network namespace for a pod in a namespace of its
 /// own: the OS wall's supervisor gives them, each one checked against what
@@ -126,6 +149,8 @@ pub(crate) trait HostSockets: std::fmt::Debug + Send + Sync {
     /// A fresh TCP socket (non-blocking, unbound) of `to`'s family, for the
     /// pod to connect to `to`.
     fn connecting(&self, to: SocketAddr) -> std::io::Result<rustix::fd::OwnedFd>;
+    /// A UDP socket (non-blocking) connected to `to`.
+    fn datagrams_to(&self, to: SocketAddr) -> std::io::Result<rustix::fd::OwnedFd>;
 }
 
 /// The container ports of `pod` published with a TCP `hostPort`, where the
@@ -496,6 +521,65 @@ impl PodNetwork {
         }
     }
 
+    /// This network for one more container: the same pod, its own map of
+    /// datagram streams (resource numbers are per container).
+    pub(crate) fn for_container(&self) -> PodNetwork {
+        PodNetwork {
+            udp_streams: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether UDP to `peer` leaves the pod's network namespace through a
+    /// relay (see [`UdpEgress`]).
+    fn udp_leaves(&self, peer: &SocketAddr) -> bool {
+        self.host_sockets.is_some() && !self.host_network && !is_pod_localhost(peer.ip())
+    }
+
+    /// Where the guest socket at `guest` sends datagrams meant for `peer`,
+    /// outside the pod's namespace: the relay's proxy, made on first use.
+    fn udp_proxy(&self, guest: SocketAddr, peer: SocketAddr) -> SocketResult<SocketAddr> {
+        if !self.egress.allows(&peer) {
+            tracing::warn!(
+                pod = %self.pod,
+                address = %peer,
+                "egress refused: allow it with --allow-egress {peer} or the pod annotation wpod.dev/egress"
+            );
+            return Err(ErrorCode::AccessDenied.into());
+        }
+        let mut egress = self.udp_egress.lock().expect("udp egress poisoned");
+        if let Some(proxy) = egress.proxies.get(&(guest, peer)) {
+            return Ok(*proxy);
+        }
+        let host_sockets = self.host_sockets.as_ref().ok_or(ErrorCode::NotSupported)?;
+        let outside = std::net::UdpSocket::from(host_sockets.datagrams_to(peer)?);
+        let proxy =
+            std::net::UdpSocket::bind(SocketAddr::new(PodNetwork::loopback_for(&guest), 0))?;
+        proxy.set_nonblocking(true)?;
+        let proxy_addr = proxy.local_addr()?;
+        let outside = tokio::net::UdpSocket::from_std(outside)?;
+        let proxy = tokio::net::UdpSocket::from_std(proxy)?;
+        egress.proxies.insert((guest, peer), proxy_addr);
+        egress.peers.insert(proxy_addr, peer);
+        tokio::spawn(relay_datagrams(
+            proxy,
+            outside,
+            guest,
+            self.udp_egress.clone(),
+            (guest, peer),
+        ));
+        tracing::debug!(pod = %self.pod, %guest, %peer, proxy = %proxy_addr, "udp relay");
+        Ok(proxy_addr)
+    }
+
+    /// The peer the guest knows for an address it received from.
+    fn udp_peer_of(&self, address: SocketAddr) -> Option<SocketAddr> {
+        // Only a pod in its own namespace has relays.
+        self.host_sockets.as_ref()?;
+        let egress = self.udp_egress.lock().expect("udp egress poisoned");
+        egress.peers.get(&address).copied()
+    }
+
     /// UDP `start-bind`: as for TCP, without publishing (a UDP hostPort is
     /// refused when the manifest is read).
     pub(crate) async fn udp_start_bind(
@@ -536,7 +620,8 @@ impl PodNetwork {
         Ok(())
     }
 
-    /// UDP `stream`: a pod-local remote address is connected at its host port.
+    /// UDP `stream`: a pod-local remote address is connected at its host
+    /// port; an outside one, from a pod in its own namespace, at its relay.
     pub(crate) async fn udp_stream(
         &self,
         view: &mut WasiSocketsCtxView<'_>,
@@ -546,11 +631,33 @@ impl PodNetwork {
         Resource<IncomingDatagramStream>,
         Resource<OutgoingDatagramStream>,
     )> {
-        let remote = match remote {
-            Some(remote) => Some(self.host_target(Transport::Udp, remote.into())?.into()),
+        let rep = this.rep();
+        let local: Option<SocketAddr> =
+            HostUdpSocket::local_address(view, Resource::new_borrow(rep))
+                .ok()
+                .map(Into::into);
+        let remote = match remote.map(SocketAddr::from) {
             None => None,
+            Some(peer) if self.udp_leaves(&peer) => {
+                let local = local.ok_or(ErrorCode::InvalidState)?;
+                Some(self.udp_proxy(local, peer)?.into())
+            }
+            Some(remote) => Some(self.host_target(Transport::Udp, remote)?.into()),
         };
-        HostUdpSocket::stream(view, this, remote).await
+        let (incoming, outgoing) = HostUdpSocket::stream(view, this, remote).await?;
+        if let Some(local) = local.filter(|_| self.host_sockets.is_some()) {
+            let mut streams = self.udp_streams.lock().expect("udp streams poisoned");
+            if streams.len() >= 1024 {
+                // Forget the streams the guest has dropped.
+                streams.retain(|rep, _| {
+                    view.table
+                        .get(&Resource::<OutgoingDatagramStream>::new_borrow(*rep))
+                        .is_ok()
+                });
+            }
+            streams.insert(outgoing.rep(), local);
+        }
+        Ok((incoming, outgoing))
     }
 
     /// UDP `send`: each datagram to a pod-local address goes to its host
@@ -566,10 +673,26 @@ impl PodNetwork {
         datagrams: Vec<OutgoingDatagram>,
     ) -> SocketResult<u64> {
         let mut rewritten = Vec::with_capacity(datagrams.len());
+        let local = self
+            .udp_streams
+            .lock()
+            .expect("udp streams poisoned")
+            .get(&this.rep())
+            .copied();
         for datagram in datagrams {
-            let remote_address = match datagram.remote_address {
+            let remote_address = match datagram.remote_address.map(SocketAddr::from) {
                 None => None,
-                Some(remote) => match self.host_target(Transport::Udp, remote.into()) {
+                Some(peer) if self.udp_leaves(&peer) => {
+                    let Some(local) = local else {
+                        return Err(ErrorCode::InvalidState.into());
+                    };
+                    match self.udp_proxy(local, peer) {
+                        Ok(proxy) => Some(proxy.into()),
+                        Err(error) if rewritten.is_empty() => return Err(error),
+                        Err(_) => break,
+                    }
+                }
+                Some(remote) => match self.host_target(Transport::Udp, remote) {
                     Ok(target) => Some(target.into()),
                     Err(_) if rewritten.is_empty() => return Ok(1),
                     Err(_) => break,
@@ -592,8 +715,10 @@ impl PodNetwork {
     ) -> SocketResult<Vec<IncomingDatagram>> {
         let mut datagrams = HostIncomingDatagramStream::receive(view, this, max_results)?;
         for datagram in &mut datagrams {
+            let sender: SocketAddr = datagram.remote_address.into();
             datagram.remote_address = self
-                .guest_view(Transport::Udp, datagram.remote_address.into())
+                .udp_peer_of(sender)
+                .unwrap_or_else(|| self.guest_view(Transport::Udp, sender))
                 .into();
         }
         Ok(datagrams)
@@ -615,8 +740,11 @@ impl PodNetwork {
         view: &mut WasiSocketsCtxView<'_>,
         this: Resource<UdpSocket>,
     ) -> SocketResult<IpSocketAddress> {
-        let remote = HostUdpSocket::remote_address(view, this)?;
-        Ok(self.guest_view(Transport::Udp, remote.into()).into())
+        let remote: SocketAddr = HostUdpSocket::remote_address(view, this)?.into();
+        Ok(self
+            .udp_peer_of(remote)
+            .unwrap_or_else(|| self.guest_view(Transport::Udp, remote))
+            .into())
     }
 }
 
@@ -647,6 +775,45 @@ impl PodNetwork {
                 .published
                 .values()
                 .any(|(host, _)| host == addr)
+    }
+}
+
+/// One UDP relay (see [`UdpEgress`]): datagrams from the guest's socket at
+/// `guest` to the proxy go to the peer, the peer's to the guest, until
+/// [`UDP_IDLE`] passes without either; then the relay is forgotten.
+async fn relay_datagrams(
+    proxy: tokio::net::UdpSocket,
+    outside: tokio::net::UdpSocket,
+    guest: SocketAddr,
+    egress: Arc<Mutex<UdpEgress>>,
+    key: (SocketAddr, SocketAddr),
+) {
+    let mut from_guest = vec![0u8; 65_536];
+    let mut from_peer = vec![0u8; 65_536];
+    loop {
+        let carried = tokio::time::timeout(UDP_IDLE, async {
+            tokio::select! {
+                received = proxy.recv_from(&mut from_guest) => {
+                    if let Ok((len, sender)) = received && sender == guest {
+                        let _ = outside.send(&from_guest[..len]).await;
+                    }
+                }
+                received = outside.recv(&mut from_peer) => {
+                    // A refused datagram is reported here: nothing to carry.
+                    if let Ok(len) = received {
+                        let _ = proxy.send_to(&from_peer[..len], guest).await;
+                    }
+                }
+            }
+        })
+        .await;
+        if carried.is_err() {
+            break;
+        }
+    }
+    let mut egress = egress.lock().expect("udp egress poisoned");
+    if let Some(proxy) = egress.proxies.remove(&key) {
+        egress.peers.remove(&proxy);
     }
 }
 

@@ -289,6 +289,8 @@ impl Runtime {
             egress: Arc::new(egress),
             ports: Arc::new(ports),
             host_sockets,
+            udp_egress: Arc::default(),
+            udp_streams: Arc::default(),
         };
         let volumes = Volumes::prepare(&pod, &options.state_dir, &options.prepared_volumes)
             .map_err(|source| Error::Volume {

@@ -505,6 +505,14 @@ fn an_egress_pod_has_a_network_namespace_of_its_own_and_still_reaches_out() {
     let allowed = outside.local_addr().unwrap();
     let refused = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let requests = serve_http(outside, "outside");
+    // And a UDP echo server there, the same port allowed.
+    let echo = std::net::UdpSocket::bind(allowed).unwrap();
+    std::thread::spawn(move || {
+        let mut packet = [0u8; 1024];
+        while let Ok((len, sender)) = echo.recv_from(&mut packet) {
+            let _ = echo.send_to(&packet[..len], sender);
+        }
+    });
     let workspace = Workspace::new();
     let yaml = format!(
         "apiVersion: v1
@@ -520,20 +528,33 @@ spec:
     args: ['http://{allowed}/']
   - name: denied
     image: '@probe@'
-    args: [connect, '{}']
+    args: [connect, '{refused}']
+  - name: datagrams
+    image: '@udp_echo@'
+    args: [send, '{allowed}', hello, --retry-ms, '60000']
+  - name: datagrams-denied
+    image: '@udp_echo@'
+    args: [send, '{refused}', hello]
   - name: stays
     image: '@probe@'
     args: [sleep, '60000']
 ",
-        refused.local_addr().unwrap()
+        refused = refused.local_addr().unwrap()
     );
-    let pod = Walled::start(&workspace, &yaml, &["--isolation=required"]);
+    let mut pod = Walled::start(&workspace, &yaml, &["--isolation=required"]);
     assert_own_network_namespace(&pod);
     requests
         .recv_timeout(Duration::from_secs(60))
         .expect("the pod's request reached the outside server within a minute");
+    let echoed = pod.wait_for_output("[datagrams] reply: hello", Duration::from_secs(60));
     let (_, output) = pod.terminate();
+    assert!(echoed, "UDP to the outside, allowed, and back:\n{output}");
     assert!(output.contains("[fetch] outside"), "{output}");
+    assert!(
+        output.contains("[datagrams-denied] udp_echo: send to")
+            && output.contains("PermissionDenied"),
+        "{output}"
+    );
     assert!(
         output.contains("[denied] connect failed: PermissionDenied"),
         "{output}"

@@ -7,7 +7,9 @@
 //! One `SOCK_SEQPACKET` socket pair per pod. A request is one packet:
 //! `P <container port>` (the socket bound at that port's published address)
 //! or `C <address>` (a fresh socket to connect to the address, which must be
-//! allowed egress or one of the pod's own published addresses). The answer
+//! allowed egress or one of the pod's own published addresses), or
+//! `D <address>` (a UDP socket connected to the address, allowed egress:
+//! it can send nowhere else). The answer
 //! is one packet: `ok` with the socket attached (`SCM_RIGHTS`), or
 //! `err <errno>`. The supervisor answers in its poll loop: making and binding
 //! a socket never blocks, and the connection itself is made by the pod.
@@ -122,6 +124,15 @@ impl Broker {
             }
             let socket = super::sys::inet_socket(&to, SocketType::STREAM).map_err(errno)?;
             prepare(&socket, to).map_err(errno)?;
+            Ok(socket)
+        } else if let Some(address) = request.strip_prefix("D ") {
+            // Connected here: the pod can send to this peer and no other.
+            let to: SocketAddr = address.parse().map_err(|_| Errno::INVAL)?;
+            if !self.egress.allows(&to) {
+                return Err(Errno::ACCESS);
+            }
+            let socket = super::sys::inet_socket(&to, SocketType::DGRAM).map_err(errno)?;
+            rustix::net::connect(&socket, &to)?;
             Ok(socket)
         } else {
             Err(Errno::INVAL)
@@ -248,5 +259,9 @@ impl HostSockets for BrokerClient {
 
     fn connecting(&self, to: SocketAddr) -> std::io::Result<OwnedFd> {
         self.ask(&format!("C {to}"))
+    }
+
+    fn datagrams_to(&self, to: SocketAddr) -> std::io::Result<OwnedFd> {
+        self.ask(&format!("D {to}"))
     }
 }
