@@ -13,7 +13,8 @@
 //!   (the `config` object of an OCI image config: `Entrypoint`, `Cmd`, `Env`,
 //!   `WorkingDir`) and `rootfs/`, shown read-only to the container at `/`.
 //!
-//! OCI registries are a later step: they would unpack into the same shape.
+//! A reference that names a registry (`localhost:5000/hello:v1`) is an
+//! image pulled into the store (see `registry`), in the same shape.
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -54,7 +55,7 @@ impl ImagePath {
     }
 }
 
-fn user_data_dir() -> Option<PathBuf> {
+pub(crate) fn user_data_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir));
     }
@@ -137,6 +138,10 @@ pub enum ImageError {
     },
     #[error("image `{reference}`: bad image.json: {message}")]
     BadConfig { reference: String, message: String },
+    #[error(transparent)]
+    Pull(#[from] crate::registry::PullError),
+    #[error("image `{reference}` is not in the image store ({}); pull it with `wpod pull {reference}`, or let imagePullPolicy pull it", store.display())]
+    NotPulled { reference: String, store: PathBuf },
 }
 
 impl ImageError {
@@ -151,6 +156,11 @@ impl ImageError {
             | ImageError::NotCommand { .. }
             | ImageError::Io { .. } => crate::Fault::NotRunnable,
             ImageError::BadConfig { .. } => crate::Fault::Input,
+            ImageError::Pull(crate::registry::PullError::NotWasm { .. }) => {
+                crate::Fault::NotRunnable
+            }
+            ImageError::Pull(_) => crate::Fault::Input,
+            ImageError::NotPulled { .. } => crate::Fault::NotFound,
         }
     }
 }
@@ -161,7 +171,44 @@ impl Image {
         reference: &str,
         base_dir: &Path,
         image_path: &ImagePath,
+        registries: &crate::registry::Registries,
     ) -> Result<Image, ImageError> {
+        if crate::registry::is_registry_reference(reference) {
+            let store = crate::registry::ImageStore::new(&registries.store);
+            let Some(pulled) = store.lookup(reference) else {
+                return Err(ImageError::NotPulled {
+                    reference: reference.into(),
+                    store: registries.store.clone(),
+                });
+            };
+            return match pulled.flavour {
+                crate::registry::Flavour::WasmArtifact => Ok(Image {
+                    wasm_file: Some(pulled.path),
+                    rootfs: None,
+                    config: ImageConfig::default(),
+                }),
+                crate::registry::Flavour::Rootfs => {
+                    let bytes =
+                        std::fs::read(pulled.path.join("image.json")).map_err(|source| {
+                            ImageError::Io {
+                                reference: reference.into(),
+                                path: pulled.path.join("image.json"),
+                                source,
+                            }
+                        })?;
+                    let json: ImageJson =
+                        serde_json::from_slice(&bytes).map_err(|e| ImageError::BadConfig {
+                            reference: reference.into(),
+                            message: e.to_string(),
+                        })?;
+                    Ok(Image {
+                        wasm_file: None,
+                        rootfs: Some(pulled.path.join("rootfs")),
+                        config: json.config,
+                    })
+                }
+            };
+        }
         if looks_like_path(reference) {
             let path = base_dir.join(reference);
             return match std::fs::metadata(&path) {

@@ -61,6 +61,7 @@ mod log;
 mod manifest;
 mod network;
 mod pod;
+mod registry;
 mod run;
 mod sandbox;
 mod state;
@@ -73,11 +74,14 @@ pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
 pub use manifest::{
     ContainerSpec, DESCRIPTOR_ANNOTATION, Dns, EGRESS_ANNOTATION, EgressRuleError, EnvVar,
     HostPathType, MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError,
-    PodBuilder, PodSpec, PortSpec, Problem, Protocol, Resources, RestartPolicy, VolumeMount,
-    VolumeSource, VolumeSpec,
+    PodBuilder, PodSpec, PortSpec, Problem, Protocol, PullPolicy, Resources, RestartPolicy,
+    VolumeMount, VolumeSource, VolumeSpec,
 };
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
+pub use registry::{
+    Flavour, ImageStore, PullError, Registries, StoredImage, is_registry_reference,
+};
 pub use run::{CompileProgress, PodOutcome, RunConfig, RunOutcome, StatusSink, run};
 pub use sandbox::{ErrorReport, Isolation, SandboxError};
 pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 #[path = "cli/detached.rs"]
 mod detached;
+#[path = "cli/images.rs"]
+mod images;
 
 use wpod::{
     Backoff, EgressPolicy, Fault, ImagePath, Isolation, LogLine, LogSink, PodOptions, PodOutcome,
@@ -44,6 +46,10 @@ enum Command {
     Inspect(detached::InspectArgs),
     /// Stop and remove the detached pods of a manifest (as `podman kube down`).
     Down(detached::DownArgs),
+    /// Pull images from their registries into the image store.
+    Pull(images::PullArgs),
+    /// List the images in the image store.
+    Images(images::ImagesArgs),
     /// Print a completion script for a shell: `wpod completion bash > /etc/bash_completion.d/wpod`.
     Completion {
         #[arg(value_enum)]
@@ -87,6 +93,8 @@ struct RunArgs {
     /// With -d: stop and remove a detached pod of the same name first.
     #[arg(long, requires = "detach")]
     replace: bool,
+    #[command(flatten)]
+    registries: images::RegistryArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -115,6 +123,8 @@ fn main() -> ExitCode {
         Command::Rm(args) => detached::rm(&args),
         Command::Inspect(args) => detached::inspect(&args),
         Command::Down(args) => detached::down(&args),
+        Command::Pull(args) => images::pull(&args),
+        Command::Images(args) => images::images(&args),
         Command::Completion { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "wpod", &mut std::io::stdout());
@@ -240,6 +250,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         runtime,
         options: PodOptions {
             image_path: ImagePath::from_env(),
+            registries: args.registries.registries(),
             egress,
             backoff: Backoff {
                 initial: args.restart_backoff,

@@ -58,6 +58,9 @@ impl RuntimeConfig {
 pub struct PodOptions {
     /// Where image references are looked up (after the manifest's `images/`).
     pub image_path: ImagePath,
+    /// Where images from registries are kept, and how registries are
+    /// reached.
+    pub registries: crate::registry::Registries,
     /// Where containers may connect outside the pod, added to what the pod's
     /// `wpod.dev/egress` annotation allows.
     pub egress: EgressPolicy,
@@ -90,6 +93,7 @@ impl Default for PodOptions {
     fn default() -> PodOptions {
         PodOptions {
             image_path: ImagePath::default(),
+            registries: crate::registry::Registries::default(),
             egress: EgressPolicy::default(),
             backoff: Backoff::KUBELET,
             log_sink: Arc::new(DiscardLogs),
@@ -267,6 +271,7 @@ impl Runtime {
                 problems,
             }));
         }
+        crate::registry::pull_for(std::slice::from_ref(&pod), &options.registries).await?;
         let egress = pod_egress(&pod, &options.egress)?;
         let published = crate::network::published_ports(&pod);
         let ports = if pod.host_network {
@@ -402,10 +407,11 @@ impl Runtime {
     ) -> Result<Vec<ContainerPlan>> {
         let image_error = |container: &ContainerSpec, source| image_error(pod, container, source);
         // Resolve every container's image and program first (cheap), ...
-        let resolved: Vec<_> = resolve_containers(pod, &pod.base_dir, &options.image_path)?
-            .into_iter()
-            .map(|r| (r.spec, r.image, r.argv, r.env, r.working_dir, r.program))
-            .collect();
+        let resolved: Vec<_> =
+            resolve_containers(pod, &pod.base_dir, &options.image_path, &options.registries)?
+                .into_iter()
+                .map(|r| (r.spec, r.image, r.argv, r.env, r.working_dir, r.program))
+                .collect();
         // ... then compile each distinct program once, in parallel. One
         // compiled before is loaded and linked right here: a blocking task
         // (a thread to start) would cost more than the load.
@@ -509,10 +515,11 @@ pub(crate) fn resolve_containers<'a>(
     pod: &'a PodSpec,
     base_dir: &std::path::Path,
     image_path: &ImagePath,
+    registries: &crate::registry::Registries,
 ) -> Result<Vec<Resolved<'a>>> {
     let mut resolved = Vec::new();
     for spec in pod.all_containers() {
-        let image = Image::resolve(&spec.image, base_dir, image_path)
+        let image = Image::resolve(&spec.image, base_dir, image_path, registries)
             .map_err(|e| image_error(pod, spec, e))?;
         let image_name = image
             .wasm_file

@@ -10,7 +10,7 @@
 
 use crate::manifest::PodSpec;
 use crate::pod::{PodOptions, Runtime, RuntimeConfig};
-use crate::sandbox::{Isolation, PodProcess, Sandbox, SandboxConfig, SandboxError};
+use crate::sandbox::{ErrorReport, Isolation, PodProcess, Sandbox, SandboxConfig, SandboxError};
 use crate::status::PodStatus;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -220,8 +220,11 @@ pub struct PodOutcome {
 pub fn run(
     manifest: &Path,
     pods: Vec<PodSpec>,
-    config: RunConfig,
+    mut config: RunConfig,
 ) -> Result<RunOutcome, SandboxError> {
+    pull_images(&pods, &config.options.registries)?;
+    // Pulled now, once: neither the pod processes nor the pods below pull.
+    config.options.registries.offline = true;
     let sandbox = Sandbox::new(SandboxConfig {
         isolation: config.isolation,
         runtime: config.runtime.clone(),
@@ -248,6 +251,29 @@ pub fn run(
         });
     }
     run_in_process(pods, config)
+}
+
+/// The images the pods pull from registries, before anything else, in a
+/// child process (see `sandbox::in_child`): the pod processes forked later
+/// must not inherit what the pull's async runtime set up.
+fn pull_images(pods: &[PodSpec], registries: &crate::Registries) -> Result<(), SandboxError> {
+    let from_registries = pods
+        .iter()
+        .flat_map(|pod| pod.all_containers())
+        .any(|c| crate::is_registry_reference(&c.image));
+    if registries.offline || !from_registries {
+        return Ok(());
+    }
+    let pulled = crate::sandbox::in_child(|| {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ErrorReport::new(&e, crate::Fault::Host))?;
+        tokio
+            .block_on(crate::registry::pull_for(pods, registries))
+            .map_err(|error| ErrorReport::new(&error, error.fault()))
+    });
+    pulled.map_err(|report| SandboxError::Pulling { report })
 }
 
 /// The pods in this process, on one tokio runtime.

@@ -6,7 +6,8 @@ use super::raw;
 use super::validate::Problem;
 use super::{
     ContainerSpec, Dns, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol,
-    Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, annotations, bounds, quantity,
+    PullPolicy, Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, annotations,
+    bounds, quantity,
 };
 use quantity::QuantityError;
 use serde::Deserialize;
@@ -467,6 +468,20 @@ impl Converter<'_> {
             .filter_map(|(i, port)| self.port(port, &format!("{path}.ports[{i}]")))
             .collect();
         let resources = self.resources(container.resources, &format!("{path}.resources"));
+        let image_pull_policy = match container.image_pull_policy.as_deref() {
+            None => None,
+            Some("Always") => Some(PullPolicy::Always),
+            Some("IfNotPresent") => Some(PullPolicy::IfNotPresent),
+            Some("Never") => Some(PullPolicy::Never),
+            Some(other) => {
+                self.problem(
+                    format!("{path}.imagePullPolicy"),
+                    format!("unknown pull policy `{other}`"),
+                    "use Always, IfNotPresent or Never",
+                );
+                None
+            }
+        };
         Some(ContainerSpec {
             name: name?,
             image: image?,
@@ -477,6 +492,7 @@ impl Converter<'_> {
             volume_mounts,
             ports,
             resources,
+            image_pull_policy,
         })
     }
 

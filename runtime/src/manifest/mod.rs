@@ -117,6 +117,20 @@ pub struct ContainerSpec {
     pub volume_mounts: Vec<VolumeMount>,
     pub ports: Vec<PortSpec>,
     pub resources: Resources,
+    /// `imagePullPolicy`, for an image from a registry; `None`, the
+    /// kubelet's default (see [`ContainerSpec::pull_policy`]).
+    pub image_pull_policy: Option<PullPolicy>,
+}
+
+/// When an image from a registry is pulled (`imagePullPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// At every start of the pod.
+    Always,
+    /// Only when the store lacks it.
+    IfNotPresent,
+    /// Never: the store must have it (offline use).
+    Never,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +372,24 @@ impl ContainerSpec {
             volume_mounts: Vec::new(),
             ports: Vec::new(),
             resources: Resources::default(),
+            image_pull_policy: None,
+        }
+    }
+
+    /// The pull policy in effect: as set, else the kubelet's default,
+    /// `Always` for the tag `latest` or no tag (and no digest), else
+    /// `IfNotPresent`.
+    pub fn pull_policy(&self) -> PullPolicy {
+        if let Some(policy) = self.image_pull_policy {
+            return policy;
+        }
+        let name = self.image.rsplit('/').next().unwrap_or_default();
+        let pinned = self.image.contains('@');
+        let tag = name.split_once(':').map(|(_, tag)| tag);
+        if !pinned && matches!(tag, None | Some("latest")) {
+            PullPolicy::Always
+        } else {
+            PullPolicy::IfNotPresent
         }
     }
 

@@ -143,7 +143,7 @@ pub(crate) struct Container {
     pub volume_mounts: Option<Vec<VolumeMount>>,
     pub ports: Option<Vec<ContainerPort>>,
     pub resources: Option<Resources>,
-    pub image_pull_policy: Ignored,
+    pub image_pull_policy: Option<String>,
     pub termination_message_path: Ignored,
     pub termination_message_policy: Ignored,
     pub resize_policy: Ignored,

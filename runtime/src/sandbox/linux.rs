@@ -97,3 +97,44 @@ pub(super) fn run(
         pod_main,
     )
 }
+
+/// [`super::in_child`] on Linux: a fork, its report as JSON on a pipe.
+pub(super) fn in_child(
+    work: impl FnOnce() -> Result<(), super::ErrorReport>,
+) -> Result<(), super::ErrorReport> {
+    use std::io::{Read as _, Write as _};
+    let host = |what: &str, error: &dyn std::error::Error| {
+        super::ErrorReport::new(
+            &std::io::Error::other(format!("{what}: {error}")),
+            crate::Fault::Host,
+        )
+    };
+    let (read, write) = super::sys::pipe().map_err(|e| host("creating a pipe", &e))?;
+    let _ = std::io::stdout().flush();
+    // SAFETY: the caller checked that this process has one thread.
+    match unsafe { super::sys::fork() } {
+        Err(error) => Err(host("forking", &error)),
+        Ok(super::sys::Forked::Child) => {
+            drop(read);
+            let _ = super::sys::die_with_parent();
+            let result = work();
+            let mut pipe = std::fs::File::from(write);
+            let _ = pipe.write_all(&serde_json::to_vec(&result).unwrap_or_default());
+            drop(pipe);
+            super::sys::exit_now(i32::from(result.is_err()))
+        }
+        Ok(super::sys::Forked::Parent(pid)) => {
+            drop(write);
+            let mut text = Vec::new();
+            let _ = std::fs::File::from(read).read_to_end(&mut text);
+            let status = super::sys::wait_for(pid);
+            match serde_json::from_slice::<Result<(), super::ErrorReport>>(&text) {
+                Ok(result) => result,
+                Err(_) => Err(host(
+                    "the child process that pulls images",
+                    &std::io::Error::other(format!("ended without a word ({status:?})")),
+                )),
+            }
+        }
+    }
+}

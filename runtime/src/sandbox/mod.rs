@@ -159,6 +159,9 @@ pub enum SandboxError {
     /// The pod process could not put up its wall or start its pod.
     #[error("{}", name_the_pod(pod, report))]
     Inside { pod: String, report: ErrorReport },
+    /// Pulling an image failed (in a child process, see `in_child`).
+    #[error("{report}")]
+    Pulling { report: ErrorReport },
     /// `wpod run -d` of a pod whose name a detached pod of the user has.
     #[error(
         "pod `{pod}` exists already (wpod ps -a shows it); remove it with `wpod rm {pod}`, or run with --replace"
@@ -197,7 +200,7 @@ impl SandboxError {
                 crate::Fault::Input
             }
             SandboxError::Pod(error) => error.fault(),
-            SandboxError::Inside { report, .. } => report.fault,
+            SandboxError::Inside { report, .. } | SandboxError::Pulling { report } => report.fault,
             SandboxError::Supervisor { .. } => crate::Fault::Host,
         }
     }
@@ -246,6 +249,19 @@ impl Sandbox {
     ) -> Result<Option<SandboxedRun>, SandboxError> {
         imp::run(self, manifest, pods, pod_main)
     }
+}
+
+/// Runs `work` in a forked child and returns what it reports, so that what
+/// it starts (threads, tokio's process-wide signal pipe, which a later pod
+/// process would inherit closed) never exists in this process, which forks
+/// the pod processes later. In-process where there is no fork (other OSes)
+/// or this process already has threads (then there is no OS wall either).
+pub(crate) fn in_child(work: impl FnOnce() -> Result<(), ErrorReport>) -> Result<(), ErrorReport> {
+    #[cfg(target_os = "linux")]
+    if sys::thread_count().is_some_and(|n| n == 1) {
+        return linux::in_child(work);
+    }
+    work()
 }
 
 /// What a pod process does once its wall is up: run the pod (a tokio

@@ -256,8 +256,15 @@ fn prepare(
     };
     let mut images = Vec::new();
     let mut programs = Vec::new();
-    for resolved in crate::pod::resolve_containers(pod, &base_dir, &image_path)? {
+    for resolved in
+        crate::pod::resolve_containers(pod, &base_dir, &image_path, &config.options.registries)?
+    {
         programs.push((resolved.spec.image.clone(), resolved.program));
+        if crate::registry::is_registry_reference(&resolved.spec.image) {
+            // The store's record of it, which the pod process reads again.
+            let store = crate::registry::ImageStore::new(&config.options.registries.store);
+            images.push(store.ref_file(&resolved.spec.image));
+        }
         match (resolved.image.wasm_file, resolved.image.rootfs) {
             (Some(file), _) => images.push(file),
             (None, Some(rootfs)) => images.push(rootfs.parent().unwrap_or(&rootfs).to_owned()),

@@ -1,0 +1,95 @@
+//! The commands on images from registries: `pull` and `images`, podman-
+//! and docker-shaped, on the user's `wpod::ImageStore`.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use wpod::{ImageStore, Registries};
+
+#[derive(clap::Args)]
+pub struct PullArgs {
+    /// Image references naming a registry, e.g. `localhost:5000/hello:v1`.
+    #[arg(required = true)]
+    references: Vec<String>,
+    #[command(flatten)]
+    registries: RegistryArgs,
+}
+
+/// How registries are reached; shared by `run` and `pull`.
+#[derive(clap::Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Reach this registry (`host[:port]`) over plain HTTP, as podman's
+    /// `--tls-verify=false` (loopback registries always are). Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure: Vec<String>,
+}
+
+impl RegistryArgs {
+    pub fn registries(&self) -> Registries {
+        Registries {
+            insecure: self.insecure.clone(),
+            ..Registries::default()
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ImagesArgs {
+    /// Digests in full, not their first 12 characters.
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+pub fn pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
+    let registries = args.registries.registries();
+    let store = ImageStore::new(&registries.store);
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for reference in &args.references {
+        if !wpod::is_registry_reference(reference) {
+            return Err(crate::BadInput(format!(
+                "`{reference}` names no registry; write it with its host, e.g. docker.io/library/{reference} or localhost:5000/{reference}"
+            ))
+            .into());
+        }
+        let image = tokio.block_on(store.pull(reference, &registries))?;
+        println!("{}", image.digest);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn images(args: &ImagesArgs) -> anyhow::Result<ExitCode> {
+    let store = ImageStore::new(Registries::default().store);
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<48} {:<19} {:<18} {:>10}",
+        "REFERENCE", "DIGEST", "FLAVOUR", "SIZE"
+    )?;
+    for image in store.list() {
+        let digest = if args.no_trunc {
+            image.digest.clone()
+        } else {
+            image.digest.chars().take(19).collect()
+        };
+        writeln!(
+            out,
+            "{:<48} {:<19} {:<18} {:>10}",
+            image.reference,
+            digest,
+            image.flavour.to_string(),
+            human_size(image.size)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `12.3 MB`, as podman prints sizes.
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}

@@ -1,0 +1,389 @@
+//! Images from a real registry: Debian's `docker-registry` (Distribution
+//! 2.8) on loopback, started by each test in a folder of its own, images
+//! pushed with oci-client (the crate wpod pulls with) in each flavour, and
+//! `wpod run`/`pull`/`images` run as a user would, with a store of the
+//! workspace's own.
+
+use crate::support::{Run, Workspace, component};
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::manifest::{ImageIndexEntry, OciImageIndex, OciImageManifest, Platform};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const REGISTRY: &str = "/usr/bin/docker-registry";
+
+/// A registry serving on 127.0.0.1, stopped when dropped.
+struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    address: String,
+    _data: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts one; on Linux a missing binary fails the test (`.ci/run`
+    /// installs the package), elsewhere it skips with the reason.
+    fn start() -> Option<Registry> {
+        if !std::path::Path::new(REGISTRY).exists() {
+            if cfg!(target_os = "linux") {
+                panic!("{REGISTRY} is missing: apt-get install docker-registry (.ci/run does)");
+            }
+            eprintln!("skipped: no {REGISTRY} on this OS");
+            return None;
+        }
+        let data = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = data.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: {address}\n  secret: wpod-tests\n",
+                data.path().join("blobs").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting docker-registry");
+        let registry = Registry {
+            child,
+            address,
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not listen in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(registry)
+    }
+
+    fn client() -> Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client::new(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..ClientConfig::default()
+        })
+    }
+
+    fn reference(&self, name: &str) -> Reference {
+        format!("{}/{name}", self.address).parse().unwrap()
+    }
+
+    /// Pushes an image manifest of `layers` and `config`; its digest.
+    fn push(&self, name: &str, layers: Vec<ImageLayer>, config: Config) -> String {
+        let reference = self.reference(name);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let client = Registry::client();
+            let manifest = OciImageManifest::build(&layers, &config, None);
+            client
+                .push(
+                    &reference,
+                    &layers,
+                    config,
+                    &RegistryAuth::Anonymous,
+                    Some(manifest),
+                )
+                .await
+                .expect("pushing")
+                .manifest_url
+        });
+        self.digest_of(name)
+    }
+
+    /// The digest the registry gives `name`'s manifest.
+    fn digest_of(&self, name: &str) -> String {
+        let reference = self.reference(name);
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            Registry::client()
+                .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+                .await
+                .expect("the pushed manifest's digest")
+        })
+    }
+
+    /// A Wasm OCI artifact (the CNCF layout) holding `wasm`.
+    fn push_artifact(&self, name: &str, wasm: Vec<u8>) -> String {
+        self.push(
+            name,
+            vec![ImageLayer::new(wasm, "application/wasm".into(), None)],
+            Config::new(
+                br#"{"architecture":"wasm","os":"wasip2","layerDigests":[]}"#.to_vec(),
+                "application/vnd.wasm.config.v0+json".into(),
+                None,
+            ),
+        )
+    }
+
+    /// A platform image for `os/architecture` whose one gzip layer holds
+    /// `files`, run as `entrypoint`.
+    fn push_rootfs(
+        &self,
+        name: &str,
+        platform: (&str, &str),
+        files: &[(&str, &[u8])],
+        entrypoint: &[&str],
+    ) -> String {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for (path, bytes) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o755);
+            header.set_cksum();
+            tar.append_data(&mut header, path, *bytes).unwrap();
+        }
+        let layer = tar.into_inner().unwrap().finish().unwrap();
+        let config = serde_json::json!({
+            "architecture": platform.1,
+            "os": platform.0,
+            "config": {"Entrypoint": entrypoint, "Env": ["GREETING=from the image"]},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        self.push(
+            name,
+            vec![ImageLayer::oci_v1_gzip(layer, None)],
+            Config::oci_v1(serde_json::to_vec(&config).unwrap(), None),
+        )
+    }
+
+    /// An index of the manifests `entries` (digest, os, architecture).
+    fn push_index(&self, name: &str, entries: &[(&str, &str, &str)]) {
+        let reference = self.reference(name);
+        let index = OciImageIndex {
+            schema_version: 2,
+            media_type: Some(oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE.into()),
+            manifests: entries
+                .iter()
+                .map(|(digest, os, architecture)| ImageIndexEntry {
+                    media_type: oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.into(),
+                    digest: (*digest).into(),
+                    size: 0,
+                    platform: Some(Platform {
+                        architecture: (*architecture).into(),
+                        os: (*os).into(),
+                        os_version: None,
+                        os_features: None,
+                        variant: None,
+                        features: None,
+                    }),
+                    annotations: None,
+                    artifact_type: None,
+                })
+                .collect(),
+            artifact_type: None,
+            annotations: None,
+        };
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            Registry::client()
+                .push_manifest_list(&reference, &RegistryAuth::Anonymous, index)
+                .await
+                .expect("pushing the index")
+        });
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hello() -> Vec<u8> {
+    std::fs::read(component("hello")).unwrap()
+}
+
+/// The store's `refs` and `images` entries (what a failed pull must not add).
+fn stored(workspace: &Workspace) -> Vec<String> {
+    let store = workspace.path().join(".local/share/wpod/store");
+    ["refs", "images"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(store.join(dir)).into_iter().flatten())
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn pull(workspace: &Workspace, reference: &str) -> Run {
+    Run::from(
+        workspace
+            .wpod()
+            .args(["pull", reference])
+            .output()
+            .expect("running wpod pull"),
+    )
+}
+
+#[test]
+fn an_artifact_and_a_rootfs_image_pull_and_run_and_then_run_from_the_store() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    registry.push_artifact("hello:v1", hello());
+    registry.push_rootfs(
+        "boxed:v1",
+        ("wasip2", "wasm"),
+        &[("bin/hello.wasm", &hello())],
+        &["/bin/hello.wasm"],
+    );
+    let workspace = Workspace::new();
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: pulled}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: artifact
+    image: {0}/hello:v1
+  - name: rootfs
+    image: {0}/boxed:v1
+    imagePullPolicy: IfNotPresent
+",
+        registry.address
+    );
+    let run = workspace.run_pod(&yaml, &[]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("[artifact] hello from wpod"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("[rootfs] hello from wpod"),
+        "{}",
+        run.stdout
+    );
+    let images = Run::from(workspace.wpod().arg("images").output().unwrap());
+    images.expect_code(0);
+    for line in [
+        format!("{}/hello:v1", registry.address),
+        format!("{}/boxed:v1", registry.address),
+    ] {
+        assert!(images.stdout.contains(&line), "{}", images.stdout);
+    }
+    assert!(images.stdout.contains("wasm artifact"), "{}", images.stdout);
+    assert!(
+        images.stdout.contains("wasi/wasm rootfs"),
+        "{}",
+        images.stdout
+    );
+    // Both tags are v1 (IfNotPresent): with the registry gone, they run
+    // from the store.
+    drop(registry);
+    let again = workspace.run_pod(&yaml, &[]);
+    again.expect_code(0);
+    assert!(
+        again.stdout.contains("[rootfs] hello from wpod"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn an_index_is_narrowed_to_wasi_wasm_and_other_platforms_are_refused_by_name() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    // An index names manifests of its own repository.
+    let linux_image = |name: &str| {
+        registry.push_rootfs(
+            name,
+            ("linux", "amd64"),
+            &[("bin/sh", b"\x7fELF")],
+            &["/bin/sh"],
+        )
+    };
+    let linux = linux_image("multi:linux");
+    linux_image("linux-only:v1");
+    let wasi = registry.push_rootfs(
+        "multi:wasi",
+        ("wasi", "wasm"),
+        &[("hello.wasm", &hello())],
+        &["/hello.wasm"],
+    );
+    registry.push_index(
+        "multi:v1",
+        &[(&linux, "linux", "amd64"), (&wasi, "wasi", "wasm")],
+    );
+    let other_linux = linux_image("linux-index:amd64");
+    registry.push_index("linux-index:v1", &[(&other_linux, "linux", "amd64")]);
+    let workspace = Workspace::new();
+    let multi = pull(&workspace, &format!("{}/multi:v1", registry.address));
+    multi.expect_code(0);
+    assert_eq!(multi.stdout.trim(), wasi, "the wasi/wasm entry's digest");
+    for name in ["linux-only:v1", "linux-index:v1"] {
+        let refused = pull(&workspace, &format!("{}/{name}", registry.address));
+        refused.expect_code(125);
+        assert!(
+            refused
+                .stderr
+                .contains("is not a WebAssembly image: it is for linux/amd64"),
+            "{}",
+            refused.stderr
+        );
+    }
+    assert_eq!(stored(&workspace).len(), 2, "only multi:v1 is stored");
+}
+
+#[test]
+fn a_pinned_digest_runs_and_a_wrong_one_an_unknown_tag_or_no_registry_fail_leaving_nothing() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let digest = registry.push_artifact("hello:v1", hello());
+    let workspace = Workspace::new();
+    let pinned = format!("{}/hello@{digest}", registry.address);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: pinned}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: '{pinned}'\n"
+    );
+    // Written as it is: `@` is the test manifests' placeholder mark.
+    let manifest = workspace.write("pinned.yaml", &yaml);
+    let run = Run::from(workspace.wpod().arg("run").arg(&manifest).output().unwrap());
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("[app] hello from wpod"),
+        "{}",
+        run.stdout
+    );
+
+    let other = Workspace::new();
+    let wrong = format!("{}/hello@sha256:{}", registry.address, "0".repeat(64));
+    let unknown = format!("{}/hello:v9", registry.address);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let nowhere = format!("{closed}/hello:v1");
+    for (reference, says) in [
+        (&wrong, "from the registry"),
+        (&unknown, "manifest unknown"),
+        (&nowhere, "Connection refused"),
+    ] {
+        let failed = pull(&other, reference);
+        failed.expect_code(125);
+        assert!(
+            failed.stderr.contains(&format!("image `{reference}`")) && failed.stderr.contains(says),
+            "{}",
+            failed.stderr
+        );
+    }
+    assert!(stored(&other).is_empty(), "{:?}", stored(&other));
+}
