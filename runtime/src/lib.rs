@@ -80,7 +80,7 @@ pub use manifest::{
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
 pub use registry::{
-    Flavour, ImageStore, PullError, Registries, StoredImage, is_registry_reference,
+    Flavour, ImageStore, Pruned, PullError, Registries, StoredImage, is_registry_reference,
 };
 pub use run::{CompileProgress, PodOutcome, RunConfig, RunOutcome, StatusSink, run};
 pub use sandbox::{ErrorReport, Isolation, SandboxError};

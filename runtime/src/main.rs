@@ -50,6 +50,11 @@ enum Command {
     Pull(images::PullArgs),
     /// List the images in the image store.
     Images(images::ImagesArgs),
+    /// Remove images from the image store.
+    Rmi(images::RmiArgs),
+    /// Manage the image store.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
     /// Print a completion script for a shell: `wpod completion bash > /etc/bash_completion.d/wpod`.
     Completion {
         #[arg(value_enum)]
@@ -125,6 +130,8 @@ fn main() -> ExitCode {
         Command::Down(args) => detached::down(&args),
         Command::Pull(args) => images::pull(&args),
         Command::Images(args) => images::images(&args),
+        Command::Rmi(args) => images::rmi(&args),
+        Command::Image(command) => images::image(&command),
         Command::Completion { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "wpod", &mut std::io::stdout());

@@ -30,8 +30,9 @@
 //! into place), `images/<manifest hex>/` (an unpacked rootfs image, made
 //! aside and renamed), and `refs/<hex of the reference>.json` naming the
 //! manifest's digest. A pull that is killed leaves only temporary names,
-//! which nothing reads and the next pull removes; two pulls of one image
-//! write the same content under the same names.
+//! which nothing reads and `prune` removes; two pulls of one image write
+//! the same content under the same names. Pulls hold the store's lock
+//! shared, `prune` (and `remove`) exclusive.
 
 use crate::manifest::{PodSpec, PullPolicy};
 use oci_client::Reference;
@@ -235,6 +236,50 @@ struct RefRecord {
     size: u64,
     /// Relative to the store.
     path: PathBuf,
+    /// The blobs it uses (what `remove` and `prune` keep while it is here).
+    #[serde(default)]
+    blobs: Vec<String>,
+}
+
+/// What `remove` or `prune` took out of the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Blobs and unpacked images removed.
+    pub entries: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// The store's lock (`lock` in the store): pulls hold it shared, `prune`
+/// exclusive, so that a prune never takes what a running pull wrote and has
+/// not recorded yet. Unix only (`flock`); elsewhere nothing is locked.
+#[derive(Debug)]
+struct StoreLock {
+    _file: Option<std::fs::File>,
+}
+
+impl StoreLock {
+    fn take(root: &Path, exclusive: bool) -> std::io::Result<StoreLock> {
+        std::fs::create_dir_all(root)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join("lock"))?;
+        #[cfg(unix)]
+        {
+            use rustix::fs::{FlockOperation, flock};
+            let operation = if exclusive {
+                FlockOperation::LockExclusive
+            } else {
+                FlockOperation::LockShared
+            };
+            flock(&file, operation)?;
+        }
+        #[cfg(not(unix))]
+        let _ = exclusive;
+        Ok(StoreLock { _file: Some(file) })
+    }
 }
 
 impl ImageStore {
@@ -288,6 +333,64 @@ impl ImageStore {
         images
     }
 
+    /// Removes `reference` from the store, and what no other reference
+    /// uses; `None` if the store does not have it.
+    pub fn remove(&self, reference: &str) -> std::io::Result<Option<Pruned>> {
+        match std::fs::remove_file(self.ref_file(reference)) {
+            Ok(()) => self.prune().map(Some),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Removes the blobs and unpacked images no reference uses, and what
+    /// killed pulls left; waits for pulls running now to finish.
+    pub fn prune(&self) -> std::io::Result<Pruned> {
+        let _lock = StoreLock::take(&self.root, true)?;
+        let mut used = std::collections::HashSet::new();
+        if let Ok(entries) = std::fs::read_dir(self.root.join("refs")) {
+            for entry in entries.flatten() {
+                let Ok(bytes) = std::fs::read(entry.path()) else {
+                    continue;
+                };
+                let Ok(record) = serde_json::from_slice::<RefRecord>(&bytes) else {
+                    continue;
+                };
+                used.insert(hex_of(&record.digest).to_owned());
+                used.extend(record.blobs.iter().map(|b| hex_of(b).to_owned()));
+            }
+        }
+        let mut pruned = Pruned::default();
+        for folder in [
+            self.root.join("blobs").join("sha256"),
+            self.root.join("images"),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // Under the exclusive lock no pull runs: a temporary name is
+                // what a killed one left.
+                if used.contains(&name) && !name.starts_with(".tmp-") {
+                    continue;
+                }
+                let path = entry.path();
+                let bytes = disk_bytes(&path);
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                if removed.is_ok() {
+                    pruned.entries += 1;
+                    pruned.bytes += bytes;
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
     /// Pulls `reference` from its registry into the store (what the store
     /// has already is not downloaded again).
     pub async fn pull(
@@ -327,16 +430,11 @@ impl ImageStore {
             ..ClientConfig::default()
         });
         let auth = auth_for(&registry);
+        let _lock = StoreLock::take(&self.root, false).map_err(store_error(&self.root))?;
         let (manifest, digest) = self
             .manifest(&client, &parsed, &auth, reference)
             .await
             .map_err(|e| e.into_pull(&registry_error, reference))?;
-        for stale in [
-            self.root.join("blobs").join("sha256"),
-            self.root.join("images"),
-        ] {
-            sweep_temporary(&stale);
-        }
         let wasm_layers: Vec<&OciDescriptor> = manifest
             .layers
             .iter()
@@ -348,12 +446,14 @@ impl ImageStore {
                 .iter()
                 .map(|l| l.size.max(0) as u64)
                 .sum::<u64>();
+        let mut blobs = Vec::new();
         let (flavour, path) = match wasm_layers[..] {
             [layer] => {
                 let blob = self
                     .fetch_blob(&client, &parsed, layer)
                     .await
                     .map_err(|e| e.into_pull(&registry_error, reference))?;
+                blobs.push(layer.digest.clone());
                 (Flavour::WasmArtifact, blob)
             }
             [] => {
@@ -361,6 +461,7 @@ impl ImageStore {
                     .fetch_blob(&client, &parsed, &manifest.config)
                     .await
                     .map_err(|e| e.into_pull(&registry_error, reference))?;
+                blobs.push(manifest.config.digest.clone());
                 let config: ImageConfigFile =
                     serde_json::from_slice(&std::fs::read(&config).map_err(store_error(&config))?)
                         .map_err(|e| PullError::Unsupported {
@@ -395,6 +496,7 @@ impl ImageStore {
                         .await
                         .map_err(|e| e.into_pull(&registry_error, reference))?;
                     layers.push((blob, gzip));
+                    blobs.push(layer.digest.clone());
                 }
                 let folder = self.root.join("images").join(hex_of(&digest));
                 if !folder.exists() {
@@ -419,6 +521,7 @@ impl ImageStore {
             flavour,
             size,
             path: path.strip_prefix(&self.root).unwrap_or(&path).to_owned(),
+            blobs,
         };
         let ref_file = self.ref_file(reference);
         let json = serde_json::to_vec_pretty(&record).expect("a ref record serializes");
@@ -657,23 +760,20 @@ fn temporary_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
 }
 
-/// Removes what killed pulls left (`.tmp-<pid>-…` of processes that are gone).
-fn sweep_temporary(folder: &Path) {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return;
+/// The bytes of a file, or of everything in a folder.
+fn disk_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(".tmp-")) else {
-            continue;
-        };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists());
-        if !alive || cfg!(not(target_os = "linux")) && pid != Some(std::process::id()) {
-            let path = entry.path();
-            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
-        }
+    if !meta.is_dir() {
+        return meta.len();
     }
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| disk_bytes(&entry.path()))
+        .sum()
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

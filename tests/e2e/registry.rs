@@ -287,6 +287,7 @@ spec:
     );
     // Both tags are v1 (IfNotPresent): with the registry gone, they run
     // from the store.
+    let address = registry.address.clone();
     drop(registry);
     let again = workspace.run_pod(&yaml, &[]);
     again.expect_code(0);
@@ -295,6 +296,36 @@ spec:
         "{}",
         again.stdout
     );
+    // rmi takes one reference and what only it used; prune the rest.
+    let store = workspace.path().join(".local/share/wpod/store");
+    let blobs = || {
+        std::fs::read_dir(store.join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    let before = blobs();
+    let hello_v1 = format!("{address}/hello:v1");
+    let rmi = Run::from(workspace.wpod().args(["rmi", &hello_v1]).output().unwrap());
+    rmi.expect_code(0);
+    assert_eq!(blobs(), before - 1, "the artifact's one blob");
+    let images = Run::from(workspace.wpod().arg("images").output().unwrap());
+    assert!(!images.stdout.contains("hello:v1"), "{}", images.stdout);
+    assert!(images.stdout.contains("boxed:v1"), "{}", images.stdout);
+    let gone = Run::from(workspace.wpod().args(["rmi", &hello_v1]).output().unwrap());
+    gone.expect_code(125);
+    assert!(
+        gone.stderr.contains("not in the image store"),
+        "{}",
+        gone.stderr
+    );
+    // A reference lost some other way: prune takes what it used.
+    for entry in std::fs::read_dir(store.join("refs")).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let prune = Run::from(workspace.wpod().args(["image", "prune"]).output().unwrap());
+    prune.expect_code(0);
+    assert_eq!(blobs(), 0, "{}", prune.stdout);
+    assert_eq!(stored(&workspace), Vec::<String>::new());
 }
 
 #[test]

@@ -33,6 +33,19 @@ impl RegistryArgs {
 }
 
 #[derive(clap::Args)]
+pub struct RmiArgs {
+    /// Image references, as pulled.
+    #[arg(required = true)]
+    references: Vec<String>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ImageCommand {
+    /// Remove what no image reference uses, and what killed pulls left.
+    Prune,
+}
+
+#[derive(clap::Args)]
 pub struct ImagesArgs {
     /// Digests in full, not their first 12 characters.
     #[arg(long)]
@@ -82,6 +95,40 @@ pub fn images(args: &ImagesArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn rmi(args: &RmiArgs) -> anyhow::Result<ExitCode> {
+    let store = ImageStore::new(Registries::default().store);
+    let mut missing = Vec::new();
+    for reference in &args.references {
+        match store.remove(reference)? {
+            Some(pruned) => println!("removed {reference} ({} freed)", human_size(pruned.bytes)),
+            None => missing.push(reference.as_str()),
+        }
+    }
+    if missing.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(crate::BadInput(format!(
+            "not in the image store: {}; `wpod images` lists what is",
+            missing.join(", ")
+        ))
+        .into())
+    }
+}
+
+pub fn image(command: &ImageCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ImageCommand::Prune => {
+            let pruned = ImageStore::new(Registries::default().store).prune()?;
+            println!(
+                "removed {} entries ({} freed)",
+                pruned.entries,
+                human_size(pruned.bytes)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// `12.3 MB`, as podman prints sizes.
