@@ -826,12 +826,16 @@ fn unpack(
 
 /// One layer onto `rootfs`: whiteouts (`.wh.NAME` removes NAME,
 /// `.wh..wh..opq` empties its folder) applied, then regular files, folders,
-/// symlinks and hard links unpacked; device nodes and the like skipped.
+/// symlinks and hard links unpacked, with their rwx bits only; device nodes
+/// and the like skipped.
 /// `tar` refuses entries that would land outside `rootfs` (`..`, absolute
 /// paths, through symlinks).
 fn apply_layer(rootfs: &Path, reader: impl std::io::Read) -> std::io::Result<()> {
     let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(true);
+    // rwx bits only: no setuid or setgid file of an image lands on the host
+    // (the pod sees the rootfs nosuid anyway), and the files are the user's.
+    archive.set_preserve_permissions(false);
+    archive.set_preserve_ownerships(false);
     archive.set_overwrite(true);
     for entry in archive.entries()? {
         let mut entry = entry?;
