@@ -19,6 +19,8 @@ struct Registry {
     child: Child,
     /// `127.0.0.1:PORT`.
     address: String,
+    /// What pushes present.
+    auth: RegistryAuth,
     _data: tempfile::TempDir,
 }
 
@@ -26,6 +28,11 @@ impl Registry {
     /// Starts one; on Linux a missing binary fails the test (`.ci/run`
     /// installs the package), elsewhere it skips with the reason.
     fn start() -> Option<Registry> {
+        Registry::start_with(None)
+    }
+
+    /// [`Registry::start`], requiring basic auth of `user` and `password`.
+    fn start_with(credentials: Option<(&str, &str)>) -> Option<Registry> {
         if !std::path::Path::new(REGISTRY).exists() {
             if cfg!(target_os = "linux") {
                 panic!("{REGISTRY} is missing: apt-get install docker-registry (.ci/run does)");
@@ -41,14 +48,20 @@ impl Registry {
             .port();
         let address = format!("127.0.0.1:{port}");
         let config = data.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: {address}\n  secret: wpod-tests\n",
-                data.path().join("blobs").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\nhttp:\n  addr: {address}\n  secret: wpod-tests\n",
+            data.path().join("blobs").display()
+        );
+        if let Some((user, password)) = credentials {
+            let htpasswd = data.path().join("htpasswd");
+            let hash = bcrypt::hash(password, 4).unwrap();
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd: {{realm: wpod-tests, path: {}}}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let child = Command::new(REGISTRY)
             .arg("serve")
             .arg(&config)
@@ -59,6 +72,10 @@ impl Registry {
         let registry = Registry {
             child,
             address,
+            auth: match credentials {
+                Some((user, password)) => RegistryAuth::Basic(user.into(), password.into()),
+                None => RegistryAuth::Anonymous,
+            },
             _data: data,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -91,13 +108,7 @@ impl Registry {
             let client = Registry::client();
             let manifest = OciImageManifest::build(&layers, &config, None);
             client
-                .push(
-                    &reference,
-                    &layers,
-                    config,
-                    &RegistryAuth::Anonymous,
-                    Some(manifest),
-                )
+                .push(&reference, &layers, config, &self.auth, Some(manifest))
                 .await
                 .expect("pushing")
                 .manifest_url
@@ -110,7 +121,7 @@ impl Registry {
         let reference = self.reference(name);
         tokio::runtime::Runtime::new().unwrap().block_on(async {
             Registry::client()
-                .fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)
+                .fetch_manifest_digest(&reference, &self.auth)
                 .await
                 .expect("the pushed manifest's digest")
         })
@@ -192,7 +203,7 @@ impl Registry {
         };
         tokio::runtime::Runtime::new().unwrap().block_on(async {
             Registry::client()
-                .push_manifest_list(&reference, &RegistryAuth::Anonymous, index)
+                .push_manifest_list(&reference, &self.auth, index)
                 .await
                 .expect("pushing the index")
         });
@@ -417,4 +428,44 @@ fn a_pinned_digest_runs_and_a_wrong_one_an_unknown_tag_or_no_registry_fail_leavi
         );
     }
     assert!(stored(&other).is_empty(), "{:?}", stored(&other));
+}
+
+#[test]
+fn a_registry_with_basic_auth_takes_the_credentials_of_dockers_config() {
+    let Some(registry) = Registry::start_with(Some(("wpod", "s3cret"))) else {
+        return;
+    };
+    registry.push_artifact("private:v1", hello());
+    let reference = format!("{}/private:v1", registry.address);
+    let workspace = Workspace::new();
+    let refused = pull(&workspace, &reference);
+    refused.expect_code(125);
+    assert!(
+        refused.stderr.contains(&format!("image `{reference}`")),
+        "{}",
+        refused.stderr
+    );
+    assert!(stored(&workspace).is_empty());
+    // As `docker login` (and `podman login --authfile`) write it.
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("wpod:s3cret");
+    workspace.write(
+        ".docker/config.json",
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            registry.address
+        ),
+    );
+    let pulled = pull(&workspace, &reference);
+    pulled.expect_code(0);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: private}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: {reference}\n"
+    );
+    let run = workspace.run_pod(&yaml, &[]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("[app] hello from wpod"),
+        "{}",
+        run.stdout
+    );
 }
