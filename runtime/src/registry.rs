@@ -188,6 +188,14 @@ pub struct StoredImage {
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     #[error(
+        "image `{reference}`: the registry {registry} refused the credentials, or asked for some: {message}; log in as Docker or podman do (`auths` in ~/.docker/config.json, $DOCKER_CONFIG/config.json or $REGISTRY_AUTH_FILE)"
+    )]
+    Unauthorized {
+        reference: String,
+        registry: String,
+        message: String,
+    },
+    #[error(
         "image `{reference}`: not a valid reference: {message}; write [registry[:port]/]repository[:tag][@sha256:digest]"
     )]
     Reference { reference: String, message: String },
@@ -415,12 +423,24 @@ impl ImageStore {
                 source,
             }
         };
-        let registry_error =
-            |error: oci_client::errors::OciDistributionError| PullError::Registry {
-                reference: reference.into(),
-                registry: registry.clone(),
-                message: error_text(&error),
-            };
+        let registry_error = |error: oci_client::errors::OciDistributionError| {
+            use oci_client::errors::OciDistributionError as E;
+            let message = error_text(&error);
+            match error {
+                E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
+                    PullError::Unauthorized {
+                        reference: reference.into(),
+                        registry: registry.clone(),
+                        message,
+                    }
+                }
+                _ => PullError::Registry {
+                    reference: reference.into(),
+                    registry: registry.clone(),
+                    message,
+                },
+            }
+        };
         // rustls needs its crypto chosen once per process: ring's.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = oci_client::Client::new(ClientConfig {

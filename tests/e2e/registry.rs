@@ -441,7 +441,8 @@ fn a_registry_with_basic_auth_takes_the_credentials_of_dockers_config() {
     let refused = pull(&workspace, &reference);
     refused.expect_code(125);
     assert!(
-        refused.stderr.contains(&format!("image `{reference}`")),
+        refused.stderr.contains(&format!("image `{reference}`"))
+            && refused.stderr.contains("log in as Docker or podman do"),
         "{}",
         refused.stderr
     );
