@@ -28,6 +28,15 @@ use wasmtime::component::Component;
 
 mod detect;
 
+/// Which WASI a Wasm program's bytes are for: `wasip2` (a component) or
+/// `wasip1` (a core module); what they are instead, if not Wasm.
+pub(crate) fn wasi_os(bytes: &[u8]) -> Result<&'static str, &'static str> {
+    match detect(bytes)? {
+        Kind::Component => Ok("wasip2"),
+        Kind::Module => Ok("wasip1"),
+    }
+}
+
 use detect::{Kind, detect};
 
 /// Where image references are looked up, in order.

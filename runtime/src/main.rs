@@ -48,6 +48,8 @@ enum Command {
     Down(detached::DownArgs),
     /// Pull images from their registries into the image store.
     Pull(images::PullArgs),
+    /// Push a Wasm program to a registry as a Wasm OCI artifact.
+    Push(images::PushArgs),
     /// List the images in the image store.
     Images(images::ImagesArgs),
     /// Remove images from the image store.
@@ -129,6 +131,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => detached::inspect(&args),
         Command::Down(args) => detached::down(&args),
         Command::Pull(args) => images::pull(&args),
+        Command::Push(args) => images::push(&args),
         Command::Images(args) => images::images(&args),
         Command::Rmi(args) => images::rmi(&args),
         Command::Image(command) => images::image(&command),

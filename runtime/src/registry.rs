@@ -139,6 +139,68 @@ pub(crate) async fn pull_for(pods: &[PodSpec], registries: &Registries) -> crate
     Ok(())
 }
 
+/// Pushes the Wasm program `wasm` to `reference` as a Wasm OCI artifact in
+/// the CNCF layout (config `application/vnd.wasm.config.v0+json` naming
+/// `wasm/wasip1` or `wasm/wasip2`, one `application/wasm` layer), as
+/// `oras push` or `wkg oci push` would; returns the manifest's digest.
+pub async fn push_wasm(
+    wasm: &Path,
+    reference: &str,
+    registries: &Registries,
+) -> Result<String, PullError> {
+    use oci_client::client::{Config, ImageLayer};
+    let parsed: Reference =
+        reference
+            .parse()
+            .map_err(|e: oci_client::ParseError| PullError::Reference {
+                reference: reference.into(),
+                message: e.to_string(),
+            })?;
+    let registry = parsed.resolve_registry().to_owned();
+    let bytes = std::fs::read(wasm).map_err(|source| PullError::Store {
+        reference: reference.into(),
+        path: wasm.to_owned(),
+        source,
+    })?;
+    let os = crate::image::wasi_os(&bytes).map_err(|what| PullError::Unsupported {
+        reference: reference.into(),
+        problem: format!("{} is {what}, not a WebAssembly program", wasm.display()),
+    })?;
+    let layer = ImageLayer::new(bytes, "application/wasm".into(), None);
+    let config = serde_json::json!({
+        "architecture": "wasm",
+        "os": os,
+        "layerDigests": [layer.sha256_digest()],
+    });
+    let config = Config::new(
+        serde_json::to_vec(&config).expect("the config serializes"),
+        "application/vnd.wasm.config.v0+json".into(),
+        None,
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(plain_http(&registry, registries)),
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        ..ClientConfig::default()
+    });
+    let auth = auth_for(&registry);
+    let failed = |error: oci_client::errors::OciDistributionError| PullError::Registry {
+        reference: reference.into(),
+        registry: registry.clone(),
+        message: error_text(&error),
+    };
+    let layers = [layer];
+    let manifest = OciImageManifest::build(&layers, &config, None);
+    client
+        .push(&parsed, &layers, config, &auth, Some(manifest))
+        .await
+        .map_err(failed)?;
+    client
+        .fetch_manifest_digest(&parsed, &auth)
+        .await
+        .map_err(failed)
+}
+
 /// Whether `image` names a registry (see the module docs).
 pub fn is_registry_reference(image: &str) -> bool {
     let Some((first, _)) = image.split_once('/') else {

@@ -252,6 +252,39 @@ fn init_handoff_runs_as_the_readme_says() {
 }
 
 #[test]
+fn registry_runs_the_hello_its_readme_pushes_to_a_registry_on_loopback() {
+    let Some(registry) = crate::registry::Registry::start() else {
+        return;
+    };
+    let workspace = Workspace::new();
+    // The README's registry is at localhost:5000; this test's, at a free
+    // port of its own.
+    let reference = format!("{}/wpod/hello:v1", registry.address);
+    let hello = crate::support::component("hello");
+    let push = Run::from(
+        workspace
+            .wpod()
+            .arg("push")
+            .arg(&hello)
+            .arg(&reference)
+            .output()
+            .unwrap(),
+    );
+    push.expect_code(0);
+    assert!(push.stdout.starts_with("sha256:"), "{}", push.stdout);
+    let manifest = std::fs::read_to_string(guests().root.join("examples/registry/pod.yaml"))
+        .unwrap()
+        .replace("localhost:5000", &registry.address);
+    let manifest = workspace.write("registry.yaml", manifest);
+    let run = Run::from(workspace.wpod().arg("run").arg(&manifest).output().unwrap());
+    run.expect_code(0);
+    assert_eq!(
+        run.stdout, "[hello] hello from wpod\n",
+        "the README's output"
+    );
+}
+
+#[test]
 fn example_manifests_differ_from_the_article_only_in_images_and_ports() {
     // The article's two manifests, as it printed them (images aside).
     let share_volume = include_str!("../../examples/share-volume/pod.yaml");

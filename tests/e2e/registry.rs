@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 const REGISTRY: &str = "/usr/bin/docker-registry";
 
 /// A registry serving on 127.0.0.1, stopped when dropped.
-struct Registry {
+pub(crate) struct Registry {
     child: Child,
     /// `127.0.0.1:PORT`.
-    address: String,
+    pub(crate) address: String,
     /// What pushes present.
     auth: RegistryAuth,
     _data: tempfile::TempDir,
@@ -27,7 +27,7 @@ struct Registry {
 impl Registry {
     /// Starts one; on Linux a missing binary fails the test (`.ci/run`
     /// installs the package), elsewhere it skips with the reason.
-    fn start() -> Option<Registry> {
+    pub(crate) fn start() -> Option<Registry> {
         Registry::start_with(None)
     }
 

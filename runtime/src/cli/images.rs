@@ -33,6 +33,16 @@ impl RegistryArgs {
 }
 
 #[derive(clap::Args)]
+pub struct PushArgs {
+    /// A Wasm program: a component (wasip2) or a core module (wasip1).
+    wasm: std::path::PathBuf,
+    /// Where to push it, e.g. `localhost:5000/hello:v1`.
+    reference: String,
+    #[command(flatten)]
+    registries: RegistryArgs,
+}
+
+#[derive(clap::Args)]
 pub struct RmiArgs {
     /// Image references, as pulled.
     #[arg(required = true)]
@@ -68,6 +78,19 @@ pub fn pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
         let image = tokio.block_on(store.pull(reference, &registries))?;
         println!("{}", image.digest);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn push(args: &PushArgs) -> anyhow::Result<ExitCode> {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let digest = tokio.block_on(wpod::push_wasm(
+        &args.wasm,
+        &args.reference,
+        &args.registries.registries(),
+    ))?;
+    println!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
 
