@@ -149,13 +149,7 @@ pub async fn push_wasm(
     registries: &Registries,
 ) -> Result<String, PullError> {
     use oci_client::client::{Config, ImageLayer};
-    let parsed: Reference =
-        reference
-            .parse()
-            .map_err(|e: oci_client::ParseError| PullError::Reference {
-                reference: reference.into(),
-                message: e.to_string(),
-            })?;
+    let parsed = parse(reference)?;
     let registry = parsed.resolve_registry().to_owned();
     let bytes = std::fs::read(wasm).map_err(|source| PullError::Store {
         reference: reference.into(),
@@ -468,13 +462,7 @@ impl ImageStore {
         reference: &str,
         registries: &Registries,
     ) -> Result<StoredImage, PullError> {
-        let parsed: Reference =
-            canonical(reference)
-                .parse()
-                .map_err(|e: oci_client::ParseError| PullError::Reference {
-                    reference: reference.into(),
-                    message: e.to_string(),
-                })?;
+        let parsed = parse(reference)?;
         let registry = parsed.resolve_registry().to_owned();
         let store_error = |path: &Path| {
             let path = path.to_owned();
@@ -744,6 +732,16 @@ impl Failure {
             Failure::Pull(error) => error,
         }
     }
+}
+
+/// `reference` as oci-client takes it (Docker's defaults filled in).
+fn parse(reference: &str) -> Result<Reference, PullError> {
+    canonical(reference)
+        .parse()
+        .map_err(|e: oci_client::ParseError| PullError::Reference {
+            reference: reference.into(),
+            message: e.to_string(),
+        })
 }
 
 /// The reference as the store keys it.
