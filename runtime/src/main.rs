@@ -33,6 +33,12 @@ enum Command {
     Validate {
         /// The Pod manifest (YAML; several documents separated by `---`).
         manifest: PathBuf,
+        /// Also check that every image resolves: local ones on disk (with
+        /// their program), registry ones in their registry (nothing pulled).
+        #[arg(long)]
+        check_images: bool,
+        #[command(flatten)]
+        registries: images::RegistryArgs,
     },
     /// List detached pods (`run -d`): the running ones, or all with -a.
     Ps(detached::PsArgs),
@@ -122,7 +128,11 @@ fn main() -> ExitCode {
     init_tracing();
     raise_descriptor_limit();
     let result = match cli.command {
-        Command::Validate { manifest } => validate(&manifest),
+        Command::Validate {
+            manifest,
+            check_images,
+            registries,
+        } => validate(&manifest, check_images.then(|| registries.registries())),
         Command::Run(args) => run(args),
         Command::Ps(args) => detached::ps(&args),
         Command::Logs(args) => detached::logs(&args),
@@ -225,8 +235,21 @@ fn init_tracing() {
 #[error("{0}")]
 pub struct BadInput(pub String);
 
-fn validate(manifest: &PathBuf) -> anyhow::Result<ExitCode> {
+fn validate(
+    manifest: &PathBuf,
+    check_images: Option<wpod::Registries>,
+) -> anyhow::Result<ExitCode> {
     let pods = PodSpec::from_yaml_file(manifest)?;
+    if let Some(registries) = check_images {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        tokio.block_on(wpod::check_images(
+            &pods,
+            &ImagePath::from_env(),
+            &registries,
+        ))?;
+    }
     for pod in &pods {
         println!(
             "{}: pod `{}` is valid ({} init, {} app containers)",

@@ -171,18 +171,9 @@ pub async fn push_wasm(
         "application/vnd.wasm.config.v0+json".into(),
         None,
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = oci_client::Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(plain_http(&registry, registries)),
-        connect_timeout: Some(std::time::Duration::from_secs(10)),
-        ..ClientConfig::default()
-    });
+    let client = client_for(&registry, registries);
     let auth = auth_for(&registry);
-    let failed = |error: oci_client::errors::OciDistributionError| PullError::Registry {
-        reference: reference.into(),
-        registry: registry.clone(),
-        message: error_text(&error),
-    };
+    let failed = |error| registry_failure(reference, &registry, error);
     let layers = [layer];
     let manifest = OciImageManifest::build(&layers, &config, None);
     client
@@ -193,6 +184,87 @@ pub async fn push_wasm(
         .fetch_manifest_digest(&parsed, &auth)
         .await
         .map_err(failed)
+}
+
+/// Checks that every container image of `pods` resolves, without running
+/// or pulling anything: a local image is found and its program too; an
+/// image from a registry has a manifest there for a Wasm platform (its
+/// config is read when its layers do not say). The first failure, naming
+/// the pod, container and field.
+pub async fn check_images(
+    pods: &[PodSpec],
+    image_path: &crate::ImagePath,
+    registries: &Registries,
+) -> crate::Result<()> {
+    for pod in pods {
+        for container in pod.all_containers() {
+            let failed = |error: crate::ImageError| crate::pod::image_error(pod, container, error);
+            if is_registry_reference(&container.image) {
+                check_remote(&container.image, registries)
+                    .await
+                    .map_err(|e| failed(e.into()))?;
+                continue;
+            }
+            let image = crate::image::Image::resolve(
+                &container.image,
+                &pod.base_dir,
+                image_path,
+                registries,
+            )
+            .map_err(failed)?;
+            let (mut argv, _, working_dir) =
+                crate::container::ContainerPlan::command_line(container, &image, &container.image);
+            image
+                .program(&container.image, &mut argv, &working_dir)
+                .map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
+/// The digest of the Wasm image `reference` names in its registry, or why
+/// it has none (see [`check_images`]).
+async fn check_remote(reference: &str, registries: &Registries) -> Result<String, PullError> {
+    let parsed = parse(reference)?;
+    let registry = parsed.resolve_registry().to_owned();
+    let client = client_for(&registry, registries);
+    let auth = auth_for(&registry);
+    let failed = |error| registry_failure(reference, &registry, error);
+    let store = ImageStore::new(&registries.store);
+    let (manifest, digest) = store
+        .manifest(&client, &parsed, &auth, reference)
+        .await
+        .map_err(|e| e.into_pull(&failed, reference))?;
+    let wasm_layers = manifest
+        .layers
+        .iter()
+        .filter(|l| WASM_LAYERS.contains(&l.media_type.as_str()))
+        .count();
+    if wasm_layers > 1 {
+        return Err(PullError::Unsupported {
+            reference: reference.into(),
+            problem: format!("{wasm_layers} Wasm layers; wpod runs an artifact of one"),
+        });
+    }
+    if wasm_layers == 0 {
+        let mut config = Vec::new();
+        client
+            .pull_blob(&parsed, &manifest.config, &mut config)
+            .await
+            .map_err(failed)?;
+        let config: ImageConfigFile =
+            serde_json::from_slice(&config).map_err(|e| PullError::Unsupported {
+                reference: reference.into(),
+                problem: format!("its image config is not an OCI image config: {e}"),
+            })?;
+        if config.architecture != "wasm" || !WASM_OSES.contains(&config.os.as_str()) {
+            return Err(PullError::NotWasm {
+                reference: reference.into(),
+                offered: format!("{}/{}", config.os, config.architecture),
+            });
+        }
+    }
+    Ok(digest)
 }
 
 /// Whether `image` names a registry (see the module docs).
@@ -473,32 +545,8 @@ impl ImageStore {
                 source,
             }
         };
-        let registry_error = |error: oci_client::errors::OciDistributionError| {
-            use oci_client::errors::OciDistributionError as E;
-            let message = error_text(&error);
-            match error {
-                E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
-                    PullError::Unauthorized {
-                        reference: reference.into(),
-                        registry: registry.clone(),
-                        message,
-                    }
-                }
-                _ => PullError::Registry {
-                    reference: reference.into(),
-                    registry: registry.clone(),
-                    message,
-                },
-            }
-        };
-        // rustls needs its crypto chosen once per process: ring's.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = oci_client::Client::new(ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(plain_http(&registry, registries)),
-            platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
-            ..ClientConfig::default()
-        });
+        let registry_error = |error| registry_failure(reference, &registry, error);
+        let client = client_for(&registry, registries);
         let auth = auth_for(&registry);
         let _lock = StoreLock::take(&self.root, false).map_err(store_error(&self.root))?;
         let (manifest, digest) = self
@@ -732,6 +780,42 @@ impl Failure {
             Failure::Pull(error) => error,
         }
     }
+}
+
+/// What the registry (or the way to it) said, as a `PullError`.
+fn registry_failure(
+    reference: &str,
+    registry: &str,
+    error: oci_client::errors::OciDistributionError,
+) -> PullError {
+    use oci_client::errors::OciDistributionError as E;
+    let message = error_text(&error);
+    let (reference, registry) = (reference.to_owned(), registry.to_owned());
+    match error {
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => PullError::Unauthorized {
+            reference,
+            registry,
+            message,
+        },
+        _ => PullError::Registry {
+            reference,
+            registry,
+            message,
+        },
+    }
+}
+
+/// A client for `registry`: HTTPS (rustls) unless it is on loopback or
+/// listed insecure; indexes are narrowed by wpod, not by the client.
+fn client_for(registry: &str, registries: &Registries) -> oci_client::Client {
+    // rustls needs its crypto chosen once per process: ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(plain_http(registry, registries)),
+        platform_resolver: None,
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        ..ClientConfig::default()
+    })
 }
 
 /// `reference` as oci-client takes it (Docker's defaults filled in).

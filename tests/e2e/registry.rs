@@ -470,3 +470,55 @@ fn a_registry_with_basic_auth_takes_the_credentials_of_dockers_config() {
         run.stdout
     );
 }
+
+#[test]
+fn validate_check_images_resolves_every_image_and_pulls_nothing() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    registry.push_artifact("hello:v1", hello());
+    registry.push_rootfs(
+        "linux:v1",
+        ("linux", "arm64"),
+        &[("bin/sh", b"\x7fELF")],
+        &["/bin/sh"],
+    );
+    let workspace = Workspace::new();
+    let manifest = |image: &str| {
+        workspace.write(
+            "check.yaml",
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: checked}}\nspec:\n  containers:\n  - name: local\n    image: probe\n  - name: remote\n    image: {image}\n"
+            ),
+        )
+    };
+    let validate = |manifest: &std::path::Path, check: bool| {
+        let mut command = workspace.wpod();
+        command.arg("validate").arg(manifest);
+        if check {
+            command.arg("--check-images");
+        }
+        Run::from(command.output().unwrap())
+    };
+    let good = manifest(&format!("{}/hello:v1", registry.address));
+    validate(&good, true).expect_code(0);
+    assert!(stored(&workspace).is_empty(), "validate pulled");
+    let linux = manifest(&format!("{}/linux:v1", registry.address));
+    validate(&linux, false).expect_code(0);
+    let refused = validate(&linux, true);
+    refused.expect_code(126);
+    assert!(
+        refused.stderr.contains("spec.containers[1].image")
+            && refused.stderr.contains("it is for linux/arm64"),
+        "{}",
+        refused.stderr
+    );
+    let missing = manifest("nosuch:v1");
+    let absent = validate(&missing, true);
+    absent.expect_code(127);
+    assert!(
+        absent.stderr.contains("image `nosuch:v1` not found"),
+        "{}",
+        absent.stderr
+    );
+}
