@@ -469,6 +469,41 @@ impl ImageStore {
         images
     }
 
+    /// Puts the Wasm program `wasm` (bytes an embedder holds: built, fetched
+    /// its own way, embedded) in the store as the artifact `reference`, as
+    /// a pull would leave it, so that pods run it by that reference (with
+    /// `imagePullPolicy: IfNotPresent` or `Never`, it is never pulled).
+    pub fn import_wasm(&self, reference: &str, wasm: &[u8]) -> Result<StoredImage, PullError> {
+        let store_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| PullError::Store {
+                reference: reference.into(),
+                path,
+                source,
+            }
+        };
+        crate::image::wasi_os(wasm).map_err(|what| PullError::Unsupported {
+            reference: reference.into(),
+            problem: format!("the bytes given are {what}, not a WebAssembly program"),
+        })?;
+        parse(reference)?;
+        let _lock = StoreLock::take(&self.root, false).map_err(store_error(&self.root))?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(wasm)));
+        let blob = self.blob(&digest);
+        if !blob.exists() {
+            write_atomically(&blob, wasm).map_err(store_error(&blob))?;
+        }
+        // No manifest: the program's own digest names it.
+        self.record(
+            reference,
+            digest.clone(),
+            Flavour::WasmArtifact,
+            wasm.len() as u64,
+            blob,
+            vec![digest],
+        )
+    }
+
     /// Removes `reference` from the store, and what no other reference
     /// uses; `None` if the store does not have it.
     pub fn remove(&self, reference: &str) -> std::io::Result<Option<Pruned>> {
@@ -633,6 +668,19 @@ impl ImageStore {
                 });
             }
         };
+        self.record(reference, digest, flavour, size, path, blobs)
+    }
+
+    /// Writes the store's record of `reference` (after everything it names).
+    fn record(
+        &self,
+        reference: &str,
+        digest: String,
+        flavour: Flavour,
+        size: u64,
+        path: PathBuf,
+        blobs: Vec<String>,
+    ) -> Result<StoredImage, PullError> {
         let record = RefRecord {
             reference: canonical(reference),
             digest: digest.clone(),
@@ -643,7 +691,11 @@ impl ImageStore {
         };
         let ref_file = self.ref_file(reference);
         let json = serde_json::to_vec_pretty(&record).expect("a ref record serializes");
-        write_atomically(&ref_file, &json).map_err(store_error(&ref_file))?;
+        write_atomically(&ref_file, &json).map_err(|source| PullError::Store {
+            reference: reference.into(),
+            path: ref_file.clone(),
+            source,
+        })?;
         Ok(StoredImage {
             reference: record.reference,
             digest,

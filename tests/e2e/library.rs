@@ -179,3 +179,48 @@ fn builder_checks_like_the_api_server() {
     );
     assert_eq!(error.problems().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedder_puts_its_own_wasm_bytes_in_a_store_of_its_own_and_runs_them() {
+    // Bytes in memory, as a host that built or fetched them its own way has
+    // them; a store of the host's own.
+    let bytes = std::fs::read(component("hello")).unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let registries = wpod::Registries {
+        store: store_dir.path().to_owned(),
+        ..wpod::Registries::default()
+    };
+    let store = wpod::ImageStore::new(&registries.store);
+    let imported = store
+        .import_wasm("embedded.local/hello:v1", &bytes)
+        .unwrap();
+    assert_eq!(imported.flavour, wpod::Flavour::WasmArtifact);
+    assert!(
+        store
+            .import_wasm("embedded.local/text:v1", b"hello")
+            .is_err()
+    );
+    let mut container = ContainerSpec::new("app", "embedded.local/hello:v1");
+    container.image_pull_policy = Some(wpod::PullPolicy::Never);
+    let pod = PodSpec::builder("embedded")
+        .container(container)
+        .restart_policy(RestartPolicy::Never)
+        .build()
+        .unwrap();
+    let sink = Arc::new(Collect::default());
+    let status = runtime()
+        .run(
+            pod,
+            PodOptions {
+                registries,
+                ..options(sink.clone())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.phase, PodPhase::Succeeded);
+    assert_eq!(
+        sink.0.lock().unwrap().as_slice(),
+        ["embedded/app: hello from wpod"]
+    );
+}
