@@ -80,7 +80,7 @@ pub use manifest::{
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
 pub use registry::{
-    Flavour, ImageStore, Pruned, PullError, Registries, StoredImage, check_images,
+    Flavour, ImageStore, Pruned, PullError, PullProgress, Registries, StoredImage, check_images,
     is_registry_reference, push_wasm,
 };
 pub use run::{CompileProgress, PodOutcome, RunConfig, RunOutcome, StatusSink, run};

@@ -53,6 +53,17 @@ const WASM_LAYERS: [&str; 3] = [
 /// Operating systems of a Wasm platform (with architecture `wasm`).
 const WASM_OSES: [&str; 3] = ["wasi", "wasip1", "wasip2"];
 
+/// Hears how a pull's downloads go (the CLI draws a line per layer on a
+/// terminal). Called from the pulling task; keep it quick.
+pub trait PullProgress: std::fmt::Debug + Send + Sync {
+    /// `digest` (`total` bytes) of `reference` starts downloading.
+    fn started(&self, reference: &str, digest: &str, total: u64);
+    /// `bytes` more of `digest` arrived.
+    fn advanced(&self, digest: &str, bytes: u64);
+    /// `digest` is whole (verified), or failed.
+    fn finished(&self, digest: &str);
+}
+
 /// Where pulled images live, and how registries are reached.
 #[derive(Debug, Clone)]
 pub struct Registries {
@@ -65,6 +76,8 @@ pub struct Registries {
     /// Never pull: only what the store has runs (set behind the OS wall,
     /// whose pulls were made before it went up).
     pub offline: bool,
+    /// Told how downloads go.
+    pub progress: Option<std::sync::Arc<dyn PullProgress>>,
 }
 
 impl Default for Registries {
@@ -77,6 +90,7 @@ impl Default for Registries {
                 .join("store"),
             insecure: Vec::new(),
             offline: false,
+            progress: None,
         }
     }
 }
@@ -603,7 +617,7 @@ impl ImageStore {
         let (flavour, path) = match wasm_layers[..] {
             [layer] => {
                 let blob = self
-                    .fetch_blob(&client, &parsed, layer)
+                    .fetch_blob(&client, &parsed, layer, registries.progress.as_deref())
                     .await
                     .map_err(|e| e.into_pull(&registry_error, reference))?;
                 blobs.push(layer.digest.clone());
@@ -611,7 +625,12 @@ impl ImageStore {
             }
             [] => {
                 let config = self
-                    .fetch_blob(&client, &parsed, &manifest.config)
+                    .fetch_blob(
+                        &client,
+                        &parsed,
+                        &manifest.config,
+                        registries.progress.as_deref(),
+                    )
                     .await
                     .map_err(|e| e.into_pull(&registry_error, reference))?;
                 blobs.push(manifest.config.digest.clone());
@@ -645,7 +664,7 @@ impl ImageStore {
                         }
                     };
                     let blob = self
-                        .fetch_blob(&client, &parsed, layer)
+                        .fetch_blob(&client, &parsed, layer, registries.progress.as_deref())
                         .await
                         .map_err(|e| e.into_pull(&registry_error, reference))?;
                     layers.push((blob, gzip));
@@ -778,6 +797,7 @@ impl ImageStore {
         client: &oci_client::Client,
         reference: &Reference,
         descriptor: &OciDescriptor,
+        progress: Option<&dyn PullProgress>,
     ) -> Result<PathBuf, Failure> {
         let path = self.blob(&descriptor.digest);
         if path.exists() {
@@ -788,13 +808,60 @@ impl ImageStore {
         std::fs::create_dir_all(folder).map_err(store)?;
         let temporary = temporary_name(&path);
         let file = tokio::fs::File::create(&temporary).await.map_err(store)?;
-        let pulled = client.pull_blob(reference, descriptor, file).await;
+        let digest = descriptor.digest.as_str();
+        if let Some(progress) = progress {
+            progress.started(&reference.whole(), digest, descriptor.size.max(0) as u64);
+        }
+        let counted = Counted {
+            inner: file,
+            progress,
+            digest,
+        };
+        let pulled = client.pull_blob(reference, descriptor, counted).await;
+        if let Some(progress) = progress {
+            progress.finished(digest);
+        }
         if let Err(error) = pulled {
             let _ = std::fs::remove_file(&temporary);
             return Err(Failure::Registry(error));
         }
         std::fs::rename(&temporary, &path).map_err(store)?;
         Ok(path)
+    }
+}
+
+/// A writer that tells [`PullProgress`] what passes through it.
+struct Counted<'a, W> {
+    inner: W,
+    progress: Option<&'a dyn PullProgress>,
+    digest: &'a str,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let (std::task::Poll::Ready(Ok(n)), Some(progress)) = (&written, self.progress) {
+            progress.advanced(self.digest, *n as u64);
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

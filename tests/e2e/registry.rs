@@ -371,6 +371,10 @@ fn an_index_is_narrowed_to_wasi_wasm_and_other_platforms_are_refused_by_name() {
     let multi = pull(&workspace, &format!("{}/multi:v1", registry.address));
     multi.expect_code(0);
     assert_eq!(multi.stdout.trim(), wasi, "the wasi/wasm entry's digest");
+    assert_eq!(
+        multi.stderr, "",
+        "no progress lines when stderr is no terminal"
+    );
     for name in ["linux-only:v1", "linux-index:v1"] {
         let refused = pull(&workspace, &format!("{}/{name}", registry.address));
         refused.expect_code(125);
@@ -521,4 +525,68 @@ fn validate_check_images_resolves_every_image_and_pulls_nothing() {
         "{}",
         absent.stderr
     );
+}
+
+/// What a pull told its progress listener.
+#[derive(Debug, Default)]
+struct Heard(std::sync::Mutex<Vec<(String, u64)>>);
+
+impl wpod::PullProgress for Heard {
+    fn started(&self, _reference: &str, digest: &str, total: u64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((format!("started {digest}"), total));
+    }
+    fn advanced(&self, digest: &str, bytes: u64) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((format!("advanced {digest}"), bytes));
+    }
+    fn finished(&self, digest: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((format!("finished {digest}"), 0));
+    }
+}
+
+#[test]
+fn a_pull_tells_its_progress_listener_every_byte_of_every_layer() {
+    let Some(registry) = Registry::start() else {
+        return;
+    };
+    let wasm = hello();
+    registry.push_artifact("hello:v1", wasm.clone());
+    let layer = format!(
+        "sha256:{}",
+        oci_client::client::ImageLayer::new(wasm.clone(), String::new(), None)
+            .sha256_digest()
+            .trim_start_matches("sha256:")
+    );
+    let store = tempfile::tempdir().unwrap();
+    let heard = std::sync::Arc::new(Heard::default());
+    let registries = wpod::Registries {
+        store: store.path().to_owned(),
+        progress: Some(heard.clone()),
+        ..wpod::Registries::default()
+    };
+    let pulled = tokio::runtime::Runtime::new().unwrap().block_on(
+        wpod::ImageStore::new(store.path())
+            .pull(&format!("{}/hello:v1", registry.address), &registries),
+    );
+    pulled.unwrap();
+    let heard = heard.0.lock().unwrap();
+    assert_eq!(
+        heard.first(),
+        Some(&(format!("started {layer}"), wasm.len() as u64))
+    );
+    let advanced: u64 = heard
+        .iter()
+        .filter(|(what, _)| *what == format!("advanced {layer}"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(advanced, wasm.len() as u64);
+    assert_eq!(heard.last(), Some(&(format!("finished {layer}"), 0)));
 }

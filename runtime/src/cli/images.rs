@@ -24,10 +24,55 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// The registries' settings, with a progress line per layer on stderr
+    /// when it is a terminal.
     pub fn registries(&self) -> Registries {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         Registries {
             insecure: self.insecure.clone(),
+            progress: terminal.then(|| {
+                std::sync::Arc::new(PullBars::default()) as std::sync::Arc<dyn wpod::PullProgress>
+            }),
             ..Registries::default()
+        }
+    }
+}
+
+/// One line per layer being downloaded: digest, bytes, rate (indicatif).
+#[derive(Debug, Default)]
+struct PullBars {
+    bars: indicatif::MultiProgress,
+    by_digest: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl wpod::PullProgress for PullBars {
+    fn started(&self, reference: &str, digest: &str, total: u64) {
+        let bar = self.bars.add(indicatif::ProgressBar::new(total));
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar}",
+        ) {
+            bar.set_style(style);
+        }
+        let short = digest.trim_start_matches("sha256:");
+        bar.set_prefix(format!("{reference} {}", &short[..short.len().min(12)]));
+        if let Ok(mut bars) = self.by_digest.lock() {
+            bars.insert(digest.to_owned(), bar);
+        }
+    }
+
+    fn advanced(&self, digest: &str, bytes: u64) {
+        if let Ok(bars) = self.by_digest.lock()
+            && let Some(bar) = bars.get(digest)
+        {
+            bar.inc(bytes);
+        }
+    }
+
+    fn finished(&self, digest: &str) {
+        if let Ok(mut bars) = self.by_digest.lock()
+            && let Some(bar) = bars.remove(digest)
+        {
+            bar.finish_and_clear();
         }
     }
 }
