@@ -310,7 +310,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let outcome = wpod::run(&args.manifest, pods, config)?;
+    let outcome = match wpod::run(&args.manifest, pods, config) {
+        Ok(outcome) => outcome,
+        Err(wpod::SandboxError::Pulling { report, pods }) => {
+            // Nothing ran: with -o, the pods as they stand (Pending, the
+            // container waiting with ErrImagePull), then the error.
+            if let Some(format) = args.output {
+                print_statuses(&RunOutcome { pods, signal: None }, format)?;
+            }
+            return Err(wpod::SandboxError::Pulling {
+                report,
+                pods: Vec::new(),
+            }
+            .into());
+        }
+        Err(error) => return Err(error.into()),
+    };
     report(&outcome, args.output)?;
     Ok(ExitCode::from(outcome.exit_status()))
 }
@@ -337,7 +352,14 @@ fn report(outcome: &RunOutcome, format: Option<Format>) -> anyhow::Result<()> {
             eprintln!("wpod: pod `{name}` {:?}: {message}", status.phase);
         }
     }
-    let Some(format) = format else { return Ok(()) };
+    match format {
+        Some(format) => print_statuses(outcome, format),
+        None => Ok(()),
+    }
+}
+
+/// The pods' statuses on stdout, in the shape of Kubernetes' `PodStatus`.
+fn print_statuses(outcome: &RunOutcome, format: Format) -> anyhow::Result<()> {
     let value = outcome.to_json()?;
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&value)? + "\n",

@@ -595,7 +595,7 @@ fn start_epoch_ticker(engine: &Engine) {
         .expect("spawning the epoch thread");
 }
 
-fn initial_status(pod: &PodSpec) -> PodStatus {
+pub(crate) fn initial_status(pod: &PodSpec) -> PodStatus {
     let waiting = |spec: &ContainerSpec, reason: &str| {
         ContainerStatus::waiting(&spec.name, &spec.image, reason)
     };
@@ -989,6 +989,7 @@ impl PodRun {
             self.update(index, |status| {
                 status.last_state = Some(ContainerState::Terminated(termination));
                 status.state = ContainerState::Waiting {
+                    message: None,
                     reason: if succeeded {
                         "Completed".into()
                     } else {

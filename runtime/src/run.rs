@@ -268,12 +268,63 @@ fn pull_images(pods: &[PodSpec], registries: &crate::Registries) -> Result<(), S
         let tokio = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| ErrorReport::new(&e, crate::Fault::Host))?;
+            .map_err(|e| PullFailed::from(ErrorReport::new(&e, crate::Fault::Host)))?;
         tokio
             .block_on(crate::registry::pull_for(pods, registries))
-            .map_err(|error| ErrorReport::new(&error, error.fault()))
+            .map_err(|error| PullFailed {
+                report: ErrorReport::new(&error, error.fault()),
+                at: match &error {
+                    crate::Error::Image { pod, container, .. } => {
+                        Some((pod.clone(), container.clone()))
+                    }
+                    _ => None,
+                },
+            })
     });
-    pulled.map_err(|report| SandboxError::Pulling { report })
+    pulled.map_err(|PullFailed { report, at }| {
+        let message = report.to_string();
+        let pods = pods
+            .iter()
+            .map(|pod| {
+                let mut status = crate::pod::initial_status(pod);
+                for container in status
+                    .init_container_statuses
+                    .iter_mut()
+                    .chain(status.container_statuses.iter_mut())
+                {
+                    if at
+                        .as_ref()
+                        .is_some_and(|(p, c)| *p == pod.name && *c == container.name)
+                    {
+                        container.state = crate::ContainerState::Waiting {
+                            reason: "ErrImagePull".into(),
+                            message: Some(message.clone()),
+                        };
+                    }
+                }
+                PodOutcome {
+                    name: pod.name.clone(),
+                    pid: None,
+                    status,
+                }
+            })
+            .collect();
+        SandboxError::Pulling { report, pods }
+    })
+}
+
+/// A pull that failed in the child process: why, and for which pod and
+/// container.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PullFailed {
+    report: ErrorReport,
+    at: Option<(String, String)>,
+}
+
+impl From<ErrorReport> for PullFailed {
+    fn from(report: ErrorReport) -> PullFailed {
+        PullFailed { report, at: None }
+    }
 }
 
 /// The pods in this process, on one tokio runtime.

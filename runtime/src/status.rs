@@ -58,6 +58,9 @@ pub enum ContainerState {
     #[serde(rename_all = "camelCase")]
     Waiting {
         reason: String,
+        /// Why, when there is more to say than the reason (`ErrImagePull`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
     Running {
@@ -96,6 +99,7 @@ impl ContainerStatus {
             restart_count: 0,
             state: ContainerState::Waiting {
                 reason: reason.into(),
+                message: None,
             },
             last_state: None,
         }

@@ -432,6 +432,24 @@ fn a_pinned_digest_runs_and_a_wrong_one_an_unknown_tag_or_no_registry_fail_leavi
         );
     }
     assert!(stored(&other).is_empty(), "{:?}", stored(&other));
+    // In a pod, with -o json: the pod as it stands, the container waiting.
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: unknown}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: {unknown}\n"
+    );
+    let run = other.run_pod(&yaml, &["-o", "json"]);
+    run.expect_code(125);
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["phase"], "Pending");
+    let waiting = &crate::support::container(&status, "app")["state"]["waiting"];
+    assert_eq!(waiting["reason"], "ErrImagePull", "{status}");
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap()
+            .contains("manifest unknown"),
+        "{status}"
+    );
+    assert!(stored(&other).is_empty(), "{:?}", stored(&other));
 }
 
 #[test]

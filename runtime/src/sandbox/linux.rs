@@ -98,16 +98,17 @@ pub(super) fn run(
     )
 }
 
-/// [`super::in_child`] on Linux: a fork, its report as JSON on a pipe.
-pub(super) fn in_child(
-    work: impl FnOnce() -> Result<(), super::ErrorReport>,
-) -> Result<(), super::ErrorReport> {
+/// [`super::in_child`] on Linux: a fork, its result as JSON on a pipe.
+pub(super) fn in_child<E>(work: impl FnOnce() -> Result<(), E>) -> Result<(), E>
+where
+    E: serde::Serialize + serde::de::DeserializeOwned + From<super::ErrorReport>,
+{
     use std::io::{Read as _, Write as _};
     let host = |what: &str, error: &dyn std::error::Error| {
-        super::ErrorReport::new(
+        E::from(super::ErrorReport::new(
             &std::io::Error::other(format!("{what}: {error}")),
             crate::Fault::Host,
-        )
+        ))
     };
     let (read, write) = super::sys::pipe().map_err(|e| host("creating a pipe", &e))?;
     let _ = std::io::stdout().flush();
@@ -128,10 +129,10 @@ pub(super) fn in_child(
             let mut text = Vec::new();
             let _ = std::fs::File::from(read).read_to_end(&mut text);
             let status = super::sys::wait_for(pid);
-            match serde_json::from_slice::<Result<(), super::ErrorReport>>(&text) {
+            match serde_json::from_slice::<Result<(), E>>(&text) {
                 Ok(result) => result,
                 Err(_) => Err(host(
-                    "the child process that pulls images",
+                    "the child process",
                     &std::io::Error::other(format!("ended without a word ({status:?})")),
                 )),
             }

@@ -159,9 +159,14 @@ pub enum SandboxError {
     /// The pod process could not put up its wall or start its pod.
     #[error("{}", name_the_pod(pod, report))]
     Inside { pod: String, report: ErrorReport },
-    /// Pulling an image failed (in a child process, see `in_child`).
+    /// Pulling an image failed (in a child process, see `in_child`):
+    /// nothing ran. `pods` are the pods as they stand, Pending, the
+    /// container whose image failed waiting with reason `ErrImagePull`.
     #[error("{report}")]
-    Pulling { report: ErrorReport },
+    Pulling {
+        report: ErrorReport,
+        pods: Vec<crate::PodOutcome>,
+    },
     /// `wpod run -d` of a pod whose name a detached pod of the user has.
     #[error(
         "pod `{pod}` exists already (wpod ps -a shows it); remove it with `wpod rm {pod}`, or run with --replace"
@@ -200,7 +205,9 @@ impl SandboxError {
                 crate::Fault::Input
             }
             SandboxError::Pod(error) => error.fault(),
-            SandboxError::Inside { report, .. } | SandboxError::Pulling { report } => report.fault,
+            SandboxError::Inside { report, .. } | SandboxError::Pulling { report, .. } => {
+                report.fault
+            }
             SandboxError::Supervisor { .. } => crate::Fault::Host,
         }
     }
@@ -256,7 +263,10 @@ impl Sandbox {
 /// process would inherit closed) never exists in this process, which forks
 /// the pod processes later. In-process where there is no fork (other OSes)
 /// or this process already has threads (then there is no OS wall either).
-pub(crate) fn in_child(work: impl FnOnce() -> Result<(), ErrorReport>) -> Result<(), ErrorReport> {
+pub(crate) fn in_child<E>(work: impl FnOnce() -> Result<(), E>) -> Result<(), E>
+where
+    E: Serialize + serde::de::DeserializeOwned + From<ErrorReport>,
+{
     #[cfg(target_os = "linux")]
     if sys::thread_count().is_some_and(|n| n == 1) {
         return linux::in_child(work);
