@@ -651,6 +651,49 @@ fn fingerprint(meta: &std::fs::Metadata) -> String {
 
 /// `<cache>/files/<hash of the path>`: the fingerprint a Wasm file had when
 /// it was compiled, and the cache key of its artifact.
+/// Removes the compile cache's entries for `programs` (files that are gone
+/// or going: a pruned image's): their file index, and each compiled
+/// artifact no other file's index still names. Returns the entries removed
+/// and their bytes.
+pub(crate) fn forget_cached(cache_dir: &Path, programs: &[PathBuf]) -> (usize, u64) {
+    let files = cache_dir.join("files");
+    let key_of = |index: &Path| -> Option<String> {
+        let text = std::fs::read_to_string(index).ok()?;
+        text.lines().nth(2).map(str::to_owned)
+    };
+    let mut keys = Vec::new();
+    let mut removed = (0, 0);
+    for program in programs {
+        let index = files.join(hex::encode(Sha256::digest(
+            program.as_os_str().as_encoded_bytes(),
+        )));
+        if let Some(key) = key_of(&index)
+            && std::fs::remove_file(&index).is_ok()
+        {
+            keys.push(key);
+            removed.0 += 1;
+        }
+    }
+    let still_named: std::collections::HashSet<String> = std::fs::read_dir(&files)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| key_of(&entry.path()))
+        .collect();
+    for key in keys {
+        if still_named.contains(&key) {
+            continue;
+        }
+        let artifact = cache_dir.join(format!("{key}.cwasm"));
+        let bytes = std::fs::metadata(&artifact).map(|m| m.len()).unwrap_or(0);
+        if std::fs::remove_file(&artifact).is_ok() {
+            removed.0 += 1;
+            removed.1 += bytes;
+        }
+    }
+    removed
+}
+
 struct FileIndex {
     cache_dir: PathBuf,
     file: PathBuf,

@@ -519,18 +519,24 @@ impl ImageStore {
     }
 
     /// Removes `reference` from the store, and what no other reference
-    /// uses; `None` if the store does not have it.
-    pub fn remove(&self, reference: &str) -> std::io::Result<Option<Pruned>> {
+    /// uses (see [`ImageStore::prune`]); `None` if the store does not have
+    /// it.
+    pub fn remove(
+        &self,
+        reference: &str,
+        cache_dir: Option<&Path>,
+    ) -> std::io::Result<Option<Pruned>> {
         match std::fs::remove_file(self.ref_file(reference)) {
-            Ok(()) => self.prune().map(Some),
+            Ok(()) => self.prune(cache_dir).map(Some),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(error),
         }
     }
 
-    /// Removes the blobs and unpacked images no reference uses, and what
-    /// killed pulls left; waits for pulls running now to finish.
-    pub fn prune(&self) -> std::io::Result<Pruned> {
+    /// Removes the blobs and unpacked images no reference uses, what killed
+    /// pulls left, and the entries of the compile cache at `cache_dir`
+    /// compiled from them; waits for pulls running now to finish.
+    pub fn prune(&self, cache_dir: Option<&Path>) -> std::io::Result<Pruned> {
         let _lock = StoreLock::take(&self.root, true)?;
         let mut used = std::collections::HashSet::new();
         if let Ok(entries) = std::fs::read_dir(self.root.join("refs")) {
@@ -546,6 +552,7 @@ impl ImageStore {
             }
         }
         let mut pruned = Pruned::default();
+        let mut programs = Vec::new();
         for folder in [
             self.root.join("blobs").join("sha256"),
             self.root.join("images"),
@@ -562,6 +569,9 @@ impl ImageStore {
                 }
                 let path = entry.path();
                 let bytes = disk_bytes(&path);
+                // The programs the compile cache may hold: a blob is one;
+                // an image's are files in its rootfs.
+                programs.extend(files_in(&path));
                 let removed = if path.is_dir() {
                     std::fs::remove_dir_all(&path)
                 } else {
@@ -572,6 +582,11 @@ impl ImageStore {
                     pruned.bytes += bytes;
                 }
             }
+        }
+        if let Some(cache_dir) = cache_dir {
+            let (entries, bytes) = crate::image::forget_cached(cache_dir, &programs);
+            pruned.entries += entries;
+            pruned.bytes += bytes;
         }
         Ok(pruned)
     }
@@ -1041,6 +1056,20 @@ fn error_text(error: &dyn std::error::Error) -> String {
 fn temporary_name(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
+}
+
+/// The regular files at `path`: itself, or those anywhere in it.
+fn files_in(path: &Path) -> Vec<PathBuf> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|entry| files_in(&entry.path()))
+            .collect(),
+        Ok(meta) if meta.is_file() => vec![path.to_owned()],
+        _ => Vec::new(),
+    }
 }
 
 /// The bytes of a file, or of everything in a folder.

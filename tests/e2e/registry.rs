@@ -316,9 +316,26 @@ spec:
     };
     let before = blobs();
     let hello_v1 = format!("{address}/hello:v1");
+    // The compile cache's index entry for the artifact's blob (named by
+    // the program's path), which rmi takes with the blob.
+    use sha2::Digest as _;
+    let blob = store
+        .join("blobs/sha256")
+        .join(hex::encode(sha2::Sha256::digest(hello())));
+    let index = crate::support::cache_dir()
+        .join("files")
+        .join(hex::encode(sha2::Sha256::digest(
+            blob.as_os_str().as_encoded_bytes(),
+        )));
+    assert!(index.exists(), "{} compiled from the store", blob.display());
     let rmi = Run::from(workspace.wpod().args(["rmi", &hello_v1]).output().unwrap());
     rmi.expect_code(0);
     assert_eq!(blobs(), before - 1, "the artifact's one blob");
+    assert!(
+        !index.exists(),
+        "the compile cache forgot {}",
+        blob.display()
+    );
     let images = Run::from(workspace.wpod().arg("images").output().unwrap());
     assert!(!images.stdout.contains("hello:v1"), "{}", images.stdout);
     assert!(images.stdout.contains("boxed:v1"), "{}", images.stdout);

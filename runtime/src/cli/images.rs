@@ -96,7 +96,8 @@ pub struct RmiArgs {
 
 #[derive(clap::Subcommand)]
 pub enum ImageCommand {
-    /// Remove what no image reference uses, and what killed pulls left.
+    /// Remove what no image reference uses, what killed pulls left, and the
+    /// compile cache's entries for them.
     Prune,
 }
 
@@ -167,9 +168,10 @@ pub fn images(args: &ImagesArgs) -> anyhow::Result<ExitCode> {
 
 pub fn rmi(args: &RmiArgs) -> anyhow::Result<ExitCode> {
     let store = ImageStore::new(Registries::default().store);
+    let cache_dir = wpod::RuntimeConfig::from_env().cache_dir;
     let mut missing = Vec::new();
     for reference in &args.references {
-        match store.remove(reference)? {
+        match store.remove(reference, cache_dir.as_deref())? {
             Some(pruned) => println!("removed {reference} ({} freed)", human_size(pruned.bytes)),
             None => missing.push(reference.as_str()),
         }
@@ -188,7 +190,9 @@ pub fn rmi(args: &RmiArgs) -> anyhow::Result<ExitCode> {
 pub fn image(command: &ImageCommand) -> anyhow::Result<ExitCode> {
     match command {
         ImageCommand::Prune => {
-            let pruned = ImageStore::new(Registries::default().store).prune()?;
+            let cache_dir = wpod::RuntimeConfig::from_env().cache_dir;
+            let pruned =
+                ImageStore::new(Registries::default().store).prune(cache_dir.as_deref())?;
             println!(
                 "removed {} entries ({} freed)",
                 pruned.entries,
