@@ -11,8 +11,9 @@
 //! Two flavours run:
 //! - **Wasm OCI artifacts** (the CNCF layout of `oci-wasm`: config
 //!   `application/vnd.wasm.config.v0+json`, one `application/wasm` layer;
-//!   also the older `application/vnd.wasm.content.layer.v1+wasm` and
-//!   runwasi's `application/vnd.module.wasm.content.layer.v1+wasm`): the
+//!   also the older `application/vnd.wasm.content.layer.v1+wasm`,
+//!   runwasi's `application/vnd.module.wasm.content.layer.v1+wasm` and
+//!   `application/vnd.bytecodealliance.wasm.component.layer.v0+wasm`): the
 //!   layer is the program. Several Wasm layers are refused (which one is
 //!   the program is not said by the format).
 //! - **`wasi/wasm` platform images** (`docker buildx --platform wasi/wasm`):
@@ -44,10 +45,11 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Layer media types of a Wasm program.
-const WASM_LAYERS: [&str; 3] = [
+const WASM_LAYERS: [&str; 4] = [
     "application/wasm",
     "application/vnd.wasm.content.layer.v1+wasm",
     "application/vnd.module.wasm.content.layer.v1+wasm",
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
 ];
 
 /// Operating systems of a Wasm platform (with architecture `wasm`).
