@@ -255,7 +255,7 @@ fn validate_and_run_refuse_the_same_annotations() {
 }
 
 #[test]
-fn completions_are_generated_and_a_bad_wpod_log_is_reported() {
+fn completions_and_man_pages_are_generated_and_a_bad_wpod_log_is_reported() {
     let workspace = Workspace::new();
     for shell in ["bash", "zsh", "fish"] {
         let run = workspace.run(&["completion", shell]);
@@ -265,6 +265,22 @@ fn completions_are_generated_and_a_bad_wpod_log_is_reported() {
             "{shell}"
         );
     }
+    // Man pages from the same definition: one per command.
+    let man = workspace.path().join("man");
+    workspace
+        .run(&["man", "--dir", man.to_str().unwrap()])
+        .expect_code(0);
+    let page = std::fs::read_to_string(man.join("wpod-pull.1")).unwrap();
+    assert!(page.contains("wpod\\-pull \\- Pull images"), "{page}");
+    for command in [
+        "run", "validate", "ps", "logs", "stop", "rm", "images", "push",
+    ] {
+        assert!(
+            man.join(format!("wpod-{command}.1")).exists(),
+            "wpod-{command}.1"
+        );
+    }
+    assert!(workspace.run(&["man"]).stdout.contains(".TH wpod 1"));
     let pod = workspace.pod("apiVersion: v1\nkind: Pod\nmetadata: {name: ok}\nspec:\n  containers:\n  - {name: a, image: a.wasm}\n");
     let run = workspace
         .wpod()

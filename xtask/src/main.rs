@@ -3,6 +3,8 @@
 //! - `cargo xtask images`: build the guests and assemble `target/images`.
 //! - `cargo xtask run POD.yaml [wpod run flags]`: the same, then build wpod
 //!   (release) and run `wpod run POD.yaml` with `WPOD_IMAGE_PATH` set.
+//! - `cargo xtask man`: the man pages (`wpod.1`, `wpod-COMMAND.1`) into
+//!   `target/man`, from wpod's clap definition (`wpod man --dir`).
 
 use std::process::{Command, ExitCode};
 
@@ -17,8 +19,11 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         },
         Some("run") if args.len() >= 2 => run(&args[1..]),
+        Some("man") => man(),
         _ => {
-            eprintln!("usage: cargo xtask images | cargo xtask run POD.yaml [wpod run flags]");
+            eprintln!(
+                "usage: cargo xtask images | cargo xtask run POD.yaml [wpod run flags] | cargo xtask man"
+            );
             ExitCode::from(2)
         }
     }
@@ -62,6 +67,24 @@ fn run(args: &[String]) -> ExitCode {
     match status {
         Ok(status) => ExitCode::from(status.code().map_or(1, |c| c as u8)),
         Err(e) => fail(&format!("running wpod: {e}")),
+    }
+}
+
+fn man() -> ExitCode {
+    let root = xtask::workspace_root();
+    let dir = root.join("target").join("man");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(&root)
+        .args(["run", "--quiet", "-p", "wpod", "--", "man", "--dir"])
+        .arg(&dir)
+        .status();
+    match status {
+        Ok(status) if status.success() => {
+            println!("{}", dir.display());
+            ExitCode::SUCCESS
+        }
+        _ => fail("writing the man pages failed"),
     }
 }
 

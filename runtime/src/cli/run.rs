@@ -1,0 +1,269 @@
+//! `wpod run` and `wpod validate`: the run's settings from the flags, the
+//! call into the library, and what is printed (containers' lines, the
+//! compile progress, the statuses with `-o`).
+
+use crate::BadInput;
+use crate::images;
+use clap::ValueEnum;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use wpod::{
+    Backoff, EgressPolicy, ImagePath, Isolation, LogLine, LogSink, PodOptions, PodOutcome,
+    PodPhase, PodSpec, RunConfig, RunOutcome, RuntimeConfig, Stream,
+};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The Pod manifest (YAML; several documents separated by `---`).
+    manifest: PathBuf,
+    /// Print the final status: json or yaml, in the shape of a Kubernetes PodStatus.
+    #[arg(short, long, value_enum)]
+    output: Option<Format>,
+    /// Print containers' output without the `[container]` tag.
+    #[arg(long)]
+    no_tags: bool,
+    /// Compile every program afresh and write nothing to the compile cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// First restart back-off (doubles up to 5 min), e.g. `100ms`; the kubelet's is 10s.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    restart_backoff: Duration,
+    /// Allow egress to these destinations (CIDR or address, optional port;
+    /// comma-separated, `*` for all), for every pod of the manifest.
+    #[arg(long, value_name = "RULES")]
+    allow_egress: Option<String>,
+    /// The OS wall around each pod's process (Linux: namespaces, own root,
+    /// cgroup, seccomp): auto (where the kernel allows, else a warning),
+    /// required (refuse to run without all of it) or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    isolation: IsolationArg,
+    /// Write the host PID of each pod's process (PID 1 of its namespaces)
+    /// here, one a line, once its wall is up.
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+    /// Run the pods in the background: print their names once they run and
+    /// return; `wpod ps`, `logs`, `stop` and `rm` find them.
+    #[arg(short, long, conflicts_with_all = ["output", "pid_file"])]
+    detach: bool,
+    /// With -d: stop and remove a detached pod of the same name first.
+    #[arg(long, requires = "detach")]
+    replace: bool,
+    #[command(flatten)]
+    registries: images::RegistryArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum IsolationArg {
+    Auto,
+    Required,
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+pub fn validate(
+    manifest: &PathBuf,
+    check_images: Option<wpod::Registries>,
+) -> anyhow::Result<ExitCode> {
+    let pods = PodSpec::from_yaml_file(manifest)?;
+    if let Some(registries) = check_images {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        tokio.block_on(wpod::check_images(
+            &pods,
+            &ImagePath::from_env(),
+            &registries,
+        ))?;
+    }
+    for pod in &pods {
+        println!(
+            "{}: pod `{}` is valid ({} init, {} app containers)",
+            manifest.display(),
+            pod.name,
+            pod.init_containers.len(),
+            pod.containers.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let pods = PodSpec::from_yaml_file(&args.manifest)?;
+    let egress = match &args.allow_egress {
+        Some(rules) => {
+            EgressPolicy::parse(rules).map_err(|e| BadInput(format!("--allow-egress: {e}")))?
+        }
+        None => EgressPolicy::default(),
+    };
+    let mut runtime = RuntimeConfig::from_env();
+    if args.no_cache {
+        runtime.cache_dir = None;
+    }
+    let config = RunConfig {
+        isolation: match args.isolation {
+            IsolationArg::Auto => Isolation::Auto,
+            IsolationArg::Required => Isolation::Required,
+            IsolationArg::None => Isolation::None,
+        },
+        runtime,
+        options: PodOptions {
+            image_path: ImagePath::from_env(),
+            registries: args.registries.registries(),
+            egress,
+            backoff: Backoff {
+                initial: args.restart_backoff,
+                max: Backoff::KUBELET.max.max(args.restart_backoff),
+            },
+            // With -o, stdout holds only the status: containers' lines go to stderr.
+            log_sink: Arc::new(Terminal {
+                tags: !args.no_tags,
+                all_to_stderr: args.output.is_some(),
+            }),
+            ..PodOptions::default()
+        },
+        pid_file: args.pid_file.clone(),
+        stop_on_signals: true,
+        exit_after: true,
+        pod_files: None,
+        status_sink: None,
+        progress: Some(Arc::new(Progress::default())),
+    };
+    if args.detach {
+        let store = wpod::PodStore::new(&PodOptions::default().state_dir);
+        for name in wpod::run_detached(&args.manifest, pods, config, &store, args.replace)? {
+            println!("{name}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outcome = match wpod::run(&args.manifest, pods, config) {
+        Ok(outcome) => outcome,
+        Err(wpod::SandboxError::Pulling { report, pods }) => {
+            // Nothing ran: with -o, the pods as they stand (Pending, the
+            // container waiting with ErrImagePull), then the error.
+            if let Some(format) = args.output {
+                print_statuses(&RunOutcome { pods, signal: None }, format)?;
+            }
+            return Err(wpod::SandboxError::Pulling {
+                report,
+                pods: Vec::new(),
+            }
+            .into());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    report(&outcome, args.output)?;
+    Ok(ExitCode::from(outcome.exit_status()))
+}
+
+/// Says on stderr why each pod that did not succeed ended; with `-o`,
+/// prints the statuses on stdout in the shape of Kubernetes' `PodStatus`.
+fn report(outcome: &RunOutcome, format: Option<Format>) -> anyhow::Result<()> {
+    for PodOutcome { name, status, .. } in &outcome.pods {
+        if status.reason.as_deref() == Some("Stopped") {
+            // The user asked for it (Ctrl-C, SIGTERM): no container "failed".
+            eprintln!("wpod: pod `{name}` stopped");
+        } else if let Some((container, termination)) = status.failed_container() {
+            let detail = termination
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            eprintln!(
+                "wpod: pod `{name}` {:?}: container `{}` exited with code {} ({}){detail}",
+                status.phase, container.name, termination.exit_code, termination.reason
+            );
+        } else if status.phase != PodPhase::Succeeded {
+            let message = status.message.as_deref().unwrap_or_default();
+            eprintln!("wpod: pod `{name}` {:?}: {message}", status.phase);
+        }
+    }
+    match format {
+        Some(format) => print_statuses(outcome, format),
+        None => Ok(()),
+    }
+}
+
+/// The pods' statuses on stdout, in the shape of Kubernetes' `PodStatus`.
+fn print_statuses(outcome: &RunOutcome, format: Format) -> anyhow::Result<()> {
+    let value = outcome.to_json()?;
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(&value)? + "\n",
+        Format::Yaml => serde_yaml_ng::to_string(&value)?,
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// A line on stderr (a terminal only) while programs compile for more than
+/// half a second: which, and for how long. indicatif without its ticker
+/// thread: the caller ticks it (the supervisor must keep one thread).
+#[derive(Default)]
+struct Progress {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl wpod::CompileProgress for Progress {
+    fn compiling(&self, programs: &[String], elapsed: Duration) {
+        if elapsed < Duration::from_millis(500)
+            || !std::io::IsTerminal::is_terminal(&std::io::stderr())
+        {
+            return;
+        }
+        let Ok(mut bar) = self.bar.lock() else { return };
+        let bar = bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+                bar.set_style(style);
+            }
+            bar
+        });
+        bar.set_message(format!(
+            "compiling {} ({:.1} s; a second run loads it from the cache)",
+            programs.join(", "),
+            elapsed.as_secs_f64()
+        ));
+        bar.tick();
+    }
+
+    fn done(&self) {
+        if let Ok(mut bar) = self.bar.lock()
+            && let Some(bar) = bar.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Prints containers' lines: stdout to stdout, stderr to stderr.
+struct Terminal {
+    tags: bool,
+    all_to_stderr: bool,
+}
+
+impl LogSink for Terminal {
+    fn line(&self, line: LogLine<'_>) {
+        let mut buffer = Vec::with_capacity(line.text.len() + line.container.len() + 4);
+        if self.tags {
+            buffer.extend_from_slice(b"[");
+            buffer.extend_from_slice(line.container.as_bytes());
+            buffer.extend_from_slice(b"] ");
+        }
+        buffer.extend_from_slice(line.text);
+        buffer.push(b'\n');
+        // A closed terminal is no reason to disturb the pod.
+        let _ = match line.stream {
+            Stream::Stdout if !self.all_to_stderr => std::io::stdout().lock().write_all(&buffer),
+            Stream::Stdout => std::io::stderr().lock().write_all(&buffer),
+            Stream::Stderr => std::io::stderr().lock().write_all(&buffer),
+        };
+    }
+}
