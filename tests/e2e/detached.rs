@@ -78,6 +78,26 @@ fn run_detached_then_ps_logs_stop_and_rm_leave_nothing() {
     assert_eq!(logs.stdout, "one\ntwo\nthree\n");
     let tail = workspace.run(&["logs", "chatter", "-c", "talker", "--tail", "1"]);
     assert_eq!(tail.stdout, "three\n");
+    // --since: all three within the hour; none within the last few
+    // milliseconds once the talker has gone quiet (it sleeps after them).
+    let hour = workspace.run(&["logs", "chatter", "-c", "talker", "--since", "1h"]);
+    assert_eq!(hour.stdout, "one\ntwo\nthree\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let recent = workspace.run(&["logs", "chatter", "-c", "talker", "--since", "200ms"]);
+    recent.expect_code(0);
+    assert_eq!(recent.stdout, "");
+    // -o wide: the supervisor's PID and the images; -o yaml: the list.
+    let wide = workspace.run(&["ps", "-o", "wide"]);
+    let header = wide.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("PID") && header.contains("IMAGES"),
+        "{wide:?}"
+    );
+    let yaml = workspace.run(&["ps", "-o", "yaml"]);
+    assert!(
+        yaml.stdout.contains("kind: List") && yaml.stdout.contains("name: chatter"),
+        "{yaml:?}"
+    );
     let ambiguous = workspace.run(&["logs", "chatter"]);
     ambiguous.expect_code(125);
     assert!(

@@ -18,9 +18,12 @@ pub struct PsArgs {
     output: Option<PsFormat>,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum PsFormat {
+    /// The table with more columns: the supervisor's PID and the images.
+    Wide,
     Json,
+    Yaml,
 }
 
 #[derive(clap::Args)]
@@ -36,6 +39,9 @@ pub struct LogsArgs {
     /// Only the last N lines.
     #[arg(long, value_name = "N")]
     tail: Option<usize>,
+    /// Only lines newer than this, e.g. `10s`, `5m`, `1h` (as kubectl's).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    since: Option<Duration>,
     /// Each line with its RFC 3339 time.
     #[arg(long)]
     timestamps: bool,
@@ -99,7 +105,7 @@ pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|pod| args.all || pod.is_running())
         .collect();
-    if let Some(PsFormat::Json) = args.output {
+    if let Some(format @ (PsFormat::Json | PsFormat::Yaml)) = args.output {
         let items: Vec<serde_json::Value> = pods
             .iter()
             .map(|pod| {
@@ -112,16 +118,23 @@ pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
             })
             .collect();
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        match format {
+            PsFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&list)?),
+            _ => println!("{}", serde_json::to_string_pretty(&list)?),
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut rows = vec![[
+    let wide = args.output == Some(PsFormat::Wide);
+    let mut rows = vec![vec![
         "NAME".to_owned(),
         "READY".into(),
         "STATUS".into(),
         "RESTARTS".into(),
         "AGE".into(),
     ]];
+    if wide {
+        rows[0].extend(["PID".to_owned(), "IMAGES".into()]);
+    }
     for pod in &pods {
         let (ready, total, restarts) = pod.status.as_ref().map_or((0, 0, 0), |status| {
             let apps = &status.container_statuses;
@@ -131,15 +144,21 @@ pub fn ps(args: &PsArgs) -> anyhow::Result<ExitCode> {
                 apps.iter().map(|c| c.restart_count).sum::<u32>(),
             )
         });
-        rows.push([
+        let mut row = vec![
             pod.name.clone(),
             format!("{ready}/{total}"),
             pod.shown_status(),
             restarts.to_string(),
             age(pod.created),
-        ]);
+        ];
+        if wide {
+            let images: Vec<&str> = containers_of(pod).map(|c| c.image.as_str()).collect();
+            row.push(pod.supervisor.map_or("-".into(), |pid| pid.to_string()));
+            row.push(images.join(","));
+        }
+        rows.push(row);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
         .collect();
     let mut out = std::io::stdout().lock();
@@ -168,19 +187,19 @@ fn age(created: SystemTime) -> String {
     }
 }
 
+/// A stored pod's containers as its last status has them, init ones first.
+fn containers_of(pod: &StoredPod) -> impl Iterator<Item = &wpod::ContainerStatus> {
+    pod.status.iter().flat_map(|s| {
+        s.init_container_statuses
+            .iter()
+            .chain(&s.container_statuses)
+    })
+}
+
 /// The lines of a container's CRI log file, as the container printed them.
 pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let pod = find(&store(), &args.pod)?;
-    let containers: Vec<String> = pod
-        .status
-        .iter()
-        .flat_map(|s| {
-            s.init_container_statuses
-                .iter()
-                .chain(&s.container_statuses)
-        })
-        .map(|c| c.name.clone())
-        .collect();
+    let containers: Vec<String> = containers_of(&pod).map(|c| c.name.clone()).collect();
     let container = match (&args.container, containers.as_slice()) {
         (Some(name), _) if containers.contains(name) || containers.is_empty() => name.clone(),
         (Some(name), _) => {
@@ -204,7 +223,13 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let path = pod.log_path(&container);
     let mut printed = 0u64;
     let text = std::fs::read(&path).unwrap_or_default();
-    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+    let since = args
+        .since
+        .and_then(|since| SystemTime::now().checked_sub(since));
+    let lines: Vec<&[u8]> = text
+        .split_inclusive(|b| *b == b'\n')
+        .filter(|line| since.is_none_or(|since| written_at(line).is_some_and(|t| t >= since)))
+        .collect();
     let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
     let mut out = std::io::stdout().lock();
     for line in &lines[skip..] {
@@ -239,6 +264,12 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One CRI record (`TIME STREAM TAG TEXT`), printed as its text.
+/// When a CRI log record was written (its first field, RFC 3339).
+fn written_at(record: &[u8]) -> Option<SystemTime> {
+    let time = record.split(|b| *b == b' ').next()?;
+    humantime::parse_rfc3339(std::str::from_utf8(time).ok()?).ok()
+}
+
 fn print_record(
     out: &mut impl std::io::Write,
     record: &[u8],
