@@ -662,3 +662,59 @@ spec:
     let (_, output) = pod.terminate();
     assert!(fetched, "{output}");
 }
+
+#[test]
+fn two_users_detached_pods_do_not_see_each_other() {
+    let Some(user) = other_user() else {
+        return;
+    };
+    let workspace = Workspace::new();
+    std::fs::set_permissions(workspace.tmp(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(workspace.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sleeper = |name: &str| {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: '@probe@'\n    args: [sleep, '600000']\n"
+        );
+        let path = workspace.write(
+            &format!("{name}.yaml"),
+            crate::support::expand(&yaml, workspace.path()),
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    };
+    let as_user = |args: &[&str]| -> crate::support::Run {
+        let mut command = workspace.wpod();
+        command.args(args);
+        user.command(&command)
+            .output()
+            .expect("running wpod")
+            .into()
+    };
+    let ours = sleeper("roots");
+    let theirs = sleeper("theirs");
+    workspace
+        .run(&["run", "-d", ours.to_str().unwrap()])
+        .expect_code(0);
+    as_user(&["run", "-d", theirs.to_str().unwrap()]).expect_code(0);
+
+    let root_sees = workspace.run(&["ps", "-a"]);
+    assert!(
+        root_sees.stdout.contains("roots") && !root_sees.stdout.contains("theirs"),
+        "{root_sees:?}"
+    );
+    let user_sees = as_user(&["ps", "-a"]);
+    assert!(
+        user_sees.stdout.contains("theirs") && !user_sees.stdout.contains("roots"),
+        "{user_sees:?}"
+    );
+    // Neither can reach the other's pod by name.
+    let stop = as_user(&["stop", "roots"]);
+    stop.expect_code(125);
+    assert!(stop.stderr.contains("no detached pod `roots`"), "{stop:?}");
+    workspace.run(&["logs", "theirs"]).expect_code(125);
+
+    workspace.run(&["rm", "-f", "roots"]).expect_code(0);
+    as_user(&["rm", "-f", "theirs"]).expect_code(0);
+    assert!(!workspace.run(&["ps", "-a"]).stdout.contains("roots"));
+    assert!(!as_user(&["ps", "-a"]).stdout.contains("theirs"));
+}
