@@ -42,6 +42,13 @@ pub struct LogLine<'a> {
 /// ```
 pub trait LogSink: Send + Sync + 'static {
     fn line(&self, line: LogLine<'_>);
+
+    /// A piece of a line not finished yet (a prompt without its newline),
+    /// as soon as it is written: only the new bytes. The whole line still
+    /// comes to [`LogSink::line`] once it ends. The default ignores pieces.
+    fn partial(&self, piece: LogLine<'_>) {
+        let _ = piece;
+    }
 }
 
 /// Drops every line (the default sink: the library never prints).
@@ -272,6 +279,15 @@ impl LineWriter {
                 self.emit(&line);
             }
             rest = &rest[newline + 1..];
+        }
+        if !rest.is_empty() {
+            let output = &self.output;
+            output.sink.partial(LogLine {
+                pod: &output.pod,
+                container: &output.container,
+                stream: output.stream,
+                text: rest,
+            });
         }
         self.pending.extend_from_slice(rest);
         if self.pending.len() >= MAX_LINE {

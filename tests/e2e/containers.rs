@@ -143,3 +143,58 @@ fn two_pods_in_one_manifest_both_run() {
     assert_eq!(list["items"][1]["metadata"]["name"], "two");
     assert_eq!(list["items"][1]["status"]["phase"], "Succeeded");
 }
+
+#[test]
+fn a_prompt_without_a_newline_is_printed_before_the_line_ends() {
+    use std::io::Read as _;
+    let workspace = crate::support::Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: prompt}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'echo -n \"name? \"; sleep 2; echo done']
+",
+    );
+    let mut wpod = workspace
+        .wpod()
+        .args(["run", pod.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = wpod.stdout.take().unwrap();
+    let writer = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut chunk = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            writer.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    // The first run may compile first: a deadline only a failure reaches.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+        if text.contains("[app] name? ") {
+            // Shown while the guest still sleeps, before its line ends.
+            assert!(!text.contains("done"), "{text:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no prompt: {text:?}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(wpod.wait().unwrap().success());
+    reader.join().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.lock().unwrap()),
+        "[app] name? done\n"
+    );
+}

@@ -126,6 +126,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             log_sink: Arc::new(Terminal {
                 tags: !args.no_tags,
                 all_to_stderr: args.output.is_some(),
+                ..Terminal::default()
             }),
             ..PodOptions::default()
         },
@@ -243,27 +244,67 @@ impl wpod::CompileProgress for Progress {
     }
 }
 
-/// Prints containers' lines: stdout to stdout, stderr to stderr.
+/// Prints containers' lines: stdout to stdout, stderr to stderr. A piece of
+/// a line (a prompt) is printed at once; the rest of it when it ends.
+#[derive(Default)]
 struct Terminal {
     tags: bool,
     all_to_stderr: bool,
+    /// Bytes of each container's unfinished line already printed.
+    shown: std::sync::Mutex<std::collections::HashMap<(String, bool), usize>>,
+}
+
+impl Terminal {
+    fn write(&self, stream: Stream, bytes: &[u8]) {
+        // A closed terminal is no reason to disturb the pod.
+        let _ = match stream {
+            Stream::Stdout if !self.all_to_stderr => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes).and_then(|()| out.flush())
+            }
+            _ => std::io::stderr().lock().write_all(bytes),
+        };
+    }
+
+    fn tag(&self, container: &str, buffer: &mut Vec<u8>) {
+        if self.tags {
+            buffer.extend_from_slice(b"[");
+            buffer.extend_from_slice(container.as_bytes());
+            buffer.extend_from_slice(b"] ");
+        }
+    }
 }
 
 impl LogSink for Terminal {
     fn line(&self, line: LogLine<'_>) {
+        let key = (line.container.to_owned(), line.stream == Stream::Stderr);
+        let shown = self
+            .shown
+            .lock()
+            .ok()
+            .and_then(|mut shown| shown.remove(&key))
+            .unwrap_or(0);
         let mut buffer = Vec::with_capacity(line.text.len() + line.container.len() + 4);
-        if self.tags {
-            buffer.extend_from_slice(b"[");
-            buffer.extend_from_slice(line.container.as_bytes());
-            buffer.extend_from_slice(b"] ");
+        if shown == 0 {
+            self.tag(line.container, &mut buffer);
         }
-        buffer.extend_from_slice(line.text);
+        buffer.extend_from_slice(line.text.get(shown..).unwrap_or_default());
         buffer.push(b'\n');
-        // A closed terminal is no reason to disturb the pod.
-        let _ = match line.stream {
-            Stream::Stdout if !self.all_to_stderr => std::io::stdout().lock().write_all(&buffer),
-            Stream::Stdout => std::io::stderr().lock().write_all(&buffer),
-            Stream::Stderr => std::io::stderr().lock().write_all(&buffer),
+        self.write(line.stream, &buffer);
+    }
+
+    fn partial(&self, piece: LogLine<'_>) {
+        let key = (piece.container.to_owned(), piece.stream == Stream::Stderr);
+        let Ok(mut shown) = self.shown.lock() else {
+            return;
         };
+        let already = shown.entry(key).or_insert(0);
+        let mut buffer = Vec::with_capacity(piece.text.len() + piece.container.len() + 4);
+        if *already == 0 {
+            self.tag(piece.container, &mut buffer);
+        }
+        buffer.extend_from_slice(piece.text);
+        *already += piece.text.len();
+        self.write(piece.stream, &buffer);
     }
 }
