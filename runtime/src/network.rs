@@ -845,6 +845,152 @@ fn adopt(_local: SocketAddr, _socket: rustix::fd::OwnedFd) -> std::io::Result<()
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
+/// A store whose guest's sockets go through the pod's network (the
+/// container's WASI state).
+pub(crate) trait PodSockets {
+    fn pod_network(&self) -> PodNetwork;
+    fn sockets(&mut self) -> WasiSocketsCtxView<'_>;
+}
+
+/// The WASI version whose `wasi:sockets/tcp` wasmtime-wasi 48 defines; guests
+/// importing an older 0.2 version are linked to it by semver.
+const TCP_INTERFACE: &str = "wasi:sockets/tcp@0.2.12";
+const UDP_INTERFACE: &str = "wasi:sockets/udp@0.2.12";
+
+/// Replaces the address-carrying functions of `wasi:sockets/tcp` and `udp`
+/// with the pod network's (see the module docs), which rewrite the address
+/// and call wasmtime-wasi's own.
+pub(crate) fn shadow_sockets<T: PodSockets + Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::TcpSocket;
+    use wasmtime_wasi::p2::bindings::sockets::network::{IpSocketAddress, Network};
+    linker.allow_shadowing(true);
+    let mut tcp = linker.instance(TCP_INTERFACE)?;
+    tcp.func_wrap_async(
+        "[method]tcp-socket.start-bind",
+        |mut store, (this, network, address): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                let pod_network = state.pod_network();
+                lower(pod_network.tcp_start_bind(&mut state.sockets(), this, network, address).await)
+            })
+        },
+    )?;
+    tcp.func_wrap_async(
+        "[method]tcp-socket.start-connect",
+        |mut store, (this, network, address): (Resource<TcpSocket>, Resource<Network>, IpSocketAddress)| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                let pod_network = state.pod_network();
+                lower(pod_network.tcp_start_connect(&mut state.sockets(), this, network, address).await)
+            })
+        },
+    )?;
+    tcp.func_wrap(
+        "[method]tcp-socket.local-address",
+        |mut store, (this,): (Resource<TcpSocket>,)| {
+            let state: &mut T = store.data_mut();
+            let pod_network = state.pod_network();
+            lower(pod_network.tcp_local_address(&mut state.sockets(), this))
+        },
+    )?;
+    tcp.func_wrap(
+        "[method]tcp-socket.remote-address",
+        |mut store, (this,): (Resource<TcpSocket>,)| {
+            let state: &mut T = store.data_mut();
+            let pod_network = state.pod_network();
+            lower(pod_network.tcp_remote_address(&mut state.sockets(), this))
+        },
+    )?;
+    shadow_udp(linker)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The same for `wasi:sockets/udp`.
+fn shadow_udp<T: PodSockets + Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::UdpSocket;
+    use wasmtime_wasi::p2::bindings::sockets::network::{IpSocketAddress, Network};
+    use wasmtime_wasi::p2::bindings::sockets::udp::{
+        IncomingDatagramStream, OutgoingDatagram, OutgoingDatagramStream,
+    };
+    let mut udp = linker.instance(UDP_INTERFACE)?;
+    udp.func_wrap_async(
+        "[method]udp-socket.start-bind",
+        |mut store, (this, network, address): (Resource<UdpSocket>, Resource<Network>, IpSocketAddress)| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                let pod_network = state.pod_network();
+                lower(pod_network.udp_start_bind(&mut state.sockets(), this, network, address).await)
+            })
+        },
+    )?;
+    udp.func_wrap_async(
+        "[method]udp-socket.stream",
+        |mut store, (this, remote): (Resource<UdpSocket>, Option<IpSocketAddress>)| {
+            Box::new(async move {
+                let state: &mut T = store.data_mut();
+                let pod_network = state.pod_network();
+                lower(
+                    pod_network
+                        .udp_stream(&mut state.sockets(), this, remote)
+                        .await,
+                )
+            })
+        },
+    )?;
+    udp.func_wrap(
+        "[method]udp-socket.local-address",
+        |mut store, (this,): (Resource<UdpSocket>,)| {
+            let state: &mut T = store.data_mut();
+            let pod_network = state.pod_network();
+            lower(pod_network.udp_local_address(&mut state.sockets(), this))
+        },
+    )?;
+    udp.func_wrap(
+        "[method]udp-socket.remote-address",
+        |mut store, (this,): (Resource<UdpSocket>,)| {
+            let state: &mut T = store.data_mut();
+            let pod_network = state.pod_network();
+            lower(pod_network.udp_remote_address(&mut state.sockets(), this))
+        },
+    )?;
+    udp.func_wrap(
+        "[method]outgoing-datagram-stream.send",
+        |mut store,
+         (this, datagrams): (Resource<OutgoingDatagramStream>, Vec<OutgoingDatagram>)| {
+            let state: &mut T = store.data_mut();
+            let pod_network = state.pod_network();
+            lower(pod_network.udp_send(&mut state.sockets(), this, datagrams))
+        },
+    )?;
+    udp.func_wrap(
+        "[method]incoming-datagram-stream.receive",
+        |mut store, (this, max_results): (Resource<IncomingDatagramStream>, u64)| {
+            let state: &mut T = store.data_mut();
+            let pod_network = state.pod_network();
+            lower(pod_network.udp_receive(&mut state.sockets(), this, max_results))
+        },
+    )?;
+    Ok(())
+}
+
+/// Turns wasmtime-wasi's socket result into what the component sees: an
+/// error code for the guest, or a trap.
+fn lower<T>(
+    result: wasmtime_wasi::p2::SocketResult<T>,
+) -> wasmtime::Result<(Result<T, wasmtime_wasi::p2::bindings::sockets::network::ErrorCode>,)> {
+    match result {
+        Ok(value) => Ok((Ok(value),)),
+        Err(error) => Ok((Err(error.downcast()?),)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
