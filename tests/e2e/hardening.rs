@@ -651,6 +651,9 @@ spec:
   - name: fetch
     image: '@http_get@'
     args: ['http://outside.test:{port}/']
+  - name: local
+    image: '@probe@'
+    args: [resolve, localhost]
   - name: stays
     image: '@probe@'
     args: [sleep, '60000']
@@ -659,8 +662,12 @@ spec:
     let mut pod = Walled::start(&workspace, &yaml, &["--isolation=required"]);
     assert_own_network_namespace(&pod);
     let fetched = pod.wait_for_output("[fetch] named", Duration::from_secs(60));
+    // /etc/hosts before DNS, as on the host (the test's DNS server would
+    // answer 127.0.0.2 for localhost too).
+    let local = pod.wait_for_output("[local] 127.0.0.1", Duration::from_secs(60));
     let (_, output) = pod.terminate();
     assert!(fetched, "{output}");
+    assert!(local && !output.contains("[local] 127.0.0.2"), "{output}");
 }
 
 #[test]

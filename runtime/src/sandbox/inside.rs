@@ -267,9 +267,10 @@ fn build_wall(plan: &Plan) -> Result<Option<OwnedFd>, WallError> {
     Ok(relay)
 }
 
-/// The pod's `/etc/resolv.conf` in the new root (a tmpfs, sealed read-only
-/// later), unless a bind covers `/etc`: then it is the host's own folder,
-/// never written.
+/// The pod's `/etc/resolv.conf` (and an `/etc/nsswitch.conf` that reads
+/// `/etc/hosts` first) in the new root (a tmpfs, sealed read-only later),
+/// unless a bind covers `/etc`: then it is the host's own folder, never
+/// written.
 fn write_resolv_conf(root: &Path, plan: &Plan, text: &str) -> Result<(), SysError> {
     let file = Path::new("/etc/resolv.conf");
     if plan
@@ -293,7 +294,18 @@ fn write_resolv_conf(root: &Path, plan: &Plan, text: &str) -> Result<(), SysErro
         .create_new(true)
         .open(&target)
         .map_err(error)?;
-    std::io::Write::write_all(&mut created, text.as_bytes()).map_err(error)
+    std::io::Write::write_all(&mut created, text.as_bytes()).map_err(error)?;
+    // /etc/hosts before DNS, as hosts configure it: without this file glibc
+    // would ask DNS first.
+    let nsswitch = inside(root, Path::new("/etc/nsswitch.conf"));
+    if let Ok(mut created) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&nsswitch)
+    {
+        let _ = std::io::Write::write_all(&mut created, b"hosts: files dns\n");
+    }
+    Ok(())
 }
 
 /// `path` under the new root.
