@@ -517,30 +517,39 @@ pub(crate) fn resolve_containers<'a>(
     image_path: &ImagePath,
     registries: &crate::registry::Registries,
 ) -> Result<Vec<Resolved<'a>>> {
-    let mut resolved = Vec::new();
-    for spec in pod.all_containers() {
-        let image = Image::resolve(&spec.image, base_dir, image_path, registries)
-            .map_err(|e| image_error(pod, spec, e))?;
-        let image_name = image
-            .wasm_file
-            .as_ref()
-            .and_then(|f| f.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| spec.image.clone());
-        let (mut argv, env, working_dir) = ContainerPlan::command_line(spec, &image, &image_name);
-        let program = image
-            .program(&spec.image, &mut argv, &working_dir)
-            .map_err(|e| image_error(pod, spec, e))?;
-        resolved.push(Resolved {
-            spec,
-            image,
-            argv,
-            env,
-            working_dir,
-            program,
-        });
-    }
-    Ok(resolved)
+    pod.all_containers()
+        .map(|spec| resolve_container(pod, spec, base_dir, image_path, registries))
+        .collect()
+}
+
+/// One container of `pod`: its image found and the program that runs.
+pub(crate) fn resolve_container<'a>(
+    pod: &PodSpec,
+    spec: &'a ContainerSpec,
+    base_dir: &std::path::Path,
+    image_path: &ImagePath,
+    registries: &crate::registry::Registries,
+) -> Result<Resolved<'a>> {
+    let image = Image::resolve(&spec.image, base_dir, image_path, registries)
+        .map_err(|e| image_error(pod, spec, e))?;
+    let image_name = image
+        .wasm_file
+        .as_ref()
+        .and_then(|f| f.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| spec.image.clone());
+    let (mut argv, env, working_dir) = ContainerPlan::command_line(spec, &image, &image_name);
+    let program = image
+        .program(&spec.image, &mut argv, &working_dir)
+        .map_err(|e| image_error(pod, spec, e))?;
+    Ok(Resolved {
+        spec,
+        image,
+        argv,
+        env,
+        working_dir,
+        program,
+    })
 }
 
 /// An image error of one of `pod`'s containers, with its field path

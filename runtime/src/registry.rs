@@ -221,18 +221,7 @@ pub async fn check_images(
                     .map_err(|e| failed(e.into()))?;
                 continue;
             }
-            let image = crate::image::Image::resolve(
-                &container.image,
-                &pod.base_dir,
-                image_path,
-                registries,
-            )
-            .map_err(failed)?;
-            let (mut argv, _, working_dir) =
-                crate::container::ContainerPlan::command_line(container, &image, &container.image);
-            image
-                .program(&container.image, &mut argv, &working_dir)
-                .map_err(failed)?;
+            crate::pod::resolve_container(pod, container, &pod.base_dir, image_path, registries)?;
         }
     }
     Ok(())
