@@ -1,0 +1,314 @@
+//! A pod's life, once prepared: init containers one at a time, in order,
+//! each to completion; then the app containers together, restarted as
+//! `restartPolicy` says with the kubelet's back-off; the end, and an
+//! eviction for an emptyDir past its `sizeLimit`.
+
+use super::{Backoff, PodEvent};
+use crate::container::{self, ContainerPlan};
+use crate::log::{ContainerOutput, LogSink, LogStore, Stream};
+use crate::manifest::RestartPolicy;
+use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
+use crate::volume::Volumes;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use wasmtime::Engine;
+
+/// The state one pod's task works on.
+pub(super) struct PodRun {
+    pub(super) engine: Engine,
+    pub(super) pod_name: Arc<str>,
+    pub(super) restart_policy: RestartPolicy,
+    pub(super) init_count: usize,
+    /// Init containers first, then app containers.
+    pub(super) plans: Vec<ContainerPlan>,
+    pub(super) backoff: Backoff,
+    pub(super) sink: Arc<dyn LogSink>,
+    pub(super) logs: Arc<LogStore>,
+    pub(super) status: watch::Sender<PodStatus>,
+    pub(super) events: mpsc::UnboundedSender<PodEvent>,
+    pub(super) stop: CancellationToken,
+    /// Why the pod was evicted (an emptyDir past its `sizeLimit`), if it was.
+    pub(super) evicted: std::sync::Mutex<Option<String>>,
+    /// Dropped (emptyDirs removed) when the pod's task ends.
+    pub(super) volumes: Volumes,
+}
+
+/// How a container's run, restarts included, ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+/// A container restarted after running this long starts its back-off over.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+impl PodRun {
+    pub(super) async fn lifecycle(self: Arc<Self>) -> PodStatus {
+        let watcher = (!self.volumes.size_limited().is_empty())
+            .then(|| tokio::spawn(self.clone().watch_volume_sizes()));
+        let status = self.clone().run_all().await;
+        if let Some(watcher) = watcher {
+            // Awaited, not just aborted: the task holds the pod (and its
+            // emptyDirs), which must be dropped now, not at some later poll.
+            watcher.abort();
+            let _ = watcher.await;
+        }
+        status
+    }
+
+    /// Evicts the pod, as the kubelet does, when an emptyDir on disk holds
+    /// more than its `sizeLimit`: every container is stopped and the pod
+    /// fails with reason `Evicted`. The folders are measured as `du` does,
+    /// at most every 250 ms, and less often where that takes long (a tenth
+    /// of the time at most).
+    async fn watch_volume_sizes(self: Arc<Self>) {
+        let mut interval = Duration::from_millis(250);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = self.stop.cancelled() => return,
+            }
+            let limited = self.volumes.size_limited().to_vec();
+            let measured = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let over = limited.into_iter().find_map(|(name, dir, limit)| {
+                    let used = crate::volume::disk_usage(&dir);
+                    (used > limit).then_some((name, used, limit))
+                });
+                (over, started.elapsed())
+            })
+            .await;
+            let Ok((over, took)) = measured else { return };
+            if let Some((name, used, limit)) = over {
+                let message = format!(
+                    "Usage of EmptyDir volume \"{name}\" exceeds the limit \"{}\" ({used} bytes used)",
+                    human_quantity(limit)
+                );
+                tracing::warn!(pod = %self.pod_name, "evicted: {message}");
+                *self.evicted.lock().expect("eviction lock") = Some(message);
+                self.stop.cancel();
+                return;
+            }
+            interval = Duration::from_millis(250).max(took * 10);
+        }
+    }
+
+    async fn run_all(self: Arc<Self>) -> PodStatus {
+        for index in 0..self.init_count {
+            match self.run_container(index).await {
+                Ended::Succeeded => continue,
+                ended => return self.finish(ended, index),
+            }
+        }
+        self.set_phase(PodPhase::Running);
+        // One task per app container, so that they run in parallel.
+        let tasks: Vec<_> = (self.init_count..self.plans.len())
+            .map(|index| {
+                let run = self.clone();
+                tokio::spawn(async move { run.run_container(index).await })
+            })
+            .collect();
+        let mut ended = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            ended.push(task.await.unwrap_or(Ended::Failed));
+        }
+        let overall = if ended.contains(&Ended::Stopped) {
+            Ended::Stopped
+        } else if ended.contains(&Ended::Failed) {
+            Ended::Failed
+        } else {
+            Ended::Succeeded
+        };
+        self.finish(overall, usize::MAX)
+    }
+
+    fn finish(&self, ended: Ended, failed_init: usize) -> PodStatus {
+        self.status.send_modify(|status| {
+            status.phase = if ended == Ended::Succeeded {
+                PodPhase::Succeeded
+            } else {
+                PodPhase::Failed
+            };
+            let evicted = self.evicted.lock().expect("eviction lock").clone();
+            match ended {
+                Ended::Stopped if evicted.is_some() => {
+                    status.reason = Some("Evicted".into());
+                    status.message = evicted;
+                }
+                Ended::Stopped => {
+                    status.reason = Some("Stopped".into());
+                    status.message = Some("the pod was stopped".into());
+                }
+                Ended::Failed if failed_init != usize::MAX => {
+                    status.reason = Some("InitContainerFailed".into());
+                    status.message = Some(format!(
+                        "init container `{}` failed",
+                        self.plans[failed_init].name
+                    ));
+                }
+                _ => {}
+            }
+        });
+        let phase = self.status.borrow().phase;
+        let _ = self.events.send(PodEvent::PhaseChanged { phase });
+        tracing::info!(pod = %self.pod_name, ?phase, "pod ended");
+        self.status.borrow().clone()
+    }
+
+    fn set_phase(&self, phase: PodPhase) {
+        self.status.send_modify(|status| status.phase = phase);
+        let _ = self.events.send(PodEvent::PhaseChanged { phase });
+    }
+
+    fn update(&self, index: usize, change: impl FnOnce(&mut ContainerStatus)) {
+        self.status.send_modify(|status| {
+            let entry = if index < self.init_count {
+                &mut status.init_container_statuses[index]
+            } else {
+                &mut status.container_statuses[index - self.init_count]
+            };
+            change(entry);
+        });
+    }
+
+    /// Runs container `index` with its restarts until it is done for good.
+    async fn run_container(&self, index: usize) -> Ended {
+        let plan = &self.plans[index];
+        let is_init = index < self.init_count;
+        let mut backoff = self.backoff.initial;
+        let mut restart_count = 0u32;
+        loop {
+            let started_at = Timestamp::now();
+            let clock = Instant::now();
+            self.update(index, |status| {
+                status.state = ContainerState::Running { started_at };
+                status.started = true;
+                status.ready = !is_init;
+            });
+            let _ = self.events.send(PodEvent::ContainerStarted {
+                container: plan.name.clone(),
+                restart_count,
+            });
+            tracing::debug!(pod = %self.pod_name, container = %plan.name, "container started");
+            // Let whoever watches the status on this thread (a current-thread
+            // runtime) see `Running` before the guest runs: a guest that is
+            // killed (the cgroup's OOM killer) may get no other chance.
+            tokio::task::yield_now().await;
+            let output = |stream| ContainerOutput {
+                pod: self.pod_name.clone(),
+                container: plan.name.as_str().into(),
+                stream,
+                sink: self.sink.clone(),
+                store: self.logs.clone(),
+            };
+            let run = container::run(
+                plan,
+                &self.engine,
+                output(Stream::Stdout),
+                output(Stream::Stderr),
+            );
+            let outcome = tokio::select! {
+                outcome = run => Some(outcome),
+                () = self.stop.cancelled() => None,
+            };
+            let stopped = outcome.is_none();
+            let (exit_code, reason, message) = match outcome {
+                Some(Ok(outcome)) => (
+                    outcome.exit_code,
+                    outcome.reason.to_owned(),
+                    outcome.message,
+                ),
+                Some(Err(message)) => (128, "ContainerCannotRun".to_owned(), Some(message)),
+                None => {
+                    let evicted = self.evicted.lock().expect("eviction lock").clone();
+                    let message = match evicted {
+                        Some(why) => format!("the pod was evicted: {why}"),
+                        None => "stopped by wpod".to_owned(),
+                    };
+                    (137, "Error".to_owned(), Some(message))
+                }
+            };
+            let termination = Termination {
+                exit_code,
+                reason,
+                message,
+                started_at,
+                finished_at: Timestamp::now(),
+            };
+            tracing::info!(pod = %self.pod_name, container = %plan.name, exit_code, reason = %termination.reason, "container exited");
+            let succeeded = termination.succeeded();
+            self.update(index, |status| {
+                status.state = ContainerState::Terminated(termination.clone());
+                status.ready = false;
+            });
+            let _ = self.events.send(PodEvent::ContainerExited {
+                container: plan.name.clone(),
+                termination: termination.clone(),
+            });
+            if stopped {
+                return Ended::Stopped;
+            }
+            // Init containers restart only on failure, whatever the policy.
+            let restart = match self.restart_policy {
+                RestartPolicy::Never => false,
+                RestartPolicy::OnFailure => !succeeded,
+                RestartPolicy::Always => !is_init || !succeeded,
+            };
+            if !restart {
+                return if succeeded {
+                    Ended::Succeeded
+                } else {
+                    Ended::Failed
+                };
+            }
+            if clock.elapsed() >= BACKOFF_RESET {
+                backoff = self.backoff.initial;
+            }
+            restart_count += 1;
+            self.update(index, |status| {
+                status.last_state = Some(ContainerState::Terminated(termination));
+                status.state = ContainerState::Waiting {
+                    message: None,
+                    reason: if succeeded {
+                        "Completed".into()
+                    } else {
+                        "CrashLoopBackOff".into()
+                    },
+                };
+                status.restart_count = restart_count;
+            });
+            let _ = self.events.send(PodEvent::ContainerRestarting {
+                container: plan.name.clone(),
+                restart_count,
+                backoff,
+            });
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.cancelled() => {
+                    self.update(index, |status| {
+                        if let Some(last) = status.last_state.take() {
+                            status.state = last;
+                        }
+                    });
+                    return Ended::Stopped;
+                }
+            }
+            backoff = (backoff * 2).min(self.backoff.max);
+        }
+    }
+}
+
+/// `20Mi`, `1Gi`, or plain bytes: a byte quantity as Kubernetes writes it.
+fn human_quantity(bytes: u64) -> String {
+    match bytes {
+        0 => "0".into(),
+        b if b % (1 << 30) == 0 => format!("{}Gi", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}Mi", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}Ki", b >> 10),
+        b => b.to_string(),
+    }
+}

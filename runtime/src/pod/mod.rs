@@ -1,0 +1,537 @@
+//! Pods: the runtime and its handles. A [`Runtime`] holds what is built once per process
+//! (the wasmtime engine, linkers, compile cache); [`Runtime::start`] prepares
+//! a pod (images, volumes, network: every check before any container runs)
+//! and hands back a [`PodHandle`] while one task drives the pod: init
+//! containers one at a time, in order, each to completion; then the app
+//! containers together, restarted as `restartPolicy` says with the kubelet's
+//! back-off.
+
+mod lifecycle;
+mod prepare;
+
+pub(crate) use prepare::{image_error, initial_status, resolve_container, resolve_containers};
+
+use crate::container::{Linkers, Program};
+use crate::image::{Compiler, ImageError, ImagePath};
+use crate::log::{DiscardLogs, LogSink, LogStore};
+use crate::manifest::PodSpec;
+use crate::network::{EgressPolicy, HostSockets, PodNetwork, PortSpace};
+use crate::status::{PodPhase, PodStatus, Termination};
+use crate::volume::Volumes;
+use crate::{Error, Result};
+use lifecycle::PodRun;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use wasmtime::Engine;
+
+/// Settings of a [`Runtime`], fixed for its life.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled programs are cached between runs; `None` disables the
+    /// disk cache (programs are still compiled once per runtime).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    /// `WPOD_CACHE_DIR`, else `$XDG_CACHE_HOME/wpod`, else `~/.cache/wpod`
+    /// (`%LOCALAPPDATA%\wpod\cache` on Windows).
+    pub fn from_env() -> RuntimeConfig {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let cache_dir = var("WPOD_CACHE_DIR")
+            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("wpod")))
+            .or_else(|| {
+                if cfg!(windows) {
+                    var("LOCALAPPDATA").map(|d| d.join("wpod").join("cache"))
+                } else {
+                    None
+                }
+            })
+            .or_else(|| var("HOME").map(|d| d.join(".cache").join("wpod")));
+        RuntimeConfig { cache_dir }
+    }
+}
+
+/// Options for one pod.
+#[derive(Clone)]
+pub struct PodOptions {
+    /// Where image references are looked up (after the manifest's `images/`).
+    pub image_path: ImagePath,
+    /// Where images from registries are kept, and how registries are
+    /// reached.
+    pub registries: crate::registry::Registries,
+    /// Where containers may connect outside the pod, added to what the pod's
+    /// `wpod.dev/egress` annotation allows.
+    pub egress: EgressPolicy,
+    /// The restart back-off: first delay, doubled after each restart up to
+    /// `max`. The kubelet's is 10 s to 5 min.
+    pub backoff: Backoff,
+    /// Receives every line the containers print.
+    pub log_sink: Arc<dyn LogSink>,
+    /// Where the pod's private folders (emptyDirs) are made: a folder of
+    /// the caller's own, checked (not a symlink, not someone else's) before
+    /// use. The default is `$XDG_RUNTIME_DIR/wpod`, else `$TMPDIR/wpod-<uid>`.
+    pub state_dir: PathBuf,
+    /// Folders the host has already prepared for some of the pod's
+    /// `emptyDir` volumes, by volume name (the OS wall mounts a tmpfs for
+    /// each `medium: Memory` one); wpod uses them as they are and leaves
+    /// their removal to whoever made them.
+    pub prepared_volumes: HashMap<String, PathBuf>,
+    /// Whether this process holds the Wasm memories of all of the pod's
+    /// containers together to the pod's memory ceiling: its
+    /// `wpod.dev/memory-limit` annotation, else half the host's memory (a
+    /// growth past it fails in the guest, which then ends `OOMKilled`). On
+    /// by default; the OS wall turns it off, since there the pod's cgroup
+    /// holds the same ceiling and counts the runtime too.
+    pub memory_ceiling: bool,
+}
+
+impl Default for PodOptions {
+    /// No image path beyond the manifest's folder, no egress, the kubelet's
+    /// back-off, output discarded, state in the user's own state folder.
+    fn default() -> PodOptions {
+        PodOptions {
+            image_path: ImagePath::default(),
+            registries: crate::registry::Registries::default(),
+            egress: EgressPolicy::default(),
+            backoff: Backoff::KUBELET,
+            log_sink: Arc::new(DiscardLogs),
+            state_dir: crate::state::default_root(),
+            prepared_volumes: HashMap::new(),
+            memory_ceiling: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for PodOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodOptions")
+            .field("image_path", &self.image_path)
+            .field("egress", &self.egress)
+            .field("backoff", &self.backoff)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The restart back-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// 10 s doubling to 5 min, reset after 10 min of running.
+    pub const KUBELET: Backoff = Backoff {
+        initial: Duration::from_secs(10),
+        max: Duration::from_secs(300),
+    };
+}
+
+/// What happened in a pod, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodEvent {
+    PhaseChanged {
+        phase: PodPhase,
+    },
+    ContainerStarted {
+        container: String,
+        restart_count: u32,
+    },
+    ContainerExited {
+        container: String,
+        termination: Termination,
+    },
+    ContainerRestarting {
+        container: String,
+        restart_count: u32,
+        backoff: Duration,
+    },
+}
+
+/// Runs pods. Build one per process and share it: it owns the wasmtime
+/// engine, the linkers and the compile cache, so each pod only instantiates.
+///
+/// # Examples
+///
+/// ```
+/// # // The smallest WASI command, `(module (func (export "_start")))`, and one that
+/// # // spins forever, `(module (func (export "_start") (loop br 0)))`.
+/// # fn wasm_file(name: &str, spin: bool) -> String {
+/// #     let code: &[u8] = if spin { b"\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b" } else { b"\x0a\x04\x01\x02\x00\x0b" };
+/// #     let mut bytes = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0".to_vec();
+/// #     bytes.extend_from_slice(code);
+/// #     let path = std::env::temp_dir().join(format!("wpod-doc-{}-{name}.wasm", std::process::id()));
+/// #     std::fs::write(&path, bytes).unwrap();
+/// #     path.display().to_string()
+/// # }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use wpod::{ContainerSpec, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+/// let pod = PodSpec::builder("demo")
+///     .container(ContainerSpec::new("app", wasm_file("app", false)))
+///     .restart_policy(RestartPolicy::Never)
+///     .build()?;
+/// let status = runtime.run(pod, PodOptions::default()).await?;
+/// assert_eq!(status.phase, PodPhase::Succeeded);
+/// assert_eq!(status.container_statuses[0].terminated().unwrap().reason, "Completed");
+/// # Ok::<(), wpod::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linkers: Linkers,
+    compiler: Compiler,
+}
+
+impl RuntimeInner {
+    /// Links a compiled program; a program that is not a WASI command is the
+    /// image's error.
+    fn link(
+        &self,
+        reference: &str,
+        path: &std::path::Path,
+        compiled: &crate::image::Compiled,
+    ) -> std::result::Result<Program, ImageError> {
+        self.linkers
+            .link(compiled)
+            .map_err(|message| ImageError::NotCommand {
+                reference: reference.to_owned(),
+                path: path.to_owned(),
+                message,
+            })
+    }
+}
+
+/// How often running guests yield to the executor (and notice a stop).
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+impl Runtime {
+    /// Builds the engine and linkers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Engine`] if wasmtime cannot be configured on this machine.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime> {
+        let mut wasmtime_config = wasmtime::Config::new();
+        wasmtime_config
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            .parallel_compilation(true);
+        let engine = Engine::new(&wasmtime_config).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let linkers = Linkers::new(&engine);
+        let compiler = Compiler::new(engine.clone(), config.cache_dir);
+        start_epoch_ticker(&engine);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linkers,
+                compiler,
+            }),
+        })
+    }
+
+    /// Prepares a pod and starts it: images are found and compiled (distinct
+    /// programs in parallel), volumes created and checked, then the pod runs
+    /// on the current tokio runtime until it ends or is stopped.
+    ///
+    /// # Errors
+    ///
+    /// Any problem found before a container runs: [`Error::Image`],
+    /// [`Error::Volume`], [`Error::Port`], [`Error::Manifest`] (a pod built in code that does not validate).
+    pub async fn start(&self, pod: PodSpec, options: PodOptions) -> Result<PodHandle> {
+        self.start_with(pod, options, None).await
+    }
+
+    /// [`Runtime::start`] for a pod in a network namespace of its own, whose
+    /// sockets of the host's namespace come from `host_sockets`.
+    pub(crate) async fn start_with(
+        &self,
+        pod: PodSpec,
+        options: PodOptions,
+        host_sockets: Option<Arc<dyn HostSockets>>,
+    ) -> Result<PodHandle> {
+        if let Err(problems) = pod.validate() {
+            return Err(Error::Manifest(crate::ManifestError::Invalid {
+                file: PathBuf::from(format!("pod {}", pod.name)),
+                problems,
+            }));
+        }
+        crate::registry::pull_for(std::slice::from_ref(&pod), &options.registries).await?;
+        let egress = prepare::pod_egress(&pod, &options.egress)?;
+        let published = crate::network::published_ports(&pod);
+        let ports = if pod.host_network {
+            tracing::warn!(
+                pod = %pod.name,
+                "hostNetwork: the pod uses the host's network directly, with no port space of its own and no egress policy"
+            );
+            PortSpace::default()
+        } else if host_sockets.is_some() {
+            PortSpace::published_elsewhere(&published)
+        } else {
+            PortSpace::publish(&published).map_err(|source| Error::Port {
+                pod: pod.name.clone(),
+                source,
+            })?
+        };
+        let network = PodNetwork {
+            pod: pod.name.as_str().into(),
+            host_network: pod.host_network,
+            egress: Arc::new(egress),
+            ports: Arc::new(ports),
+            host_sockets,
+            udp_egress: Arc::default(),
+            udp_streams: Arc::default(),
+        };
+        let volumes = Volumes::prepare(&pod, &options.state_dir, &options.prepared_volumes)
+            .map_err(|source| Error::Volume {
+                pod: pod.name.clone(),
+                source: Box::new(source),
+            })?;
+        let plans = self
+            .plan_containers(&pod, &options, &volumes, &network)
+            .await?;
+        let (status_tx, status_rx) = watch::channel(initial_status(&pod));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let logs = Arc::new(LogStore::default());
+        let run = PodRun {
+            engine: self.inner.engine.clone(),
+            pod_name: pod.name.as_str().into(),
+            restart_policy: pod.restart_policy,
+            init_count: pod.init_containers.len(),
+            plans,
+            backoff: options.backoff,
+            sink: options.log_sink.clone(),
+            logs: logs.clone(),
+            status: status_tx,
+            events: events_tx,
+            stop: stop.clone(),
+            evicted: std::sync::Mutex::new(None),
+            volumes,
+        };
+        let task = tokio::spawn(Arc::new(run).lifecycle());
+        Ok(PodHandle {
+            name: pod.name,
+            status: status_rx,
+            events: events_rx,
+            stop,
+            logs,
+            task: Some(task),
+        })
+    }
+
+    /// Compiles the programs that the compile cache lacks and writes them
+    /// there, several at once; a program that does not compile is left for
+    /// the pod to report. The OS wall's supervisor calls this (in a child
+    /// process, since compiling starts threads) so that the cache can be
+    /// read-only behind the wall.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn fill_cache(&self, programs: &[(String, PathBuf)]) {
+        std::thread::scope(|scope| {
+            for (reference, path) in programs {
+                scope.spawn(move || {
+                    // `compile` also refreshes the file's index entry, and
+                    // finds by content what was compiled before.
+                    if let Err(error) = self.inner.compiler.compile(reference, path) {
+                        tracing::debug!(program = %path.display(), %error, "not compiled ahead");
+                    }
+                });
+            }
+        });
+    }
+
+    /// Starts the pod and waits for its end.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::start`].
+    pub async fn run(&self, pod: PodSpec, options: PodOptions) -> Result<PodStatus> {
+        Ok(self.start(pod, options).await?.wait().await)
+    }
+
+    /// [`Runtime::run`] for a host without an async runtime: runs the pod
+    /// to its end on a single-threaded tokio runtime made for the call, and
+    /// blocks until then. (Inside an async context, `.await` [`Runtime::run`]
+    /// instead: tokio refuses to block a thread that drives tasks.)
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::start`], and [`Error::Engine`] if no tokio runtime can
+    /// be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let wasm = std::env::temp_dir().join(format!("wpod-doc-{}-blocking.wasm", std::process::id()));
+    /// # std::fs::write(&wasm, b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\x00\x0b").unwrap();
+    /// use wpod::{ContainerSpec, PodOptions, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
+    ///
+    /// let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+    /// let pod = PodSpec::builder("blocking")
+    ///     .container(ContainerSpec::new("app", wasm.display().to_string()))
+    ///     .restart_policy(RestartPolicy::Never)
+    ///     .build()?;
+    /// let status = runtime.run_blocking(pod, PodOptions::default())?;
+    /// assert_eq!(status.phase, wpod::PodPhase::Succeeded);
+    /// # Ok::<(), wpod::Error>(())
+    /// ```
+    pub fn run_blocking(&self, pod: PodSpec, options: PodOptions) -> Result<PodStatus> {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Engine(format!("cannot start a tokio runtime: {e}")))?;
+        tokio.block_on(self.run(pod, options))
+    }
+}
+
+/// One thread per process advances the engines' epochs; it ends with the
+/// last runtime of its engine.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wpod-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+/// A running pod.
+///
+/// # Examples
+///
+/// Events as they happen, then a stop:
+///
+/// ```
+/// # // The smallest WASI command, `(module (func (export "_start")))`, and one that
+/// # // spins forever, `(module (func (export "_start") (loop br 0)))`.
+/// # fn wasm_file(name: &str, spin: bool) -> String {
+/// #     let code: &[u8] = if spin { b"\x0a\x09\x01\x07\x00\x03\x40\x0c\x00\x0b\x0b" } else { b"\x0a\x04\x01\x02\x00\x0b" };
+/// #     let mut bytes = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0".to_vec();
+/// #     bytes.extend_from_slice(code);
+/// #     let path = std::env::temp_dir().join(format!("wpod-doc-{}-{name}.wasm", std::process::id()));
+/// #     std::fs::write(&path, bytes).unwrap();
+/// #     path.display().to_string()
+/// # }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use wpod::{ContainerSpec, PodEvent, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
+///
+/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+/// let pod = PodSpec::builder("spinner")
+///     .container(ContainerSpec::new("busy", wasm_file("busy", true)))
+///     .restart_policy(RestartPolicy::Never)
+///     .build()?;
+/// let mut handle = runtime.start(pod, PodOptions::default()).await?;
+/// while let Some(event) = handle.next_event().await {
+///     println!("{event:?}");
+///     if let PodEvent::ContainerStarted { container, .. } = &event {
+///         assert_eq!(container, "busy");
+///         // The guest loops forever: stop interrupts it.
+///         handle.stop();
+///     }
+/// }
+/// let status = handle.wait().await;
+/// assert_eq!(status.phase, PodPhase::Failed);
+/// assert_eq!(status.reason.as_deref(), Some("Stopped"));
+/// # Ok::<(), wpod::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct PodHandle {
+    name: String,
+    status: watch::Receiver<PodStatus>,
+    events: mpsc::UnboundedReceiver<PodEvent>,
+    stop: CancellationToken,
+    logs: Arc<LogStore>,
+    task: Option<tokio::task::JoinHandle<PodStatus>>,
+}
+
+impl PodHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pod's status now.
+    pub fn status(&self) -> PodStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until the status changes, then returns it.
+    pub async fn status_changed(&mut self) -> Option<PodStatus> {
+        self.status.changed().await.ok()?;
+        Some(self.status.borrow_and_update().clone())
+    }
+
+    /// The next event; `None` once the pod has ended and every event was read.
+    pub async fn next_event(&mut self) -> Option<PodEvent> {
+        self.events.recv().await
+    }
+
+    /// The lines a container printed (stdout and stderr), the last 10,000.
+    pub fn logs(&self, container: &str) -> Vec<String> {
+        self.logs.lines(container)
+    }
+
+    /// A function that stops the pod, for use where the handle is not (a
+    /// signal handler's task).
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let stop = self.stop.clone();
+        move || stop.cancel()
+    }
+
+    /// Stops the pod: running guests are interrupted at once (Wasm has no
+    /// signals to catch), no container restarts, and the pod ends Failed with
+    /// reason `Stopped`, its volumes cleaned up.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits for the pod to end and returns its final status.
+    pub async fn wait(mut self) -> PodStatus {
+        let task = self.task.take().expect("wait consumes the handle");
+        match task.await {
+            Ok(status) => status,
+            Err(error) => {
+                let mut status = self.status();
+                status.phase = PodPhase::Failed;
+                status.reason = Some("InternalError".into());
+                status.message = Some(format!("the pod's task failed: {error}"));
+                status
+            }
+        }
+    }
+}
+
+impl Drop for PodHandle {
+    /// A dropped handle stops its pod: nothing runs on unobserved.
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.stop.cancel();
+        }
+    }
+}
