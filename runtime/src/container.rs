@@ -7,13 +7,14 @@
 //! own failures.
 
 use crate::image::{Compiled, Image};
-use crate::log::ContainerOutput;
 use crate::manifest::{ContainerSpec, EnvVar};
 use crate::network::PodNetwork;
 use crate::volume::Preopen;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::cli::StdoutStream;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::sockets::SocketAddrUse;
@@ -102,13 +103,19 @@ pub(crate) struct ContainerPlan {
     pub env: Vec<(String, String)>,
     pub working_dir: String,
     pub preopens: Vec<Preopen>,
-    pub memory_limit: Option<u64>,
+    /// What the container's programs (its own and what `exec` runs in it)
+    /// use, against its `limits.memory`.
+    pub usage: Arc<ContainerUsage>,
     /// The pod's ceiling, shared by its containers.
     pub pod_memory: Arc<PodMemory>,
     /// The most WASI resources the container may hold at once.
     pub descriptor_limit: usize,
     pub program: Program,
     pub network: PodNetwork,
+    /// The image as the manifest names it, and as found: `exec` looks up
+    /// its programs there.
+    pub reference: String,
+    pub image: Image,
 }
 
 impl ContainerPlan {
@@ -229,23 +236,36 @@ const TRAP_EXIT_CODE: i32 = 134;
 /// Runs the container once, to its end. Cancel by dropping the future: the
 /// store yields at every epoch tick, so even a spinning guest is dropped
 /// within a tick.
-pub(crate) async fn run(
+pub(crate) async fn run<O: StdoutStream + 'static>(
     plan: &ContainerPlan,
     engine: &Engine,
-    stdout: ContainerOutput,
-    stderr: ContainerOutput,
+    stdout: O,
+    stderr: O,
 ) -> Result<Outcome, String> {
-    let wasi = wasi_builder(plan, stdout, stderr)?;
+    run_program(plan, &plan.program, &plan.argv, engine, stdout, stderr).await
+}
+
+/// Runs `program` with `argv` in the container of `plan` (its environment,
+/// volumes, network and limits), once, to its end: the container's own
+/// program, or one that `exec` runs beside it. Cancel as [`run`].
+pub(crate) async fn run_program<O: StdoutStream + 'static>(
+    plan: &ContainerPlan,
+    program: &Program,
+    argv: &[String],
+    engine: &Engine,
+    stdout: O,
+    stderr: O,
+) -> Result<Outcome, String> {
+    let wasi = wasi_builder(plan, argv, stdout, stderr)?;
     let network = plan.network.for_container();
     let limits = MemoryBudget {
-        limit: plan
-            .memory_limit
-            .map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
         used: 0,
         refused: None,
+        container: plan.usage.clone(),
         pod: plan.pod_memory.clone(),
     };
-    let result = match &plan.program {
+    let cpu = &plan.usage.cpu_nanos;
+    let result = match program {
         Program::Component(pre) => {
             let mut wasi = wasi;
             let state = P2State {
@@ -255,10 +275,10 @@ pub(crate) async fn run(
                 network,
             };
             let mut store = new_store(engine, state);
-            let result = async {
+            let result = metered(cpu, async {
                 let command = pre.instantiate_async(&mut store).await?;
                 command.wasi_cli_run().call_run(&mut store).await
-            }
+            })
             .await;
             let refused = store.data().limits.refused;
             (result.map(|r| if r.is_ok() { 0 } else { 1 }), refused)
@@ -271,11 +291,11 @@ pub(crate) async fn run(
                 .set_max_capacity(plan.descriptor_limit);
             let state = P1State { wasi: p1, limits };
             let mut store = new_store(engine, state);
-            let result = async {
+            let result = metered(cpu, async {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                 start.call_async(&mut store, ()).await
-            }
+            })
             .await;
             let refused = store.data().limits.refused;
             (result.map(|()| 0), refused)
@@ -362,11 +382,12 @@ fn new_store<T: HasLimits + 'static>(engine: &Engine, state: T) -> Store<T> {
 
 fn wasi_builder(
     plan: &ContainerPlan,
-    stdout: ContainerOutput,
-    stderr: ContainerOutput,
+    argv: &[String],
+    stdout: impl StdoutStream + 'static,
+    stderr: impl StdoutStream + 'static,
 ) -> Result<WasiCtxBuilder, String> {
     let mut wasi = WasiCtxBuilder::new();
-    wasi.args(&plan.argv)
+    wasi.args(argv)
         .envs(&plan.env)
         .initial_cwd(&plan.working_dir)
         .stdout(stdout)
@@ -519,6 +540,63 @@ impl PodMemory {
     }
 }
 
+impl PodMemory {
+    /// The ceiling, if there is one.
+    pub(crate) fn limit(&self) -> Option<u64> {
+        (self.limit != usize::MAX).then_some(self.limit as u64)
+    }
+
+    /// The bytes taken now.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Acquire) as u64
+    }
+}
+
+/// What one container's programs use, counted as they run: the Wasm memory
+/// they hold now (against `limits.memory`, which all of them share, as a
+/// container's cgroup holds its `exec`s), and the CPU time spent in them.
+#[derive(Debug)]
+pub(crate) struct ContainerUsage {
+    pub memory: PodMemory,
+    pub cpu_nanos: AtomicU64,
+}
+
+impl ContainerUsage {
+    pub(crate) fn new(memory_limit: Option<u64>) -> ContainerUsage {
+        ContainerUsage {
+            memory: PodMemory::new(memory_limit, "the container's limits.memory"),
+            cpu_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+/// `future`, with the CPU time of each of its polls added to `cpu`: the
+/// thread's own clock read around the poll, so only this guest's work (and
+/// the host calls it makes on its thread) counts, whichever worker runs it.
+async fn metered<F: std::future::Future>(cpu: &AtomicU64, future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let before = thread_cpu_nanos();
+        let poll = future.as_mut().poll(cx);
+        cpu.fetch_add(thread_cpu_nanos().saturating_sub(before), Ordering::Relaxed);
+        poll
+    })
+    .await
+}
+
+/// The calling thread's CPU time, in nanoseconds (0 where the system has
+/// no such clock).
+fn thread_cpu_nanos() -> u64 {
+    #[cfg(unix)]
+    {
+        let time = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        u64::try_from(time.tv_sec).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(time.tv_nsec).unwrap_or(0)
+    }
+    #[cfg(not(unix))]
+    0
+}
+
 /// Whose limit refused a memory growth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refused {
@@ -532,9 +610,10 @@ enum Refused {
 /// (`memory.grow` returns -1); `refused` remembers whose limit it was, so
 /// that a guest that then dies is reported as OOMKilled with the reason.
 struct MemoryBudget {
-    limit: Option<usize>,
+    /// What this store's memories take.
     used: usize,
     refused: Option<Refused>,
+    container: Arc<ContainerUsage>,
     pod: Arc<PodMemory>,
 }
 
@@ -545,17 +624,17 @@ impl ResourceLimiter for MemoryBudget {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let next = self.used.saturating_sub(current).saturating_add(desired);
-        if self.limit.is_some_and(|limit| next > limit) {
+        let more = desired.saturating_sub(current);
+        if !self.container.memory.reserve(more) {
             self.refused = Some(Refused::Container);
             return Ok(false);
         }
-        let more = next.saturating_sub(self.used);
         if !self.pod.reserve(more) {
+            self.container.memory.release(more);
             self.refused = Some(Refused::Pod);
             return Ok(false);
         }
-        self.used = next;
+        self.used += more;
         Ok(true)
     }
 
@@ -572,6 +651,7 @@ impl ResourceLimiter for MemoryBudget {
 impl Drop for MemoryBudget {
     /// The container's memories are gone with its store: give them back.
     fn drop(&mut self) {
+        self.container.memory.release(self.used);
         self.pod.release(self.used);
     }
 }

@@ -15,6 +15,7 @@
 //! and what only the fork's child uses is unused there.
 #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
+use crate::control::ControlError;
 use crate::manifest::PodSpec;
 use crate::run::{RunConfig, StatusSink};
 use crate::sandbox::SandboxError;
@@ -138,9 +139,72 @@ impl StoredPod {
         }
     }
 
+    /// Runs `request` in the pod (see [`crate::Execer::exec`]) through its
+    /// control socket, its output copied to `stdout` and `stderr` as it
+    /// comes.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NotRunning`] for a pod that has ended; `Refused` for
+    /// a request the pod turned down (no such container, program not found).
+    pub fn exec(
+        &self,
+        request: crate::ExecRequest,
+        stdout: &mut dyn std::io::Write,
+        stderr: &mut dyn std::io::Write,
+    ) -> Result<crate::ExecOutcome, ControlError> {
+        if !self.is_running() {
+            return Err(self.not_running());
+        }
+        #[cfg(unix)]
+        return crate::control::exec(&self.name, &self.control_socket(), request, stdout, stderr);
+        #[cfg(not(unix))]
+        {
+            let _ = (request, stdout, stderr);
+            Err(ControlError::Unsupported {
+                pod: self.name.clone(),
+            })
+        }
+    }
+
+    /// What the pod's containers use now, from the pod itself.
+    ///
+    /// # Errors
+    ///
+    /// As [`StoredPod::exec`].
+    pub fn top(&self) -> Result<crate::TopReport, ControlError> {
+        if !self.is_running() {
+            return Err(self.not_running());
+        }
+        #[cfg(unix)]
+        return crate::control::top(&self.name, &self.control_socket());
+        #[cfg(not(unix))]
+        Err(ControlError::Unsupported {
+            pod: self.name.clone(),
+        })
+    }
+
+    fn control_socket(&self) -> PathBuf {
+        self.dir.join(crate::control::SOCKET)
+    }
+
+    fn not_running(&self) -> ControlError {
+        ControlError::NotRunning {
+            pod: self.name.clone(),
+            socket: self.control_socket(),
+        }
+    }
+
     /// The log file of `container`.
     pub fn log_path(&self, container: &str) -> PathBuf {
         self.dir.join("logs").join(format!("{container}.log"))
+    }
+
+    /// The log file of `container`'s instance before its last restart.
+    pub fn previous_log_path(&self, container: &str) -> PathBuf {
+        self.dir
+            .join("logs")
+            .join(format!("{container}.previous.log"))
     }
 
     /// Stops the pod: SIGTERM to its supervisor, which stops the containers

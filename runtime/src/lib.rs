@@ -55,6 +55,7 @@
 //! [`PodStatus`] (the result), [`LogSink`] (containers' output).
 
 mod container;
+mod control;
 mod detached;
 mod image;
 mod log;
@@ -68,6 +69,7 @@ mod state;
 mod status;
 mod volume;
 
+pub use control::{ControlError, TopReport};
 pub use detached::{PodStore, StoredPod, run_detached};
 pub use image::{ImageError, ImagePath};
 pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
@@ -78,7 +80,10 @@ pub use manifest::{
     VolumeMount, VolumeSource, VolumeSpec,
 };
 pub use network::{EgressPolicy, EgressRule, PortError};
-pub use pod::{Backoff, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig};
+pub use pod::{
+    Backoff, ContainerUsage, DEFAULT_CONTAINER_ANNOTATION, ExecError, ExecOutcome, ExecOutput,
+    ExecRequest, Execer, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig,
+};
 pub use registry::{
     Flavour, ImageStore, Pruned, PullError, PullProgress, Registries, StoredImage, check_images,
     is_registry_reference, push_wasm,

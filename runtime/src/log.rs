@@ -49,6 +49,13 @@ pub trait LogSink: Send + Sync + 'static {
     fn partial(&self, piece: LogLine<'_>) {
         let _ = piece;
     }
+
+    /// `container` of `pod` is about to run again (its `restart_count`th
+    /// restart): what comes next is a new instance's output, as the
+    /// kubelet's log files tell apart. The default does nothing.
+    fn restarted(&self, pod: &str, container: &str, restart_count: u32) {
+        let _ = (pod, container, restart_count);
+    }
 }
 
 /// Drops every line (the default sink: the library never prints).
@@ -63,6 +70,8 @@ impl LogSink for DiscardLogs {
 /// the kubelet's CRI log format, one line per line the container printed:
 /// `2026-11-29T10:00:00.123456789Z stdout F text`. A file is rotated to
 /// `<container>.log.1` when it passes `max_bytes` (one old file is kept).
+/// When a container restarts, its file becomes `<container>.previous.log`
+/// (`wpod logs --previous`, as the kubelet keeps the last instance's log).
 /// Lines that cannot be written (a full disk) are dropped: a container never
 /// waits for its logs.
 ///
@@ -91,6 +100,14 @@ impl FileLogs {
     /// Where `container` of `pod` logs under `root`.
     pub fn path(root: &std::path::Path, pod: &str, container: &str) -> std::path::PathBuf {
         root.join(pod).join("logs").join(format!("{container}.log"))
+    }
+
+    /// Where the log of the instance of `container` before its last
+    /// restart is kept.
+    pub fn previous_path(root: &std::path::Path, pod: &str, container: &str) -> std::path::PathBuf {
+        root.join(pod)
+            .join("logs")
+            .join(format!("{container}.previous.log"))
     }
 
     fn open(&self, pod: &str, container: &str) -> io::Result<(std::fs::File, u64)> {
@@ -146,6 +163,16 @@ impl LogSink for FileLogs {
         if file.write_all(&record).is_ok() {
             *size += record.len() as u64;
         }
+    }
+
+    fn restarted(&self, pod: &str, container: &str, _restart_count: u32) {
+        let Ok(mut files) = self.files.lock() else {
+            return;
+        };
+        files.remove(&(pod.to_owned(), container.to_owned()));
+        let path = FileLogs::path(&self.root, pod, container);
+        let _ = std::fs::remove_file(path.with_extension("log.1"));
+        let _ = std::fs::rename(&path, FileLogs::previous_path(&self.root, pod, container));
     }
 }
 

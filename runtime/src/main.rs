@@ -42,6 +42,12 @@ enum Command {
     Ps(detached::PsArgs),
     /// Print the logs of a detached pod's container.
     Logs(detached::LogsArgs),
+    /// Run a program from a container's image inside a running detached pod:
+    /// `wpod exec POD [-c CONTAINER] -- COMMAND [ARG...]`.
+    Exec(detached::ExecArgs),
+    /// Show what each container of a running detached pod uses: Wasm memory
+    /// and CPU time.
+    Top(detached::TopArgs),
     /// Stop detached pods: their containers are stopped, their state kept.
     Stop(detached::StopArgs),
     /// Remove detached pods: their state and logs (-f stops them first).
@@ -88,6 +94,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Ps(args) => detached::ps(&args),
         Command::Logs(args) => detached::logs(&args),
+        Command::Exec(args) => detached::exec(args),
+        Command::Top(args) => detached::top(&args),
         Command::Stop(args) => detached::stop(&args),
         Command::Rm(args) => detached::rm(&args),
         Command::Inspect(args) => detached::inspect(&args),

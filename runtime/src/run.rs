@@ -375,7 +375,13 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
             if signalled.borrow().is_some() {
                 handle.stop();
             }
-            handles.push(handle);
+            let control = config.pod_files.as_ref().and_then(|dir| {
+                serve_control(
+                    &dir.join(handle.name()).join(crate::control::SOCKET),
+                    &handle,
+                )
+            });
+            handles.push((handle, control));
         }
         if let Some(path) = &config.pid_file
             && let Err(error) = std::fs::write(path, format!("{}\n", std::process::id()))
@@ -386,7 +392,7 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
         // they happen.
         let waits: Vec<_> = handles
             .into_iter()
-            .map(|mut handle| {
+            .map(|(mut handle, control)| {
                 let sink = config.status_sink.clone();
                 tokio::spawn(async move {
                     let name = handle.name().to_owned();
@@ -397,6 +403,7 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
                         }
                     }
                     let status = handle.wait().await;
+                    end_control(control);
                     if let Some(sink) = &sink {
                         sink.status(&name, &status);
                     }
@@ -438,6 +445,35 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
         std::mem::forget(tokio);
     }
     Ok(outcome?)
+}
+
+/// A pod's control socket being served, and where.
+type Control = (tokio::task::JoinHandle<()>, PathBuf);
+
+/// Serves `exec` and `top` for the pod of `handle` at `socket` (Unix only;
+/// a socket that cannot be bound only costs those commands, with a warning).
+fn serve_control(socket: &Path, handle: &crate::PodHandle) -> Option<Control> {
+    #[cfg(unix)]
+    match crate::control::serve(socket, handle.execer()) {
+        Ok(task) => Some((task, socket.to_owned())),
+        Err(error) => {
+            tracing::warn!(pod = %handle.name(), socket = %socket.display(), %error, "exec and top will not reach the pod: its control socket could not be bound");
+            None
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (socket, handle);
+        None
+    }
+}
+
+/// Stops serving a pod that ended, and removes its socket.
+fn end_control(control: Option<Control>) {
+    if let Some((task, socket)) = control {
+        task.abort();
+        let _ = std::fs::remove_file(socket);
+    }
 }
 
 /// Stops one started pod.
@@ -489,11 +525,16 @@ pub(crate) fn pod_process_main(mut process: PodProcess) -> u8 {
             signals.wait().await;
             stop();
         });
+        let control = process
+            .control_socket
+            .as_deref()
+            .and_then(|socket| serve_control(socket, &handle));
         let report_status = process.status_reporter();
         while let Some(status) = handle.status_changed().await {
             report_status(&status);
         }
         let status = handle.wait().await;
+        end_control(control);
         process.ended(&status);
         // The process exits right after: nothing to tear down.
         std::mem::forget(runtime);

@@ -44,6 +44,17 @@ fn supervisor(workspace: &Workspace, pod: &str) -> u32 {
     record.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// Nothing of the workspace's pods is left in the state folder but the
+/// (empty) store of detached pods: their private folders went with them.
+fn assert_nothing_left_but_the_store(workspace: &Workspace) {
+    let others: Vec<_> = workspace
+        .leftovers()
+        .into_iter()
+        .filter(|name| name != "pods")
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+}
+
 fn session_of(pid: u32) -> String {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 1..];
@@ -149,12 +160,7 @@ fn run_detached_then_ps_logs_stop_and_rm_leave_nothing() {
         .join("pods");
     assert_eq!(std::fs::read_dir(&pods).unwrap().count(), 0);
     // Nothing else of the pod is left: its private folder went with it.
-    let others: Vec<_> = workspace
-        .leftovers()
-        .into_iter()
-        .filter(|name| name != "pods")
-        .collect();
-    assert!(others.is_empty(), "{others:?}");
+    assert_nothing_left_but_the_store(&workspace);
 }
 
 #[test]
@@ -250,4 +256,170 @@ spec:
         "{ps:?}"
     );
     workspace.run(&["rm", "follow"]).expect_code(0);
+}
+
+#[test]
+fn exec_runs_a_program_of_the_image_in_the_running_pod_and_top_measures_it() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: lookin}
+spec:
+  restartPolicy: Never
+  volumes: [{name: shared, emptyDir: {}}]
+  containers:
+  - name: writer
+    image: probe
+    command: [sh, -c, 'echo from-the-writer > /shared/note; sleep 600']
+    env: [{name: GREETING, value: hi}]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  - name: web
+    image: nginx
+    args: [-p, '8080', -h, /usr/share/nginx/html]
+",
+    );
+    workspace
+        .run(&["run", "-d", pod.to_str().unwrap()])
+        .expect_code(0);
+    // The file the running container wrote into the emptyDir.
+    let cat = until(
+        &workspace,
+        &[
+            "exec",
+            "lookin",
+            "-c",
+            "writer",
+            "--",
+            "cat",
+            "/shared/note",
+        ],
+        |run| run.code == 0,
+    );
+    cat.expect_code(0);
+    assert_eq!(cat.stdout, "from-the-writer\n");
+    // The pod's localhost: the sibling's server (no -c: the first container).
+    let connect = until(
+        &workspace,
+        &["exec", "lookin", "--", "probe", "connect", "127.0.0.1:8080"],
+        |run| run.code == 0,
+    );
+    assert_eq!(connect.stdout, "connected\n", "{connect:?}");
+    // The container's environment and working directory; its status back.
+    let env = workspace.run(&["exec", "lookin", "--", "probe", "env"]);
+    env.expect_code(0);
+    assert!(env.stdout.contains("env GREETING=hi"), "{env:?}");
+    let failed = workspace.run(&[
+        "exec",
+        "lookin",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    failed.expect_code(3);
+    assert_eq!(
+        (failed.stdout.as_str(), failed.stderr.as_str()),
+        ("out\n", "err\n")
+    );
+    // What exec writes, the container sees.
+    workspace
+        .run(&[
+            "exec",
+            "lookin",
+            "--",
+            "sh",
+            "-c",
+            "echo from-exec > /shared/back",
+        ])
+        .expect_code(0);
+    let back = workspace.run(&["exec", "lookin", "--", "probe", "read", "/shared/back"]);
+    assert_eq!(back.stdout, "from-exec\n");
+
+    // wpod's own errors, as podman exec tells them.
+    let missing = workspace.run(&["exec", "lookin", "--", "no-such-program"]);
+    missing.expect_code(127);
+    assert!(
+        missing.stderr.contains("`no-such-program` not found"),
+        "{missing:?}"
+    );
+    let nobody = workspace.run(&["exec", "lookin", "-c", "nobody", "--", "true"]);
+    nobody.expect_code(125);
+    assert!(
+        nobody.stderr.contains("its containers: writer, web"),
+        "{nobody:?}"
+    );
+
+    // top: each container's Wasm memory and CPU time, from the pod itself.
+    let top = workspace.run(&["top", "lookin", "-o", "json"]);
+    top.expect_code(0);
+    let report: serde_json::Value = serde_json::from_str(&top.stdout).expect("json");
+    let containers = report["containers"].as_array().expect("containers");
+    let names: Vec<&str> = containers
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["writer", "web"]);
+    for container in containers {
+        assert!(container["memory_bytes"].as_u64().unwrap() > 0, "{report}");
+        let cpu = &container["cpu_time"];
+        let nanos = cpu["secs"].as_u64().unwrap() * 1_000_000_000 + cpu["nanos"].as_u64().unwrap();
+        assert!(nanos > 0, "{report}");
+    }
+    assert!(report["process_rss"].as_u64().unwrap() > 0, "{report}");
+    let table = workspace.run(&["top", "lookin"]);
+    assert!(table.stdout.starts_with("CONTAINER"), "{table:?}");
+
+    workspace.run(&["stop", "lookin"]).expect_code(0);
+    let stopped = workspace.run(&["exec", "lookin", "--", "true"]);
+    stopped.expect_code(125);
+    assert!(stopped.stderr.contains("is not running"), "{stopped:?}");
+    workspace.run(&["rm", "lookin"]).expect_code(0);
+    assert_nothing_left_but_the_store(&workspace);
+}
+
+#[test]
+fn logs_previous_shows_the_instance_before_the_last_restart() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: again}
+spec:
+  restartPolicy: OnFailure
+  volumes: [{name: d, emptyDir: {}}]
+  containers:
+  - name: flaky
+    image: busybox
+    command: [sh, -c, 'test -e /d/ran && echo second && sleep 600; touch /d/ran; echo first; exit 1']
+    volumeMounts: [{name: d, mountPath: /d}]
+",
+    );
+    workspace
+        .run(&[
+            "run",
+            "-d",
+            "--restart-backoff",
+            "100ms",
+            pod.to_str().unwrap(),
+        ])
+        .expect_code(0);
+    let current = until(&workspace, &["logs", "again"], |run| {
+        run.stdout.contains("second")
+    });
+    assert_eq!(current.stdout, "second\n", "{current:?}");
+    let previous = workspace.run(&["logs", "again", "--previous"]);
+    previous.expect_code(0);
+    assert_eq!(previous.stdout, "first\n");
+    workspace.run(&["rm", "-f", "again"]).expect_code(0);
+
+    // A container that never restarted has no previous instance.
+    let once = workspace.pod(POD);
+    workspace
+        .run(&["run", "-d", once.to_str().unwrap()])
+        .expect_code(0);
+    let none = workspace.run(&["logs", "chatter", "-c", "talker", "-p"]);
+    none.expect_code(125);
+    assert!(none.stderr.contains("has not restarted"), "{none:?}");
+    workspace.run(&["rm", "-f", "chatter"]).expect_code(0);
 }

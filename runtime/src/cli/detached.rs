@@ -45,6 +45,37 @@ pub struct LogsArgs {
     /// Each line with its RFC 3339 time.
     #[arg(long)]
     timestamps: bool,
+    /// The lines of the container's instance before its last restart.
+    #[arg(short, long, conflicts_with = "follow")]
+    previous: bool,
+}
+
+#[derive(clap::Args)]
+#[command(trailing_var_arg = true)]
+pub struct ExecArgs {
+    /// The pod's name.
+    pod: String,
+    /// The container (default: the pod's kubectl.kubernetes.io/default-container,
+    /// else its first app container).
+    #[arg(short, long)]
+    container: Option<String>,
+    /// The program from the container's image and its arguments, after `--`.
+    #[arg(required = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct TopArgs {
+    /// The pod's name.
+    pod: String,
+    /// json: the figures in bytes and nanoseconds.
+    #[arg(short, long, value_enum)]
+    output: Option<TopFormat>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TopFormat {
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -220,7 +251,19 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     };
-    let path = pod.log_path(&container);
+    let path = if args.previous {
+        let previous = pod.previous_log_path(&container);
+        if !previous.exists() {
+            return Err(BadInput(format!(
+                "container `{container}` of pod `{}` has not restarted: there is no previous instance to show",
+                pod.name
+            ))
+            .into());
+        }
+        previous
+    } else {
+        pod.log_path(&container)
+    };
     let mut printed = 0u64;
     let text = std::fs::read(&path).unwrap_or_default();
     let since = args
@@ -286,6 +329,92 @@ fn print_record(
         out.write_all(b" ")?;
     }
     out.write_all(text)
+}
+
+/// Runs a program from a container's image in the running pod; exits with
+/// its status (125, 126, 127 for wpod's own, as `podman exec`).
+pub fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let pod = find(&store(), &args.pod)?;
+    let request = wpod::ExecRequest {
+        container: args.container,
+        command: args.command,
+    };
+    let ended = pod.exec(
+        request,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    match ended {
+        Ok(outcome) => {
+            if let Some(message) = outcome.message.filter(|_| outcome.exit_code != 0) {
+                eprintln!("wpod: {}: {message}", outcome.reason);
+            }
+            Ok(ExitCode::from((outcome.exit_code & 0xff) as u8))
+        }
+        Err(error) => {
+            eprintln!("wpod: {error}");
+            Ok(ExitCode::from(error.exit_code()))
+        }
+    }
+}
+
+/// What each container of a running pod uses: `NAME MEMORY LIMIT CPU`.
+pub fn top(args: &TopArgs) -> anyhow::Result<ExitCode> {
+    let pod = find(&store(), &args.pod)?;
+    let report = pod.top().map_err(|e| BadInput(e.to_string()))?;
+    if let Some(TopFormat::Json) = args.output {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![[
+        "CONTAINER".to_owned(),
+        "MEMORY".to_owned(),
+        "LIMIT".to_owned(),
+        "CPU".to_owned(),
+    ]];
+    for container in &report.containers {
+        rows.push([
+            container.name.clone(),
+            human_bytes(container.memory_bytes),
+            container.memory_limit.map_or("-".into(), human_bytes),
+            format!("{:.3}s", container.cpu_time.as_secs_f64()),
+        ]);
+    }
+    if let Some(rss) = report.process_rss {
+        rows.push([
+            "(pod process)".into(),
+            human_bytes(rss),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
+    let width = |column: usize| rows.iter().map(|row| row[column].len()).max().unwrap_or(0);
+    let widths = [width(0), width(1), width(2)];
+    let mut out = std::io::stdout().lock();
+    for row in &rows {
+        writeln!(
+            out,
+            "{:w0$}   {:w1$}   {:w2$}   {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `1.5Mi`, `64Ki`, `300B`: a byte count as `kubectl top` writes memory.
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1}Gi", b as f64 / f64::from(1u32 << 30)),
+        b if b >= 1 << 20 => format!("{:.1}Mi", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.1}Ki", b as f64 / 1024.0),
+        b => format!("{b}B"),
+    }
 }
 
 pub fn stop(args: &StopArgs) -> anyhow::Result<ExitCode> {

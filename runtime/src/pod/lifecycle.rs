@@ -22,7 +22,7 @@ pub(super) struct PodRun {
     pub(super) restart_policy: RestartPolicy,
     pub(super) init_count: usize,
     /// Init containers first, then app containers.
-    pub(super) plans: Vec<ContainerPlan>,
+    pub(super) plans: Arc<[ContainerPlan]>,
     pub(super) backoff: Backoff,
     pub(super) sink: Arc<dyn LogSink>,
     pub(super) logs: Arc<LogStore>,
@@ -182,6 +182,10 @@ impl PodRun {
         let mut backoff = self.backoff.initial;
         let mut restart_count = 0u32;
         loop {
+            if restart_count > 0 {
+                self.sink
+                    .restarted(&self.pod_name, &plan.name, restart_count);
+            }
             let started_at = Timestamp::now();
             let clock = Instant::now();
             self.update(index, |status| {

@@ -6,9 +6,14 @@
 //! containers together, restarted as `restartPolicy` says with the kubelet's
 //! back-off.
 
+mod exec;
 mod lifecycle;
 mod prepare;
 
+pub use exec::{
+    ContainerUsage, DEFAULT_CONTAINER_ANNOTATION, ExecError, ExecOutcome, ExecOutput, ExecRequest,
+    Execer,
+};
 pub(crate) use prepare::{image_error, initial_status, resolve_container, resolve_containers};
 
 use crate::container::{Linkers, Program};
@@ -315,6 +320,14 @@ impl Runtime {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         let logs = Arc::new(LogStore::default());
+        let plans: Arc<[_]> = plans.into();
+        let execer = Execer::new(
+            self.inner.clone(),
+            &pod,
+            plans.clone(),
+            status_rx.clone(),
+            stop.clone(),
+        );
         let run = PodRun {
             engine: self.inner.engine.clone(),
             pod_name: pod.name.as_str().into(),
@@ -337,6 +350,7 @@ impl Runtime {
             events: events_rx,
             stop,
             logs,
+            execer,
             task: Some(task),
         })
     }
@@ -468,6 +482,7 @@ pub struct PodHandle {
     events: mpsc::UnboundedReceiver<PodEvent>,
     stop: CancellationToken,
     logs: Arc<LogStore>,
+    execer: Execer,
     task: Option<tokio::task::JoinHandle<PodStatus>>,
 }
 
@@ -495,6 +510,17 @@ impl PodHandle {
     /// The lines a container printed (stdout and stderr), the last 10,000.
     pub fn logs(&self, container: &str) -> Vec<String> {
         self.logs.lines(container)
+    }
+
+    /// Runs programs in the pod's containers while it runs (`exec`), and
+    /// reads what they use; usable where the handle is not.
+    pub fn execer(&self) -> Execer {
+        self.execer.clone()
+    }
+
+    /// What each container (init containers first) uses now.
+    pub fn usage(&self) -> Vec<ContainerUsage> {
+        self.execer.usage()
     }
 
     /// A function that stops the pod, for use where the handle is not (a

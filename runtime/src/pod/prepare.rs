@@ -3,7 +3,7 @@
 //! planned; every check that can fail before a container runs.
 
 use super::{PodOptions, Runtime};
-use crate::container::{self, ContainerPlan, PodMemory, Program};
+use crate::container::{self, ContainerPlan, ContainerUsage, PodMemory, Program};
 use crate::image::{Image, ImageError, ImagePath};
 use crate::manifest::{ContainerSpec, PodSpec};
 use crate::network::{EgressPolicy, PodNetwork};
@@ -99,13 +99,15 @@ impl Runtime {
                 env,
                 working_dir,
                 preopens,
-                memory_limit: spec.resources.memory_limit,
+                usage: Arc::new(ContainerUsage::new(spec.resources.memory_limit)),
                 pod_memory: pod_memory.clone(),
                 descriptor_limit: pod
                     .descriptor_limit
                     .unwrap_or(container::DEFAULT_DESCRIPTOR_LIMIT),
                 program,
                 network: network.clone(),
+                reference: spec.image.clone(),
+                image,
             });
         }
         Ok(plans)

@@ -361,6 +361,7 @@ fn pod_process(
         pod: request.pod,
         options,
         runtime_config: request.runtime,
+        control_socket: request.control_socket,
         channel,
         host_sockets: host_sockets.map(|channel| {
             Arc::new(super::broker::BrokerClient::new(channel))

@@ -288,6 +288,8 @@ pub(crate) struct PodProcess {
     /// volumes.
     pub options: PodOptions,
     pub runtime_config: RuntimeConfig,
+    /// Where the pod serves `exec` and `top` (see `control`), if anywhere.
+    pub control_socket: Option<std::path::PathBuf>,
     #[cfg(target_os = "linux")]
     channel: std::sync::Arc<protocol::Channel>,
     /// Sockets of the host's network, for a pod in a namespace of its own

@@ -32,6 +32,9 @@ pub(crate) struct Request {
     pub options: PodOptions,
     /// The runtime's settings; the cache, if any, is absolute and exists.
     pub runtime: RuntimeConfig,
+    /// Where the pod serves `exec` and `top`: in its folder of
+    /// `RunConfig::pod_files`, which is bound into its root at the same path.
+    pub control_socket: Option<std::path::PathBuf>,
 }
 
 /// What the pod process reports, in order.

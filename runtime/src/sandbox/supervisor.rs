@@ -418,6 +418,10 @@ fn prepare(
             ..config.options.clone()
         },
         runtime: RuntimeConfig { cache_dir },
+        control_socket: config
+            .pod_files
+            .as_ref()
+            .map(|dir| absolute(dir).join(&pod.name).join(crate::control::SOCKET)),
     };
     Ok(Prepared {
         name: pod.name.clone(),
