@@ -342,6 +342,7 @@ pub fn run_detached(
         }
         let (ready_read, ready_write) =
             sys::pipe().map_err(|e| supervisor_error("creating a pipe", e.source))?;
+        let progress = config.progress.clone();
         let _ = std::io::Write::flush(&mut std::io::stdout());
         // SAFETY: the caller has one thread (documented above; `run`, in
         // the child, checks it again before it forks the pod processes).
@@ -353,11 +354,28 @@ pub fn run_detached(
             }
             sys::Forked::Parent(child) => {
                 drop(ready_write);
-                // "running", or "failed CODE" and the error's text: read to the
-                // first line's end only (the supervisor goes on running).
+                // "compiling MS PROGRAM..." lines while it compiles (shown
+                // here: the supervisor has no terminal), then "running", or
+                // "failed CODE" and the error's text: read to that line's end
+                // only (the supervisor goes on running).
                 let mut reader = std::io::BufReader::new(std::fs::File::from(ready_read));
                 let mut first = String::new();
-                let _ = std::io::BufRead::read_line(&mut reader, &mut first);
+                loop {
+                    first.clear();
+                    let _ = std::io::BufRead::read_line(&mut reader, &mut first);
+                    let Some(compiling) = first.strip_prefix("compiling ") else {
+                        break;
+                    };
+                    let mut words = compiling.split_whitespace();
+                    let elapsed = words.next().and_then(|ms| ms.parse().ok()).unwrap_or(0);
+                    let programs: Vec<String> = words.map(str::to_owned).collect();
+                    if let Some(progress) = &progress {
+                        progress.compiling(&programs, Duration::from_millis(elapsed));
+                    }
+                }
+                if let Some(progress) = &progress {
+                    progress.done();
+                }
                 let mut answer = first.clone();
                 if first.starts_with("failed") {
                     let _ = std::io::Read::read_to_string(&mut reader, &mut answer);
@@ -444,6 +462,9 @@ fn supervise_detached(
         Arc::new(crate::log::FileLogs::new(store.dir.clone(), LOG_FILE_BYTES));
     config.pod_files = Some(store.dir.clone());
     config.status_sink = Some(sink);
+    config.progress = Some(Arc::new(PipeProgress {
+        ready: ready.clone(),
+    }));
     config.stop_on_signals = true;
     config.exit_after = true;
     config.pid_file = None;
@@ -465,6 +486,26 @@ fn supervise_detached(
             i32::from(fault.exit_code())
         }
     }
+}
+
+/// Passes compile progress to the waiting `run_detached`, which shows it.
+#[derive(Debug)]
+struct PipeProgress {
+    ready: Arc<Mutex<Option<std::fs::File>>>,
+}
+
+impl crate::CompileProgress for PipeProgress {
+    fn compiling(&self, programs: &[String], elapsed: Duration) {
+        if let Ok(mut slot) = self.ready.lock()
+            && let Some(file) = slot.as_mut()
+        {
+            // Image references hold no whitespace.
+            let line = format!("compiling {} {}\n", elapsed.as_millis(), programs.join(" "));
+            let _ = std::io::Write::write_all(file, line.as_bytes());
+        }
+    }
+
+    fn done(&self) {}
 }
 
 /// Writes each pod's `status.json`, and tells `run_detached` once every pod

@@ -423,3 +423,56 @@ spec:
     assert!(none.stderr.contains("has not restarted"), "{none:?}");
     workspace.run(&["rm", "-f", "chatter"]).expect_code(0);
 }
+
+#[test]
+fn a_compile_shows_progress_on_a_terminal_for_run_d_and_nothing_when_piped() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(POD);
+    // A cache of its own: the programs are compiled, not loaded (seconds
+    // in the debug build the tests run).
+    let cold_cache = |name: &str| {
+        let dir = workspace.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    };
+    let piped = workspace
+        .wpod()
+        .env("WPOD_CACHE_DIR", cold_cache("cache-piped"))
+        .args(["run", "-d", pod.to_str().unwrap()])
+        .output()
+        .expect("wpod");
+    assert_eq!(piped.status.code(), Some(0), "{piped:?}");
+    assert_eq!(String::from_utf8_lossy(&piped.stdout), "chatter\n");
+    assert_eq!(
+        String::from_utf8_lossy(&piped.stderr),
+        "",
+        "nothing on a pipe"
+    );
+    workspace.run(&["rm", "-f", "chatter"]).expect_code(0);
+
+    // On a terminal (script(1) gives it one): the spinner, then the name.
+    let line = format!("{} run -d {}", env!("CARGO_BIN_EXE_wpod"), pod.display());
+    let base = workspace.wpod();
+    let mut script = std::process::Command::new("script");
+    script.env_clear().current_dir(workspace.path());
+    for (key, value) in base.get_envs() {
+        if let Some(value) = value {
+            script.env(key, value);
+        }
+    }
+    let terminal = script
+        .env("WPOD_CACHE_DIR", cold_cache("cache-terminal"))
+        // As a terminal session has it (indicatif draws nothing without).
+        .env("TERM", "xterm")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .expect("script(1), of util-linux");
+    let shown = String::from_utf8_lossy(&terminal.stdout);
+    assert_eq!(terminal.status.code(), Some(0), "{terminal:?}");
+    assert!(
+        shown.contains("compiling ") && shown.contains("a second run loads it from the cache"),
+        "{shown:?}"
+    );
+    assert!(shown.trim_end().ends_with("chatter"), "{shown:?}");
+    workspace.run(&["rm", "-f", "chatter"]).expect_code(0);
+}
