@@ -62,32 +62,59 @@ impl Linkers {
 
     /// Links a compiled program: every import resolved now, so a program
     /// that is not a WASI command fails before any container starts.
-    pub(crate) fn link(&self, compiled: &Compiled) -> Result<Program, String> {
+    pub(crate) fn link(&self, compiled: &Compiled) -> Result<Program, LinkError> {
         match compiled {
             Compiled::Component(component) => {
                 let pre = self
                     .component()
                     .instantiate_pre(component)
-                    .map_err(|e| format!("{e:#}"))?;
+                    .map_err(|e| LinkError::Imports(format!("{e:#}")))?;
                 CommandPre::new(pre)
                     .map(Program::Component)
-                    .map_err(|e| format!("it does not export wasi:cli/run ({e:#})"))
+                    .map_err(|e| LinkError::NoRun(format!("{e:#}")))
             }
             Compiled::Module(module) => {
                 if !matches!(
                     module.get_export("_start"),
                     Some(wasmtime::ExternType::Func(_))
                 ) {
-                    return Err("the module exports no `_start` function".into());
+                    return Err(LinkError::NoStart);
                 }
                 self.module()
                     .instantiate_pre(module)
                     .map(Program::Module)
-                    .map_err(|e| format!("{e:#}"))
+                    .map_err(|e| LinkError::Imports(format!("{e:#}")))
             }
         }
     }
 }
+
+/// Why a compiled program is not a WASI command wpod can run. The texts
+/// are wasmtime's (its errors carry no type worth keeping apart).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// An import that neither WASI nor wpod defines, or of another type.
+    #[error("{0}")]
+    Imports(String),
+    #[error("it does not export wasi:cli/run ({0})")]
+    NoRun(String),
+    #[error("the module exports no `_start` function")]
+    NoStart,
+}
+
+/// A failure of wpod's own while starting a container (a guest failing is
+/// an [`Outcome`], not this).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ContainerError {
+    #[error("cannot open {} for {guest}: {message}", host.display())]
+    Preopen {
+        host: std::path::PathBuf,
+        guest: String,
+        message: String,
+    },
+}
+
+impl Linkers {}
 
 /// A program ready to instantiate, cheaply, once per container start.
 #[derive(Clone)]
@@ -241,7 +268,7 @@ pub(crate) async fn run<O: StdoutStream + 'static>(
     engine: &Engine,
     stdout: O,
     stderr: O,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, ContainerError> {
     run_program(plan, &plan.program, &plan.argv, engine, stdout, stderr).await
 }
 
@@ -255,7 +282,7 @@ pub(crate) async fn run_program<O: StdoutStream + 'static>(
     engine: &Engine,
     stdout: O,
     stderr: O,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, ContainerError> {
     let wasi = wasi_builder(plan, argv, stdout, stderr)?;
     let network = plan.network.for_container();
     let limits = MemoryBudget {
@@ -385,7 +412,7 @@ fn wasi_builder(
     argv: &[String],
     stdout: impl StdoutStream + 'static,
     stderr: impl StdoutStream + 'static,
-) -> Result<WasiCtxBuilder, String> {
+) -> Result<WasiCtxBuilder, ContainerError> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.args(argv)
         .envs(&plan.env)
@@ -406,12 +433,10 @@ fn wasi_builder(
             FsPerms::ReadWrite
         };
         wasi.preopened_dir(&preopen.host, &preopen.guest, perms)
-            .map_err(|e| {
-                format!(
-                    "cannot open {} for {}: {e:#}",
-                    preopen.host.display(),
-                    preopen.guest
-                )
+            .map_err(|e| ContainerError::Preopen {
+                host: preopen.host.clone(),
+                guest: preopen.guest.clone(),
+                message: format!("{e:#}"),
             })?;
     }
     let network = plan.network.clone();

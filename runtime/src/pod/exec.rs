@@ -306,11 +306,11 @@ impl Execer {
                 reason: outcome.reason.into(),
                 message: outcome.message,
             }),
-            Err(message) => Err(ExecError::CannotRun {
+            Err(error) => Err(ExecError::CannotRun {
                 pod,
                 container: plan.name.clone(),
                 program: argv[0].clone(),
-                message,
+                message: error.to_string(),
             }),
         }
     }

@@ -226,7 +226,11 @@ impl PodRun {
                     outcome.reason.to_owned(),
                     outcome.message,
                 ),
-                Some(Err(message)) => (128, "ContainerCannotRun".to_owned(), Some(message)),
+                Some(Err(error)) => (
+                    128,
+                    "ContainerCannotRun".to_owned(),
+                    Some(error.to_string()),
+                ),
                 None => {
                     let evicted = self.evicted.lock().expect("eviction lock").clone();
                     let message = match evicted {

@@ -220,10 +220,10 @@ impl RuntimeInner {
     ) -> std::result::Result<Program, ImageError> {
         self.linkers
             .link(compiled)
-            .map_err(|message| ImageError::NotCommand {
+            .map_err(|error| ImageError::NotCommand {
                 reference: reference.to_owned(),
                 path: path.to_owned(),
-                message,
+                message: error.to_string(),
             })
     }
 }
