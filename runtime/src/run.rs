@@ -222,6 +222,10 @@ pub fn run(
     pods: Vec<PodSpec>,
     mut config: RunConfig,
 ) -> Result<RunOutcome, SandboxError> {
+    // Since the manifest checks the memory annotation (`sandbox::plan` can
+    // no longer fail), no error here names the manifest: the argument stays
+    // so that the public signature does not change.
+    let _ = manifest;
     pull_images(&pods, &config.options.registries)?;
     // Pulled now, once: neither the pod processes nor the pods below pull.
     config.options.registries.offline = true;
@@ -235,7 +239,7 @@ pub fn run(
         progress: config.progress.clone(),
     })?;
     if let Some(sandbox) = sandbox
-        && let Some(run) = sandbox.run(manifest, &pods, pod_process_main)?
+        && let Some(run) = sandbox.run(&pods, pod_process_main)?
     {
         return Ok(RunOutcome {
             pods: run

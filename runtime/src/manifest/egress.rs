@@ -29,6 +29,29 @@ pub struct EgressRuleError {
     pub reason: String,
 }
 
+/// Why one rule is not understood: an [`EgressRuleError`]'s `reason`.
+#[derive(Debug, thiserror::Error)]
+enum RuleProblem {
+    /// The text after `:` is not a port number, or is 0.
+    #[error("`{0}` is not a port number from 1 to 65535")]
+    Port(String),
+    /// `[` opens an IPv6 address that no `]` closes.
+    #[error("a `[` without its `]`")]
+    UnclosedBracket,
+    /// Something other than `:port` follows `]`.
+    #[error("`{0}` after `]`; write `]:port`")]
+    AfterBracket(String),
+    /// Neither an address nor `address/prefix length`.
+    #[error("`{0}` is not an IP address or a CIDR")]
+    Address(String),
+    /// The text after `/` is not a number from 0 to 255.
+    #[error("`{0}` is not a prefix length")]
+    PrefixLength(String),
+    /// The prefix is longer than the address.
+    #[error("the prefix length {prefix_len} is more than the address's {max} bits")]
+    PrefixTooLong { prefix_len: u8, max: u8 },
+}
+
 /// How to write egress rules, for messages.
 pub(crate) const EGRESS_HINT: &str = "write addresses or CIDRs with an optional port, separated by commas (10.0.0.0/8, 192.0.2.7:443, [2001:db8::1]:80), or * for all";
 
@@ -68,27 +91,25 @@ impl EgressPolicy {
                 .allow
                 .push(parse_rule(rule).map_err(|reason| EgressRuleError {
                     rule: rule.to_owned(),
-                    reason,
+                    reason: reason.to_string(),
                 })?);
         }
         Ok(policy)
     }
 }
 
-fn parse_rule(rule: &str) -> Result<EgressRule, String> {
+fn parse_rule(rule: &str) -> Result<EgressRule, RuleProblem> {
     let port = |text: &str| match text.parse::<u16>() {
         Ok(port) if port > 0 => Ok(Some(port)),
-        _ => Err(format!("`{text}` is not a port number from 1 to 65535")),
+        _ => Err(RuleProblem::Port(text.to_owned())),
     };
     let (address, port) = if let Some(rest) = rule.strip_prefix('[') {
-        let (address, after) = rest
-            .split_once(']')
-            .ok_or("a `[` without its `]`".to_owned())?;
+        let (address, after) = rest.split_once(']').ok_or(RuleProblem::UnclosedBracket)?;
         match after {
             "" => (address, None),
             _ => match after.strip_prefix(':') {
                 Some(number) => (address, port(number)?),
-                None => return Err(format!("`{after}` after `]`; write `]:port`")),
+                None => return Err(RuleProblem::AfterBracket(after.to_owned())),
             },
         }
     } else if rule.matches(':').count() == 1 {
@@ -97,13 +118,13 @@ fn parse_rule(rule: &str) -> Result<EgressRule, String> {
     } else {
         (rule, None)
     };
-    let not_an_address = || format!("`{address}` is not an IP address or a CIDR");
+    let not_an_address = || RuleProblem::Address(address.to_owned());
     let (network, prefix_len) = match address.split_once('/') {
         Some((ip, len)) => {
             let ip: IpAddr = ip.parse().map_err(|_| not_an_address())?;
             let len: u8 = len
                 .parse()
-                .map_err(|_| format!("`{len}` is not a prefix length"))?;
+                .map_err(|_| RuleProblem::PrefixLength(len.to_owned()))?;
             (ip, len)
         }
         None => {
@@ -113,9 +134,7 @@ fn parse_rule(rule: &str) -> Result<EgressRule, String> {
     };
     let max = if network.is_ipv4() { 32 } else { 128 };
     if prefix_len > max {
-        return Err(format!(
-            "the prefix length {prefix_len} is more than the address's {max} bits"
-        ));
+        return Err(RuleProblem::PrefixTooLong { prefix_len, max });
     }
     Ok(EgressRule {
         network,

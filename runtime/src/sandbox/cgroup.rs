@@ -16,6 +16,65 @@ use std::path::{Path, PathBuf};
 /// The v1 controllers wpod limits.
 const V1_CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 
+/// Why the pods' cgroups could not be found, checked or made, or a process
+/// not moved into one. Its text is the reason the user reads in the warning
+/// or the refusal that follows.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CgroupError {
+    /// Reading /proc/self/mountinfo or /proc/self/cgroup failed.
+    #[error("reading {path}: {source}")]
+    Read {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither a v1 memory controller nor a cgroup v2 filesystem is mounted.
+    #[error("no cgroup filesystem is mounted")]
+    NoFilesystem,
+    /// cgroup v2 is mounted, but /proc/self/cgroup has no `0::` line for it.
+    #[error("/proc/self/cgroup has no cgroup v2 entry")]
+    NoV2Entry,
+    /// v1: none of [`V1_CONTROLLERS`] is mounted where we have a cgroup.
+    #[error("no memory, pids or cpu cgroup controller is mounted")]
+    NoController,
+    /// Creating a cgroup directory failed.
+    #[error("mkdir {}: {source}", path.display())]
+    Mkdir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The parent of the pods' cgroups is not ours to write.
+    #[error("{}: {source}", path.display())]
+    NotWritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing a value to a cgroup file (a limit, a pid) failed.
+    #[error("writing `{value}` to {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// cgroup v2: enabling the controllers in our own cgroup (`own`) failed,
+    /// so they were not delegated to us.
+    #[error(
+        "writing `{value}` to {}: {source} (cgroup v2: the memory, pids and cpu controllers are not delegated to {})",
+        path.display(),
+        own.display()
+    )]
+    NotDelegated {
+        own: PathBuf,
+        path: PathBuf,
+        value: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Where cgroups of wpod's pods go, per hierarchy.
 #[derive(Debug, Clone)]
 pub(crate) struct Hierarchies {
@@ -33,11 +92,12 @@ pub(crate) struct PodCgroup {
 
 impl Hierarchies {
     /// Finds the hierarchies from /proc/self/mountinfo and /proc/self/cgroup.
-    pub(crate) fn find() -> Result<Hierarchies, String> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
-        let own = std::fs::read_to_string("/proc/self/cgroup")
-            .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+    pub(crate) fn find() -> Result<Hierarchies, CgroupError> {
+        let read = |path: &'static str| {
+            std::fs::read_to_string(path).map_err(|source| CgroupError::Read { path, source })
+        };
+        let mountinfo = read("/proc/self/mountinfo")?;
+        let own = read("/proc/self/cgroup")?;
         let mounts: Vec<Mount> = mountinfo.lines().filter_map(Mount::parse).collect();
         let own_path = |controller: &str| {
             own.lines().find_map(|line| {
@@ -73,8 +133,8 @@ impl Hierarchies {
         let mount = mounts
             .iter()
             .find(|m| m.fstype == "cgroup2")
-            .ok_or("no cgroup filesystem is mounted")?;
-        let path = own_path("").ok_or("/proc/self/cgroup has no cgroup v2 entry")?;
+            .ok_or(CgroupError::NoFilesystem)?;
+        let path = own_path("").ok_or(CgroupError::NoV2Entry)?;
         Ok(Hierarchies {
             parents: vec![("", mount.dir_of(&path).join("wpod"))],
             v2: true,
@@ -83,24 +143,27 @@ impl Hierarchies {
 
     /// Whether we may create pod cgroups here (rootless users usually may
     /// not, unless a cgroup v2 subtree is delegated to them).
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), CgroupError> {
         if self.parents.is_empty() {
-            return Err("no memory, pids or cpu cgroup controller is mounted".into());
+            return Err(CgroupError::NoController);
         }
         for (_, parent) in &self.parents {
             if self.v2 {
                 enable_v2_controllers(parent)?;
             }
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
-            rustix::fs::access(parent, rustix::fs::Access::WRITE_OK)
-                .map_err(|e| format!("{}: {e}", parent.display()))?;
+            mkdir_all(parent)?;
+            rustix::fs::access(parent, rustix::fs::Access::WRITE_OK).map_err(|errno| {
+                CgroupError::NotWritable {
+                    path: parent.clone(),
+                    source: errno.into(),
+                }
+            })?;
         }
         Ok(())
     }
 
     /// Creates the pod's cgroup with its limits.
-    pub(crate) fn create(&self, name: &str, limits: &Limits) -> Result<PodCgroup, String> {
+    pub(crate) fn create(&self, name: &str, limits: &Limits) -> Result<PodCgroup, CgroupError> {
         let mut cgroup = PodCgroup {
             dirs: Vec::new(),
             v2: self.v2,
@@ -109,13 +172,15 @@ impl Hierarchies {
             if self.v2 {
                 enable_v2_controllers(parent)?;
             }
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+            mkdir_all(parent)?;
             if self.v2 {
                 write(&parent.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
             }
             let dir = parent.join(name);
-            std::fs::create_dir(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+            std::fs::create_dir(&dir).map_err(|source| CgroupError::Mkdir {
+                path: dir.clone(),
+                source,
+            })?;
             cgroup.dirs.push((controller, dir));
         }
         cgroup.limit(limits)?;
@@ -138,7 +203,7 @@ impl Hierarchies {
 /// `cgroup.subtree_control` down to ours; we try only our own cgroup (the
 /// parent of `wpod/`), which works when we are at the root or it was
 /// delegated to us.
-fn enable_v2_controllers(wpod_dir: &Path) -> Result<(), String> {
+fn enable_v2_controllers(wpod_dir: &Path) -> Result<(), CgroupError> {
     let own = wpod_dir.parent().expect("wpod/ has a parent");
     let enabled = std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap_or_default();
     if ["memory", "pids", "cpu"]
@@ -147,16 +212,17 @@ fn enable_v2_controllers(wpod_dir: &Path) -> Result<(), String> {
     {
         return Ok(());
     }
-    write(&own.join("cgroup.subtree_control"), "+memory +pids +cpu").map_err(|e| {
-        format!(
-            "{e} (cgroup v2: the memory, pids and cpu controllers are not delegated to {})",
-            own.display()
-        )
+    let (path, value) = (own.join("cgroup.subtree_control"), "+memory +pids +cpu");
+    std::fs::write(&path, value).map_err(|source| CgroupError::NotDelegated {
+        own: own.to_owned(),
+        path,
+        value,
+        source,
     })
 }
 
 impl PodCgroup {
-    fn limit(&self, limits: &Limits) -> Result<(), String> {
+    fn limit(&self, limits: &Limits) -> Result<(), CgroupError> {
         for (controller, dir) in &self.dirs {
             let has = |c: &str| self.v2 || *controller == c;
             if has("memory")
@@ -192,7 +258,7 @@ impl PodCgroup {
     }
 
     /// Moves a process into the cgroup (in every hierarchy).
-    pub(crate) fn add(&self, pid: u32) -> Result<(), String> {
+    pub(crate) fn add(&self, pid: u32) -> Result<(), CgroupError> {
         for (_, dir) in &self.dirs {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
@@ -295,8 +361,20 @@ fn remove(dir: &Path) {
     tracing::warn!(cgroup = %dir.display(), "could not remove the pod's cgroup");
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    std::fs::write(path, value).map_err(|e| format!("writing `{value}` to {}: {e}", path.display()))
+/// `mkdir -p` of a cgroup directory.
+fn mkdir_all(path: &Path) -> Result<(), CgroupError> {
+    std::fs::create_dir_all(path).map_err(|source| CgroupError::Mkdir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|source| CgroupError::Write {
+        path: path.to_owned(),
+        value: value.to_owned(),
+        source,
+    })
 }
 
 /// One line of /proc/self/mountinfo, the parts we need.
@@ -358,5 +436,54 @@ mod tests {
             nested.dir_of("/user.slice/session-1.scope"),
             Path::new("/sys/fs/cgroup/session-1.scope")
         );
+    }
+
+    #[test]
+    fn errors_read_as_the_messages_did() {
+        let denied = || std::io::Error::from_raw_os_error(libc::EACCES);
+        let wpod = PathBuf::from("/sys/fs/cgroup/user.slice/wpod");
+        let cases = [
+            (
+                CgroupError::Read {
+                    path: "/proc/self/cgroup",
+                    source: denied(),
+                },
+                "reading /proc/self/cgroup: Permission denied (os error 13)",
+            ),
+            (
+                CgroupError::Mkdir {
+                    path: wpod.clone(),
+                    source: denied(),
+                },
+                "mkdir /sys/fs/cgroup/user.slice/wpod: Permission denied (os error 13)",
+            ),
+            (
+                CgroupError::NotWritable {
+                    path: wpod.clone(),
+                    source: denied(),
+                },
+                "/sys/fs/cgroup/user.slice/wpod: Permission denied (os error 13)",
+            ),
+            (
+                CgroupError::Write {
+                    path: wpod.join("p-1-0/pids.max"),
+                    value: "1024".into(),
+                    source: denied(),
+                },
+                "writing `1024` to /sys/fs/cgroup/user.slice/wpod/p-1-0/pids.max: Permission denied (os error 13)",
+            ),
+            (
+                CgroupError::NotDelegated {
+                    own: "/sys/fs/cgroup/user.slice".into(),
+                    path: "/sys/fs/cgroup/user.slice/cgroup.subtree_control".into(),
+                    value: "+memory +pids +cpu",
+                    source: denied(),
+                },
+                "writing `+memory +pids +cpu` to /sys/fs/cgroup/user.slice/cgroup.subtree_control: Permission denied (os error 13) (cgroup v2: the memory, pids and cpu controllers are not delegated to /sys/fs/cgroup/user.slice)",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
     }
 }

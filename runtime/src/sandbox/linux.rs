@@ -5,7 +5,6 @@
 use super::cgroup::Hierarchies;
 use super::{Isolation, PodMain, Sandbox, SandboxConfig, SandboxError, SandboxedRun, sys};
 use crate::manifest::PodSpec;
-use std::path::Path;
 
 /// What the probe found.
 #[derive(Debug)]
@@ -26,7 +25,7 @@ pub(super) fn probe(config: SandboxConfig) -> Result<Option<Sandbox>, SandboxErr
             if required {
                 return Err(SandboxError::Unavailable {
                     part: "the pod cgroup".into(),
-                    reason,
+                    reason: reason.to_string(),
                     fix: fix.into(),
                 });
             }
@@ -85,14 +84,12 @@ pub(super) fn explain_namespaces(error: &str) -> (String, String, String) {
 
 pub(super) fn run(
     sandbox: &Sandbox,
-    manifest: &Path,
     pods: &[PodSpec],
     pod_main: PodMain,
 ) -> Result<Option<SandboxedRun>, SandboxError> {
     super::supervisor::run(
         &sandbox.config,
         sandbox.state.cgroups.as_ref(),
-        manifest,
         pods,
         pod_main,
     )

@@ -64,7 +64,7 @@ use crate::manifest::{PodSpec, VolumeSource};
 use crate::pod::{PodOptions, RuntimeConfig};
 use crate::status::PodStatus;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// How much of the OS wall `wpod run` insists on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -250,11 +250,10 @@ impl Sandbox {
     /// [`SandboxError::Unavailable`] for `required` without namespaces.
     pub fn run(
         &self,
-        manifest: &Path,
         pods: &[PodSpec],
         pod_main: PodMain,
     ) -> Result<Option<SandboxedRun>, SandboxError> {
-        imp::run(self, manifest, pods, pod_main)
+        imp::run(self, pods, pod_main)
     }
 }
 
@@ -447,7 +446,7 @@ pub const PIDS_LIMIT: u64 = 1024;
 /// quantity such as `96Mi`), instead of the sum of its containers'
 /// `limits.memory` plus [`RUNTIME_MEMORY_ALLOWANCE`]; the manifest parses it
 /// into [`PodSpec::memory_limit`].
-#[cfg_attr(not(target_os = "linux"), allow(unused_imports))]
+#[cfg_attr(not(test), allow(unused_imports))]
 pub use crate::manifest::MEMORY_ANNOTATION;
 
 /// Why a pod must share the host's network namespace, if it must: only
@@ -482,11 +481,9 @@ pub struct PlanInputs {
 /// readOnly: the containers share one process, so the per-container
 /// difference is the Wasm layer's to enforce.
 ///
-/// # Errors
-///
-/// None any more: [`MEMORY_ANNOTATION`] is checked with the manifest, into
-/// [`PodSpec::memory_limit`].
-pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Result<Plan, String> {
+/// Nothing here fails: [`MEMORY_ANNOTATION`] is checked with the manifest,
+/// into [`PodSpec::memory_limit`].
+pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Plan {
     let mut binds: Vec<Bind> = Vec::new();
     let mut add = |bind: Bind| match binds.iter_mut().find(|b| b.path == bind.path) {
         Some(existing) => {
@@ -570,14 +567,14 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Result<Plan, String> {
             _ => None,
         })
         .collect();
-    Ok(Plan {
+    Plan {
         hostname: pod.hostname.clone(),
         net_namespace: inputs.net_namespace,
         binds,
         memory_volumes,
         limits: limits(pod),
         resolv_conf: inputs.resolv_conf.clone(),
-    })
+    }
 }
 
 /// The pod's cgroup limits: as Kubernetes sizes a pod, the larger of the app
@@ -647,7 +644,7 @@ mod tests {
             )
             .build()
             .unwrap();
-        let plan = plan(&pod, &inputs()).unwrap();
+        let plan = plan(&pod, &inputs());
         let shown: Vec<String> = plan
             .binds
             .iter()
@@ -689,7 +686,7 @@ mod tests {
             .build()
             .unwrap();
         // Not every container has a limit: the default ceiling holds.
-        let limits = plan(&unlimited, &inputs()).unwrap().limits;
+        let limits = plan(&unlimited, &inputs()).limits;
         assert_eq!(limits.memory_bytes, crate::container::host_memory_share());
         assert!(limits.memory_bytes.is_some());
         assert_eq!(limits.memory_source, MemorySource::HostShare);
@@ -699,7 +696,7 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(
-            plan(&annotated, &inputs()).unwrap().limits.memory_bytes,
+            plan(&annotated, &inputs()).limits.memory_bytes,
             Some(96 << 20)
         );
         let bad = PodSpec::builder("p")
@@ -716,10 +713,7 @@ mod tests {
             .container(ContainerSpec::new("b", "x.wasm").memory_limit(u64::MAX / 2 + 1))
             .build()
             .unwrap();
-        assert_eq!(
-            plan(&huge, &inputs()).unwrap().limits.memory_bytes,
-            Some(u64::MAX)
-        );
+        assert_eq!(plan(&huge, &inputs()).limits.memory_bytes, Some(u64::MAX));
     }
 
     #[test]

@@ -42,7 +42,6 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 pub(super) fn run(
     config: &SandboxConfig,
     cgroups: Option<&Hierarchies>,
-    manifest: &Path,
     pods: &[PodSpec],
     pod_main: PodMain,
 ) -> Result<Option<SandboxedRun>, SandboxError> {
@@ -71,7 +70,7 @@ pub(super) fn run(
     }
     let mut prepared = Vec::new();
     for pod in pods {
-        prepared.push(prepare(config, cgroups, manifest, pod)?);
+        prepared.push(prepare(config, cgroups, pod)?);
     }
     if let Some(signal) = compile_ahead(&prepared, &signals, config.progress.as_deref()) {
         return Ok(Some(SandboxedRun {
@@ -240,7 +239,6 @@ struct Prepared {
 fn prepare(
     config: &SandboxConfig,
     cgroups: Option<&Hierarchies>,
-    manifest: &Path,
     pod: &PodSpec,
 ) -> Result<Prepared, SandboxError> {
     let required = config.isolation == Isolation::Required;
@@ -379,23 +377,14 @@ fn prepare(
             .as_ref()
             .map(|dir| absolute(dir).join(&pod.name)),
     };
-    let plan = super::plan(pod, &inputs).map_err(|message| {
-        crate::Error::Manifest(crate::ManifestError::Invalid {
-            file: manifest.to_owned(),
-            problems: vec![crate::manifest::Problem {
-                path: format!("metadata.annotations[{}]", super::MEMORY_ANNOTATION),
-                message,
-                hint: "e.g. 96Mi".into(),
-            }],
-        })
-    })?;
+    let plan = super::plan(pod, &inputs);
     let cgroup = match cgroups.map(|c| c.create(&folder.name, &plan.limits)) {
         None => None,
         Some(Ok(cgroup)) => Some(cgroup),
         Some(Err(reason)) if required => {
             return Err(SandboxError::Unavailable {
                 part: format!("a cgroup for pod `{}`", pod.name),
-                reason,
+                reason: reason.to_string(),
                 fix: "run wpod as root, or in a delegated cgroup".into(),
             });
         }

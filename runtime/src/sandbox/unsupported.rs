@@ -4,7 +4,6 @@
 
 use super::{Isolation, PodMain, Sandbox, SandboxConfig, SandboxError, SandboxedRun};
 use crate::manifest::PodSpec;
-use std::path::Path;
 
 #[derive(Debug)]
 pub(super) struct State;
@@ -26,7 +25,6 @@ pub(super) fn probe(config: SandboxConfig) -> Result<Option<Sandbox>, SandboxErr
 
 pub(super) fn run(
     _sandbox: &Sandbox,
-    _manifest: &Path,
     _pods: &[PodSpec],
     _pod_main: PodMain,
 ) -> Result<Option<SandboxedRun>, SandboxError> {
