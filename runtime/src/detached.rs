@@ -349,7 +349,7 @@ pub fn run_detached(
         match unsafe { sys::fork() }.map_err(|e| supervisor_error("forking", e.source))? {
             sys::Forked::Child => {
                 drop(ready_read);
-                let code = supervise_detached(manifest, pods, config, store, ready_write);
+                let code = supervise_detached(pods, config, store, ready_write);
                 sys::exit_now(code);
             }
             sys::Forked::Parent(child) => {
@@ -430,7 +430,6 @@ pub fn run_detached(
 /// tells the waiting `run_detached` once they run. Returns the exit code.
 #[cfg(target_os = "linux")]
 fn supervise_detached(
-    manifest: &Path,
     pods: Vec<PodSpec>,
     mut config: RunConfig,
     store: &PodStore,
@@ -468,7 +467,7 @@ fn supervise_detached(
     config.stop_on_signals = true;
     config.exit_after = true;
     config.pid_file = None;
-    match crate::run(manifest, pods, config) {
+    match crate::run(pods, config) {
         Ok(outcome) => {
             // Pods that ended before they were seen running were told too.
             i32::from(outcome.exit_status())

@@ -177,8 +177,8 @@ pub struct PodOutcome {
     pub status: PodStatus,
 }
 
-/// Runs `pods` (read from `manifest`, which errors name) to their end, each
-/// behind the OS wall as `config.isolation` says, or in this process.
+/// Runs `pods` to their end, each behind the OS wall as `config.isolation`
+/// says, or in this process.
 ///
 /// Call it while the process has one thread (before any tokio runtime or
 /// other thread exists): the walled pod processes are forks of this one,
@@ -194,7 +194,6 @@ pub struct PodOutcome {
 /// let manifest = std::path::Path::new("pod.yaml");
 /// let pods = PodSpec::from_yaml_file(manifest)?;
 /// let outcome = wpod::run(
-///     manifest,
 ///     pods,
 ///     RunConfig {
 ///         isolation: Isolation::Auto,
@@ -217,15 +216,7 @@ pub struct PodOutcome {
 /// The first pod that could not start, its input checked first
 /// ([`SandboxError::fault`] tells whose fault); [`SandboxError::Unavailable`]
 /// for [`Isolation::Required`] without the whole wall.
-pub fn run(
-    manifest: &Path,
-    pods: Vec<PodSpec>,
-    mut config: RunConfig,
-) -> Result<RunOutcome, SandboxError> {
-    // Since the manifest checks the memory annotation (`sandbox::plan` can
-    // no longer fail), no error here names the manifest: the argument stays
-    // so that the public signature does not change.
-    let _ = manifest;
+pub fn run(pods: Vec<PodSpec>, mut config: RunConfig) -> Result<RunOutcome, SandboxError> {
     pull_images(&pods, &config.options.registries)?;
     // Pulled now, once: neither the pod processes nor the pods below pull.
     config.options.registries.offline = true;

@@ -818,7 +818,7 @@ fn the_library_refuses_to_fork_pod_processes_from_a_process_with_threads() {
         workspace.path().join("pod.yaml"),
     )
     .unwrap();
-    let error = wpod::run(&workspace.path().join("pod.yaml"), pods, config).expect_err("refused");
+    let error = wpod::run(pods, config).expect_err("refused");
     assert!(error.to_string().contains("one thread"), "{error}");
     assert!(!error.is_bad_input());
 }

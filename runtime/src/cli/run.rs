@@ -144,7 +144,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let outcome = match wpod::run(&args.manifest, pods, config) {
+    let outcome = match wpod::run(pods, config) {
         Ok(outcome) => outcome,
         Err(wpod::SandboxError::Pulling { report, pods }) => {
             // Nothing ran: with -o, the pods as they stand (Pending, the
