@@ -57,6 +57,7 @@ class Bench:
         self.native = self.out / "target" / "release"
         self.fsbench_wasm = self.out / "target" / "wasm32-wasip2" / "release" / "fsbench.wasm"
         self.quick = args.quick
+        self.only = set(args.only.split(",")) if args.only else None
         self.profiling = args.profile
         self.rows = []
         self.raw = {}
@@ -71,6 +72,7 @@ class Bench:
         self.large_first_runs = 3 if not self.quick else 1
         self.large_warm_runs = 10 if not self.quick else 3
         self.many_rounds = 5 if not self.quick else 2
+        self.detached_runs = 20 if not self.quick else 5
 
     # ---------------------------------------------------------------- helpers
 
@@ -623,22 +625,8 @@ spec:
         hello = self.guests / "hello.wasm"
         probe = self.guests / "probe.wasm"
 
-        def manifest(name, image, args):
-            return self.write_pod(name, "---\n".join(f"""\
-apiVersion: v1
-kind: Pod
-metadata:
-  name: p{i:03}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: c
-    image: {image}
-    args: {json.dumps(args)}
-""" for i in range(100)))
-
-        hellos = manifest("hundred-hello", hello, [])
-        sleepers = manifest("hundred-sleep", probe, ["sleep", "600000"])
+        hellos = self.hundred_pods("hundred-hello", hello, [])
+        sleepers = self.hundred_pods("hundred-sleep", probe, ["sleep", "600000"])
         cli_label = "100 x wasmtime run"
         times = {label: [] for label, _ in self.variants}
         times[cli_label] = []
@@ -668,6 +656,118 @@ spec:
             self.row("many", "100 sleeping pods, memory (Σ Pss)" + self.suffix(label),
                      memory[label]["pss"] / 1024, "MiB", "100 wasmtime run, Σ Pss",
                      memory[cli_label]["pss"] / 1024, fmt="{:.1f}")
+
+    def hundred_pods(self, name, image, args):
+        """A manifest of 100 one-container pods p000..p099 running `image args`."""
+        return self.write_pod(name, "---\n".join(f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p{i:03}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: {image}
+    args: {json.dumps(args)}
+""" for i in range(100)))
+
+    def bench_detached(self):
+        step("detached pods: run -d to Running, exec, and ps with 100 pods vs podman ps -a with "
+             f"100 containers (hyperfine, {self.detached_runs} runs each)")
+        probe = self.guests / "probe.wasm"
+        sleeper = self.write_pod("sleeper", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+spec:
+  containers:
+  - name: c
+    image: {probe}
+    args: ["sleep", "600000"]
+""")
+        hello = self.hello_pod()
+        wpod = self.wpod
+        rm = [wpod, "rm", "-f", "sleeper"]
+        subprocess.run([wpod, "run", str(hello)], env=self.env(), check=True,
+                       stdout=subprocess.DEVNULL)
+        try:
+            runs = self.detached_runs
+            start = self.hyperfine("detached-start", {
+                "wpod run -d (to Running)": [wpod, "run", "-d", str(sleeper)],
+                "wpod run (hello, start→exit)": [wpod, "run", str(hello)],
+            }, runs, warmup=2, prepare={"wpod run -d (to Running)": [
+                "sh", "-c", shlex.join(rm) + " >/dev/null 2>&1 || true"]})
+            subprocess.run(rm, env=self.env(), stdout=subprocess.DEVNULL)
+            subprocess.run([wpod, "run", "-d", str(sleeper)], env=self.env(), check=True,
+                           stdout=subprocess.DEVNULL)
+            execs = self.hyperfine("detached-exec", {
+                "wpod exec (probe exit 0)": [wpod, "exec", "sleeper", "--", str(probe), "exit",
+                                             "0"],
+                "wasmtime run probe.wasm exit 0": self.wt(str(probe), "exit", "0"),
+            }, runs * 2, warmup=3)
+        finally:
+            subprocess.run(rm, env=self.env(), stdout=subprocess.DEVNULL)
+        # 100 detached pods (the 100-pod manifest of bench_many, sleeping), and podman with
+        # 100 containers created from a local image in a store of the bench's own.
+        hundred = self.hundred_pods("hundred-sleep", probe, ["sleep", "600000"])
+        podman = shutil.which("podman")
+        podman_root = self.work / "podman"
+        pm = [podman, "--root", str(podman_root / "root"), "--runroot",
+              str(podman_root / "run"), "--storage-driver", "vfs", "--cgroup-manager",
+              "cgroupfs", "--events-backend", "none"] if podman else None
+        try:
+            subprocess.run([wpod, "run", "-d", str(hundred)], env=self.env(), check=True,
+                           stdout=subprocess.DEVNULL)
+            commands = {"wpod ps (100 pods)": [wpod, "ps"]}
+            if pm:
+                self.podman_containers(pm, 100)
+                commands["podman ps -a (100 containers)"] = [*pm, "ps", "-a"]
+            ps = self.hyperfine("detached-ps", commands, runs, warmup=3)
+        finally:
+            subprocess.run([wpod, "down", str(hundred)], env=self.env(),
+                           stdout=subprocess.DEVNULL)
+            if pm:
+                subprocess.run([*pm, "rm", "-a", "-f"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+                subprocess.run(["rm", "-rf", str(podman_root)])
+        med = {label: median(t) * 1e3 for got in (start, execs, ps) for label, t in got.items()}
+        self.raw["detached"] = {**start, **execs, **ps}
+        for label, ms in med.items():
+            note(f"{label:36} {ms:8.2f} ms")
+        self.row("detached", "wpod run -d, until Running", med["wpod run -d (to Running)"], "ms",
+                 "wpod run of the hello pod, start→exit", med["wpod run (hello, start→exit)"])
+        self.row("detached", "wpod exec in a running pod", med["wpod exec (probe exit 0)"], "ms",
+                 "wasmtime run probe.wasm exit 0 (warm cache)",
+                 med["wasmtime run probe.wasm exit 0"])
+        if pm:
+            self.row("detached", "wpod ps, 100 detached pods", med["wpod ps (100 pods)"], "ms",
+                     "podman ps -a, 100 containers", med["podman ps -a (100 containers)"])
+        else:
+            note("podman not installed: wpod ps measured on its own")
+            self.row("detached", "wpod ps, 100 detached pods", med["wpod ps (100 pods)"], "ms",
+                     "(podman not installed)", 0)
+
+    def podman_containers(self, pm, count):
+        """`count` containers created (not started: this VM refuses crun's setrlimit) from a
+        local image holding /bin/sleep and its libraries."""
+        rootfs = self.work / "sleeper-rootfs"
+        (rootfs / "bin").mkdir(parents=True, exist_ok=True)
+        shutil.copy("/bin/sleep", rootfs / "bin" / "sleep")
+        libs = subprocess.run(["ldd", "/bin/sleep"], capture_output=True, text=True).stdout
+        for lib in re.findall(r"(/\S+)", libs):
+            target = rootfs / lib.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(lib, target)
+        tar = self.work / "sleeper.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
+        subprocess.run([*pm, "import", "-q", str(tar), "localhost/sleeper:1"], check=True,
+                       stdout=subprocess.DEVNULL)
+        for i in range(count):
+            subprocess.run([*pm, "create", "--network", "none", "--name", f"s{i:03}",
+                            "localhost/sleeper:1", "/bin/sleep", "600"], check=True,
+                           stdout=subprocess.DEVNULL)
 
     def spawn_together(self, commands):
         """Starts every command at once; returns the wall time (ms) until the last ended."""
@@ -730,6 +830,7 @@ spec:
             (f"; volume rows: the hostPath folder is on {self.volume_where}"
              if hasattr(self, "volume_where") else ""),
             "command: bench/run" + (" --quick" if self.quick else "")
+            + (f" --only={','.join(sorted(self.only))}" if self.only else "")
             + (" --profile" if self.profiling else ""),
         ]
 
@@ -754,12 +855,13 @@ spec:
         self.load_start = "/".join(f"{x:.2f}" for x in os.getloadavg())
         t0 = time.monotonic()
         self.prepare()
-        self.bench_start()
-        self.bench_http()
-        self.bench_volume()
-        self.bench_idle()
-        self.bench_large()
-        self.bench_many()
+        sections = {"start": self.bench_start, "http": self.bench_http,
+                    "volume": self.bench_volume, "idle": self.bench_idle,
+                    "large": self.bench_large, "many": self.bench_many,
+                    "detached": self.bench_detached}
+        for name, section in sections.items():
+            if self.only is None or name in self.only:
+                section()
         self.load_end = "/".join(f"{x:.2f}" for x in os.getloadavg())
         elapsed = time.monotonic() - t0
         lines = self.header() + [""] + self.table()
@@ -870,6 +972,8 @@ def main():
     parser.add_argument("--root", required=True)
     parser.add_argument("--wasmtime", required=True)
     parser.add_argument("--quick", action="store_true", help="fewer runs, to try the script")
+    parser.add_argument("--only", help="comma-separated sections: start, http, volume, idle, "
+                        "large, many, detached")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the table: where the start-up time goes")
     args = parser.parse_args()
