@@ -10,6 +10,9 @@
 //! stderr as the program writes them, then its [`ExecOutcome`] (JSON), or,
 //! instead, why it could not run ([`Refusal`], JSON). A client that hangs up
 //! ends the program, as a closed `kubectl exec` does.
+//!
+//! Elsewhere than on Unix there is no such socket: only the types remain.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 
 use crate::pod::{ContainerUsage, ExecOutcome, ExecRequest};
 #[cfg(unix)]
