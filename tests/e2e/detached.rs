@@ -370,12 +370,31 @@ spec:
     let table = workspace.run(&["top", "lookin"]);
     assert!(table.stdout.starts_with("CONTAINER"), "{table:?}");
 
+    let pid = supervisor(&workspace, "lookin");
+    let cgroups_of_the_pod = || -> Vec<String> {
+        crate::sandbox::pod_cgroup_parents()
+            .iter()
+            .flat_map(|parent| std::fs::read_dir(parent).into_iter().flatten().flatten())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(&format!("-{pid}-w")))
+            .collect()
+    };
+    if crate::sandbox::cgroups_available() {
+        assert!(
+            !cgroups_of_the_pod().is_empty(),
+            "the running pod has cgroups"
+        );
+    }
     workspace.run(&["stop", "lookin"]).expect_code(0);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
     let stopped = workspace.run(&["exec", "lookin", "--", "true"]);
     stopped.expect_code(125);
     assert!(stopped.stderr.contains("is not running"), "{stopped:?}");
     workspace.run(&["rm", "lookin"]).expect_code(0);
     assert_nothing_left_but_the_store(&workspace);
+    // Its cgroups (named after the supervisor) went with it.
+    let left = cgroups_of_the_pod();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
 }
 
 #[test]

@@ -400,7 +400,7 @@ fn required_refuses_a_pod_that_needs_the_host_network() {
 
 /// The cgroup paths of wpod's pods (`<our cgroup>/wpod`) per v1 hierarchy,
 /// where this machine has them.
-fn pod_cgroup_parents() -> Vec<PathBuf> {
+pub(crate) fn pod_cgroup_parents() -> Vec<PathBuf> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     ["memory", "pids", "cpu"]
         .iter()
