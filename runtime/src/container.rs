@@ -139,6 +139,8 @@ pub(crate) struct ContainerPlan {
     pub descriptor_limit: usize,
     pub program: Program,
     pub network: PodNetwork,
+    /// Its probes (app containers only).
+    pub probes: crate::pod::Probes,
     /// The image as the manifest names it, and as found: `exec` looks up
     /// its programs there.
     pub reference: String,

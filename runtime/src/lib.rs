@@ -76,13 +76,13 @@ pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
 pub use manifest::{
     ContainerSpec, DESCRIPTOR_ANNOTATION, Dns, EGRESS_ANNOTATION, EgressRuleError, EnvVar,
     HostPathType, MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError,
-    PodBuilder, PodSpec, PortSpec, Problem, Protocol, PullPolicy, Resources, RestartPolicy,
-    VolumeMount, VolumeSource, VolumeSpec,
+    PodBuilder, PodSpec, PortSpec, Probe, ProbeAction, Problem, Protocol, PullPolicy, Resources,
+    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
 };
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{
     Backoff, ContainerUsage, DEFAULT_CONTAINER_ANNOTATION, ExecError, ExecOutcome, ExecOutput,
-    ExecRequest, Execer, PodEvent, PodHandle, PodOptions, Runtime, RuntimeConfig,
+    ExecRequest, Execer, PodEvent, PodHandle, PodOptions, ProbeKind, Runtime, RuntimeConfig,
 };
 pub use registry::{
     Flavour, ImageStore, Pruned, PullError, PullProgress, Registries, StoredImage, check_images,

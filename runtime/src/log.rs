@@ -50,6 +50,13 @@ pub trait LogSink: Send + Sync + 'static {
         let _ = piece;
     }
 
+    /// Something happened to `container` of `pod` that its user should
+    /// hear of, in words (a probe failed, it restarts): the terminal shows
+    /// these with the container's lines. The default ignores them.
+    fn event(&self, pod: &str, container: &str, message: &str) {
+        let _ = (pod, container, message);
+    }
+
     /// `container` of `pod` is about to run again (its `restart_count`th
     /// restart): what comes next is a new instance's output, as the
     /// kubelet's log files tell apart. The default does nothing.

@@ -521,6 +521,44 @@ impl PodNetwork {
         }
     }
 
+    /// A TCP connection from wpod itself to the pod's own port `port` (a
+    /// probe's): to where the pod bound it, in the pod's namespace, or
+    /// through a socket of the host's namespace for a published port held
+    /// there. Refused for a port the pod has not bound, as a guest would be.
+    pub(crate) async fn connect_to_pod(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        let guest = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        if self.host_network {
+            return tokio::net::TcpStream::connect(guest).await;
+        }
+        let (bound, outside) = {
+            let table = self.ports.lock();
+            (
+                table.tcp.bound.get(&port).copied(),
+                table.tcp.outside.contains(&port),
+            )
+        };
+        let Some(host) = bound else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                format!("nothing in the pod listens on port {port}"),
+            ));
+        };
+        let target = if host.ip().is_unspecified() {
+            SocketAddr::new(PodNetwork::loopback_for(&host), host.port())
+        } else {
+            host
+        };
+        match &self.host_sockets {
+            Some(host_sockets) if outside => {
+                let socket = std::net::TcpStream::from(host_sockets.connecting(target)?);
+                tokio::net::TcpSocket::from_std_stream(socket)
+                    .connect(target)
+                    .await
+            }
+            _ => tokio::net::TcpStream::connect(target).await,
+        }
+    }
+
     /// This network for one more container: the same pod, its own map of
     /// datagram streams (resource numbers are per container).
     pub(crate) fn for_container(&self) -> PodNetwork {

@@ -15,6 +15,7 @@ mod lifecycle;
 mod manifest;
 mod memory;
 mod network;
+mod probes;
 mod registry;
 mod sandbox;
 mod sandbox_elsewhere;

@@ -37,9 +37,9 @@ fn unknown_field_is_named_with_a_suggestion() {
 fn unsupported_field_is_refused_by_path() {
     check(
         &format!(
-            "{HEAD}  containers:\n  - name: app\n    image: x.wasm\n    livenessProbe:\n      exec: {{command: [true]}}\n"
+            "{HEAD}  containers:\n  - name: app\n    image: x.wasm\n    lifecycle:\n      preStop: {{exec: {{command: [true]}}}}\n"
         ),
-        "spec.containers[0].livenessProbe: not supported yet",
+        "spec.containers[0].lifecycle: not supported yet",
     );
 }
 

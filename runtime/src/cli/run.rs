@@ -293,6 +293,12 @@ impl LogSink for Terminal {
         self.write(line.stream, &buffer);
     }
 
+    /// Events (a probe failed, a restart) go to stderr, always tagged.
+    fn event(&self, _pod: &str, container: &str, message: &str) {
+        let line = format!("[{container}] {message}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
     fn partial(&self, piece: LogLine<'_>) {
         let key = (piece.container.to_owned(), piece.stream == Stream::Stderr);
         let Ok(mut shown) = self.shown.lock() else {

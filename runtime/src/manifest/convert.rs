@@ -5,9 +5,9 @@
 use super::raw;
 use super::validate::Problem;
 use super::{
-    ContainerSpec, Dns, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Protocol,
-    PullPolicy, Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec, annotations,
-    bounds, quantity,
+    ContainerSpec, Dns, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Probe, ProbeAction,
+    Protocol, PullPolicy, Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
+    annotations, bounds, quantity,
 };
 use quantity::QuantityError;
 use serde::Deserialize;
@@ -192,6 +192,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
         previous = current;
     }
     previous[b.len()]
+}
+
+/// Which probe is being read (their rules differ a little).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeKind {
+    Startup,
+    Readiness,
+    Liveness,
 }
 
 struct Converter<'a> {
@@ -406,7 +414,27 @@ impl Converter<'_> {
             .unwrap_or_default()
             .into_iter()
             .enumerate()
-            .filter_map(|(i, container)| self.container(container, &format!("{path}[{i}]")))
+            .filter_map(|(i, container)| {
+                let path = format!("{path}[{i}]");
+                let container = self.container(container, &path)?;
+                // As the API server: probes are for app containers (native
+                // sidecars aside, which wpod does not run yet).
+                if path.starts_with("spec.initContainers") {
+                    let probes = [
+                        ("startupProbe", container.startup_probe.is_some()),
+                        ("readinessProbe", container.readiness_probe.is_some()),
+                        ("livenessProbe", container.liveness_probe.is_some()),
+                    ];
+                    for (field, _) in probes.iter().filter(|(_, set)| *set) {
+                        self.problem(
+                            format!("{path}.{field}"),
+                            "an init container may not have probes",
+                            "probe the app containers; an init container runs to its end",
+                        );
+                    }
+                }
+                Some(container)
+            })
             .collect()
     }
 
@@ -482,6 +510,21 @@ impl Converter<'_> {
                 None
             }
         };
+        let ports: Vec<PortSpec> = ports;
+        let mut probe = |probe: Option<raw::Probe>, field: &str, kind: ProbeKind| {
+            probe.and_then(|probe| self.probe(probe, &format!("{path}.{field}"), kind, &ports))
+        };
+        let startup_probe = probe(container.startup_probe, "startupProbe", ProbeKind::Startup);
+        let readiness_probe = probe(
+            container.readiness_probe,
+            "readinessProbe",
+            ProbeKind::Readiness,
+        );
+        let liveness_probe = probe(
+            container.liveness_probe,
+            "livenessProbe",
+            ProbeKind::Liveness,
+        );
         Some(ContainerSpec {
             name: name?,
             image: image?,
@@ -493,7 +536,180 @@ impl Converter<'_> {
             ports,
             resources,
             image_pull_policy,
+            startup_probe,
+            readiness_probe,
+            liveness_probe,
         })
+    }
+
+    /// A probe, its times checked as the API server does and its port
+    /// resolved against the container's `ports`.
+    fn probe(
+        &mut self,
+        probe: raw::Probe,
+        path: &str,
+        kind: ProbeKind,
+        ports: &[PortSpec],
+    ) -> Option<Probe> {
+        let mut actions = Vec::new();
+        if let Some(exec) = probe.exec {
+            let command = self.required(
+                exec.command.filter(|c| !c.is_empty()),
+                &format!("{path}.exec.command"),
+                "give the program from the image and its arguments, e.g. [cat, /tmp/healthy]",
+            );
+            actions.push(command.map(|command| ProbeAction::Exec { command }));
+        }
+        if let Some(get) = probe.http_get {
+            let at = format!("{path}.httpGet");
+            self.probe_host(get.host.as_deref(), &at);
+            match get.scheme.as_deref() {
+                None | Some("HTTP") => {}
+                Some(other) => self.problem(
+                    format!("{at}.scheme"),
+                    format!("scheme `{other}` is not supported yet"),
+                    "use HTTP (the probe stays on the pod's own localhost)",
+                ),
+            }
+            let port = self.probe_port(get.port, &format!("{at}.port"), ports);
+            let headers = get
+                .http_headers
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, header)| {
+                    let name = self.required(
+                        header.name.filter(|n| !n.is_empty()),
+                        &format!("{at}.httpHeaders[{i}].name"),
+                        "name the header",
+                    )?;
+                    Some((name, header.value.unwrap_or_default()))
+                })
+                .collect();
+            let path = get
+                .path
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "/".into());
+            actions.push(port.map(|port| ProbeAction::HttpGet {
+                path,
+                port,
+                headers,
+            }));
+        }
+        if let Some(tcp) = probe.tcp_socket {
+            let at = format!("{path}.tcpSocket");
+            self.probe_host(tcp.host.as_deref(), &at);
+            let port = self.probe_port(tcp.port, &format!("{at}.port"), ports);
+            actions.push(port.map(|port| ProbeAction::TcpSocket { port }));
+        }
+        if actions.len() != 1 {
+            self.problem(
+                path,
+                if actions.is_empty() {
+                    "the probe has no handler"
+                } else {
+                    "the probe has more than one handler"
+                },
+                "give exactly one of exec, httpGet and tcpSocket",
+            );
+            return None;
+        }
+        let action = actions.pop().flatten()?;
+        let mut seconds = |value: Option<i64>, field: &str, default: u64, least: i64| match value {
+            None => Some(Duration::from_secs(default)),
+            Some(n) if n >= least => Some(Duration::from_secs(n as u64)),
+            Some(n) => {
+                self.problem(
+                    format!("{path}.{field}"),
+                    format!("{n} is less than {least}"),
+                    format!("give a whole number of seconds, {least} or more"),
+                );
+                None
+            }
+        };
+        let initial_delay = seconds(probe.initial_delay_seconds, "initialDelaySeconds", 0, 0);
+        let period = seconds(probe.period_seconds, "periodSeconds", 10, 1);
+        let timeout = seconds(probe.timeout_seconds, "timeoutSeconds", 1, 1);
+        let mut count = |value: Option<i64>, field: &str, default: u32| match value {
+            None => Some(default),
+            Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+            Some(n) => {
+                self.problem(
+                    format!("{path}.{field}"),
+                    format!("{n} is less than 1"),
+                    "give a number of probes in a row, 1 or more",
+                );
+                None
+            }
+        };
+        let success_threshold = count(probe.success_threshold, "successThreshold", 1);
+        let failure_threshold = count(probe.failure_threshold, "failureThreshold", 3);
+        if kind != ProbeKind::Readiness && success_threshold.is_some_and(|n| n != 1) {
+            self.problem(
+                format!("{path}.successThreshold"),
+                "must be 1 for a liveness or startup probe",
+                "leave it out",
+            );
+            return None;
+        }
+        Some(Probe {
+            action,
+            initial_delay: initial_delay?,
+            period: period?,
+            timeout: timeout?,
+            success_threshold: success_threshold?,
+            failure_threshold: failure_threshold?,
+        })
+    }
+
+    /// A probe's `host`: the pod's own localhost only.
+    fn probe_host(&mut self, host: Option<&str>, path: &str) {
+        if let Some(host) = host.filter(|h| !matches!(*h, "" | "localhost" | "127.0.0.1" | "::1")) {
+            self.problem(
+                format!("{path}.host"),
+                format!("host `{host}` is not the pod"),
+                "leave host out: a probe reaches the pod's own ports on its localhost",
+            );
+        }
+    }
+
+    /// A probe's `port`: a number, or the name of one of the container's
+    /// `ports`.
+    fn probe_port(
+        &mut self,
+        port: Option<raw::IntOrString>,
+        path: &str,
+        ports: &[PortSpec],
+    ) -> Option<u16> {
+        match self.required(
+            port,
+            path,
+            "give a port number or the name of one of the container's ports",
+        )? {
+            raw::IntOrString::Int(number) => self.port_number(number, path),
+            raw::IntOrString::String(name) => {
+                if let Ok(number) = name.parse::<i64>() {
+                    return self.port_number(number, path);
+                }
+                let found = ports
+                    .iter()
+                    .find(|p| p.name.as_deref() == Some(name.as_str()))
+                    .map(|p| p.container_port);
+                if found.is_none() {
+                    let names: Vec<&str> = ports.iter().filter_map(|p| p.name.as_deref()).collect();
+                    self.problem(
+                        path,
+                        format!("the container has no port named `{name}`"),
+                        if names.is_empty() {
+                            "give the port's number, or name it in the container's ports".to_owned()
+                        } else {
+                            format!("name one of its ports ({})", names.join(", "))
+                        },
+                    );
+                }
+                found
+            }
+        }
     }
 
     fn port(&mut self, port: raw::ContainerPort, path: &str) -> Option<PortSpec> {

@@ -120,6 +120,61 @@ pub struct ContainerSpec {
     /// `imagePullPolicy`, for an image from a registry; `None`, the
     /// kubelet's default (see [`ContainerSpec::pull_policy`]).
     pub image_pull_policy: Option<PullPolicy>,
+    /// `startupProbe`: until it succeeds, the other probes wait; past its
+    /// failure threshold the container is restarted.
+    pub startup_probe: Option<Probe>,
+    /// `readinessProbe`: the container's `ready`.
+    pub readiness_probe: Option<Probe>,
+    /// `livenessProbe`: past its failure threshold the container is
+    /// restarted (as `restartPolicy` allows).
+    pub liveness_probe: Option<Probe>,
+}
+
+/// A probe, as the kubelet runs it: the action every `period` (the first
+/// after `initial_delay`), each with `timeout`; `success_threshold`
+/// successes in a row make it pass, `failure_threshold` failures in a row
+/// make it fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub action: ProbeAction,
+    pub initial_delay: Duration,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub success_threshold: u32,
+    pub failure_threshold: u32,
+}
+
+impl Probe {
+    /// `action` with the kubelet's defaults: no initial delay, every 10 s,
+    /// 1 s timeout, 1 success, 3 failures.
+    pub fn new(action: ProbeAction) -> Probe {
+        Probe {
+            action,
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(10),
+            timeout: Duration::from_secs(1),
+            success_threshold: 1,
+            failure_threshold: 3,
+        }
+    }
+}
+
+/// What a probe does. Ports are the pod's own (its localhost), named ports
+/// already resolved against the container's `ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAction {
+    /// Runs `command` as a Wasm program from the container's image, in the
+    /// container (as `wpod exec`); exit status 0 passes.
+    Exec { command: Vec<String> },
+    /// `GET path` over HTTP/1.1 to the pod's port; a status from 200 to 399
+    /// passes.
+    HttpGet {
+        path: String,
+        port: u16,
+        headers: Vec<(String, String)>,
+    },
+    /// A TCP connection to the pod's port opens.
+    TcpSocket { port: u16 },
 }
 
 /// When an image from a registry is pulled (`imagePullPolicy`).
@@ -373,6 +428,9 @@ impl ContainerSpec {
             ports: Vec::new(),
             resources: Resources::default(),
             image_pull_policy: None,
+            startup_probe: None,
+            readiness_probe: None,
+            liveness_probe: None,
         }
     }
 

@@ -147,9 +147,9 @@ pub(crate) struct Container {
     pub termination_message_path: Ignored,
     pub termination_message_policy: Ignored,
     pub resize_policy: Ignored,
-    pub liveness_probe: Unsupported,
-    pub readiness_probe: Unsupported,
-    pub startup_probe: Unsupported,
+    pub liveness_probe: Option<Probe>,
+    pub readiness_probe: Option<Probe>,
+    pub startup_probe: Option<Probe>,
     pub lifecycle: Unsupported,
     pub security_context: Unsupported,
     pub env_from: Unsupported,
@@ -158,6 +158,59 @@ pub(crate) struct Container {
     pub tty: Unsupported,
     pub volume_devices: Unsupported,
     pub restart_policy: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Probe {
+    pub exec: Option<ExecAction>,
+    pub http_get: Option<HttpGetAction>,
+    pub tcp_socket: Option<TcpSocketAction>,
+    pub grpc: Unsupported,
+    pub initial_delay_seconds: Option<i64>,
+    pub period_seconds: Option<i64>,
+    pub timeout_seconds: Option<i64>,
+    pub success_threshold: Option<i64>,
+    pub failure_threshold: Option<i64>,
+    pub termination_grace_period_seconds: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ExecAction {
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct HttpGetAction {
+    pub path: Option<String>,
+    pub port: Option<IntOrString>,
+    pub host: Option<String>,
+    pub scheme: Option<String>,
+    pub http_headers: Option<Vec<HttpHeader>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct HttpHeader {
+    pub name: Option<String>,
+    pub value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct TcpSocketAction {
+    pub port: Option<IntOrString>,
+    pub host: Option<String>,
+}
+
+/// Kubernetes' `IntOrString`: a port by number or by name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum IntOrString {
+    Int(i64),
+    String(String),
 }
 
 #[derive(Deserialize)]

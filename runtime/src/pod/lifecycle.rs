@@ -3,6 +3,7 @@
 //! `restartPolicy` says with the kubelet's back-off; the end, and an
 //! eviction for an emptyDir past its `sizeLimit`.
 
+use super::probe::{self, ProbeKind, ProbeReport};
 use super::{Backoff, PodEvent};
 use crate::container::{self, ContainerPlan};
 use crate::log::{ContainerOutput, LogSink, LogStore, Stream};
@@ -17,6 +18,8 @@ use wasmtime::Engine;
 
 /// The state one pod's task works on.
 pub(super) struct PodRun {
+    /// Runs exec probes.
+    pub(super) execer: super::Execer,
     pub(super) engine: Engine,
     pub(super) pod_name: Arc<str>,
     pub(super) restart_policy: RestartPolicy,
@@ -99,7 +102,7 @@ impl PodRun {
 
     async fn run_all(self: Arc<Self>) -> PodStatus {
         for index in 0..self.init_count {
-            match self.run_container(index).await {
+            match self.clone().run_container(index).await {
                 Ended::Succeeded => continue,
                 ended => return self.finish(ended, index),
             }
@@ -176,7 +179,7 @@ impl PodRun {
     }
 
     /// Runs container `index` with its restarts until it is done for good.
-    async fn run_container(&self, index: usize) -> Ended {
+    async fn run_container(self: Arc<Self>, index: usize) -> Ended {
         let plan = &self.plans[index];
         let is_init = index < self.init_count;
         let mut backoff = self.backoff.initial;
@@ -188,11 +191,20 @@ impl PodRun {
             }
             let started_at = Timestamp::now();
             let clock = Instant::now();
+            // A startup probe holds `started`; a readiness probe, `ready`.
+            let probes = &plan.probes;
+            let ready = !is_init && probes.startup.is_none() && probes.readiness.is_none();
             self.update(index, |status| {
                 status.state = ContainerState::Running { started_at };
-                status.started = true;
-                status.ready = !is_init;
+                status.started = probes.startup.is_none();
+                status.ready = ready;
             });
+            if ready {
+                let _ = self.events.send(PodEvent::ReadyChanged {
+                    container: plan.name.clone(),
+                    ready: true,
+                });
+            }
             let _ = self.events.send(PodEvent::ContainerStarted {
                 container: plan.name.clone(),
                 restart_count,
@@ -215,21 +227,50 @@ impl PodRun {
                 output(Stream::Stdout),
                 output(Stream::Stderr),
             );
+            let reporter = Arc::new(Reporter {
+                run: self.clone(),
+                index,
+                restart: CancellationToken::new(),
+                why: std::sync::Mutex::new(None),
+            });
+            let probing = probes.any().then(|| {
+                let target = probe::Target {
+                    container: plan.name.clone(),
+                    network: plan.network.clone(),
+                    execer: self.execer.clone(),
+                    started: clock.into(),
+                };
+                tokio::spawn(probe::watch(
+                    probes.clone(),
+                    target,
+                    reporter.clone() as Arc<dyn ProbeReport>,
+                ))
+            });
             let outcome = tokio::select! {
-                outcome = run => Some(outcome),
+                outcome = run => Some(Ok(outcome)),
+                () = reporter.restart.cancelled() => Some(Err(Killed)),
                 () = self.stop.cancelled() => None,
             };
+            if let Some(probing) = probing {
+                probing.abort();
+            }
             let stopped = outcome.is_none();
             let (exit_code, reason, message) = match outcome {
-                Some(Ok(outcome)) => (
+                Some(Ok(Ok(outcome))) => (
                     outcome.exit_code,
                     outcome.reason.to_owned(),
                     outcome.message,
                 ),
-                Some(Err(error)) => (
+                Some(Ok(Err(error))) => (
                     128,
                     "ContainerCannotRun".to_owned(),
                     Some(error.to_string()),
+                ),
+                // As the kubelet's kill leaves it: SIGKILL's status.
+                Some(Err(Killed)) => (
+                    137,
+                    "Error".to_owned(),
+                    reporter.why.lock().expect("probe lock").clone(),
                 ),
                 None => {
                     let evicted = self.evicted.lock().expect("eviction lock").clone();
@@ -277,6 +318,20 @@ impl PodRun {
                 backoff = self.backoff.initial;
             }
             restart_count += 1;
+            let what = match (&termination.message, termination.reason.as_str()) {
+                (Some(why), _) if reporter.restart.is_cancelled() => format!("killed: {why}"),
+                (_, "Completed" | "Error") => format!("exited {}", termination.exit_code),
+                (_, reason) => format!("exited {} ({reason})", termination.exit_code),
+            };
+            self.sink.event(
+                &self.pod_name,
+                &plan.name,
+                &format!(
+                    "{what}; restarting in {} (restartPolicy: {:?})",
+                    humantime::format_duration(backoff),
+                    self.restart_policy
+                ),
+            );
             self.update(index, |status| {
                 status.last_state = Some(ContainerState::Terminated(termination));
                 status.state = ContainerState::Waiting {
@@ -318,5 +373,88 @@ fn human_quantity(bytes: u64) -> String {
         b if b % (1 << 20) == 0 => format!("{}Mi", b >> 20),
         b if b % (1 << 10) == 0 => format!("{}Ki", b >> 10),
         b => b.to_string(),
+    }
+}
+
+/// A container's instance stopped because a probe said so.
+struct Killed;
+
+/// What the probes of one instance of container `index` change.
+struct Reporter {
+    run: Arc<PodRun>,
+    index: usize,
+    /// Cancelled when a probe says the container must restart.
+    restart: CancellationToken,
+    /// Why, for the termination's message.
+    why: std::sync::Mutex<Option<String>>,
+}
+
+impl Reporter {
+    fn name(&self) -> &str {
+        &self.run.plans[self.index].name
+    }
+
+    fn say(&self, message: &str) {
+        self.run
+            .sink
+            .event(&self.run.pod_name, self.name(), message);
+    }
+}
+
+impl ProbeReport for Reporter {
+    fn started(&self) {
+        let ready = self.run.plans[self.index].probes.readiness.is_none();
+        self.run.update(self.index, |status| {
+            status.started = true;
+            status.ready = ready;
+        });
+        if ready {
+            self.ready_event(true);
+        }
+    }
+
+    fn ready(&self, ready: bool, why: Option<&str>) {
+        self.run.update(self.index, |status| status.ready = ready);
+        self.ready_event(ready);
+        match why {
+            Some(why) => self.say(&format!("readiness probe failed: {why}; not ready")),
+            None => self.say("ready"),
+        }
+    }
+
+    fn failed(&self, kind: ProbeKind, why: &str, in_a_row: u32, threshold: u32) {
+        let _ = self.run.events.send(PodEvent::ProbeFailed {
+            container: self.name().to_owned(),
+            probe: kind,
+            message: why.to_owned(),
+        });
+        if kind == ProbeKind::Readiness {
+            self.say(&format!("readiness probe failed: {why}"));
+        } else {
+            self.say(&format!(
+                "{kind} probe failed ({in_a_row} of {threshold}): {why}"
+            ));
+        }
+    }
+
+    fn restart(&self, kind: ProbeKind, why: &str) {
+        let _ = self.run.events.send(PodEvent::ProbeFailed {
+            container: self.name().to_owned(),
+            probe: kind,
+            message: why.to_owned(),
+        });
+        let message = format!("{kind} probe failed: {why}");
+        self.say(&format!("{message}; the container is stopped"));
+        *self.why.lock().expect("probe lock") = Some(message);
+        self.restart.cancel();
+    }
+}
+
+impl Reporter {
+    fn ready_event(&self, ready: bool) {
+        let _ = self.run.events.send(PodEvent::ReadyChanged {
+            container: self.name().to_owned(),
+            ready,
+        });
     }
 }

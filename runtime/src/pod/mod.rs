@@ -9,6 +9,10 @@
 mod exec;
 mod lifecycle;
 mod prepare;
+mod probe;
+
+pub use probe::ProbeKind;
+pub(crate) use probe::Probes;
 
 pub use exec::{
     ContainerUsage, DEFAULT_CONTAINER_ANNOTATION, ExecError, ExecOutcome, ExecOutput, ExecRequest,
@@ -161,6 +165,17 @@ pub enum PodEvent {
         container: String,
         restart_count: u32,
         backoff: Duration,
+    },
+    /// A probe attempt failed (`message` says why, in the kubelet's words).
+    ProbeFailed {
+        container: String,
+        probe: ProbeKind,
+        message: String,
+    },
+    /// The container's `ready` changed (its readiness probe, or its start).
+    ReadyChanged {
+        container: String,
+        ready: bool,
     },
 }
 
@@ -331,6 +346,7 @@ impl Runtime {
             stop.clone(),
         );
         let run = PodRun {
+            execer: execer.clone(),
             engine: self.inner.engine.clone(),
             pod_name: pod.name.as_str().into(),
             restart_policy: pod.restart_policy,

@@ -106,6 +106,7 @@ impl Runtime {
                     .unwrap_or(container::DEFAULT_DESCRIPTOR_LIMIT),
                 program,
                 network: network.clone(),
+                probes: super::Probes::of(spec),
                 reference: spec.image.clone(),
                 image,
             });
