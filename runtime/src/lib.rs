@@ -90,7 +90,9 @@ pub use registry::{
 };
 pub use run::{CompileProgress, PodOutcome, RunConfig, RunOutcome, StatusSink, run};
 pub use sandbox::{ErrorReport, Isolation, SandboxError};
-pub use status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
+pub use status::{
+    ContainerState, ContainerStatus, PodCondition, PodPhase, PodStatus, Termination, Timestamp,
+};
 pub use volume::VolumeError;
 
 /// What can go wrong in wpod itself (a guest failing is a [`PodStatus`]).

@@ -132,32 +132,32 @@ impl RunOutcome {
         }
     }
 
-    /// The pods' statuses in Kubernetes' shape: one pod's `PodStatus`, or a
-    /// `List` of `Pod`s with their `status`; wpod's own field `pid` holds
-    /// the host PID of a pod's process behind the wall.
+    /// The pods' statuses in Kubernetes' shape, with no field Kubernetes
+    /// does not have: one pod's `PodStatus`, or a `List` of `Pod`s with
+    /// their `status`, where the host PID of each pod's process behind the
+    /// wall is the annotation `wpod.dev/pid` (for one pod, `--pid-file`
+    /// gives it).
     ///
     /// # Errors
     ///
     /// None in practice: the statuses are plain data.
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        let status = |pod: &PodOutcome| -> Result<serde_json::Value, serde_json::Error> {
-            let mut value = serde_json::to_value(&pod.status)?;
-            if let (Some(pid), Some(object)) = (pod.pid, value.as_object_mut()) {
-                object.insert("pid".into(), pid.into());
-            }
-            Ok(value)
-        };
         Ok(match self.pods.as_slice() {
-            [pod] => status(pod)?,
+            [pod] => serde_json::to_value(&pod.status)?,
             pods => {
                 let items = pods
                     .iter()
                     .map(|pod| {
+                        let mut metadata = serde_json::json!({"name": pod.name});
+                        if let Some(pid) = pod.pid {
+                            metadata["annotations"] =
+                                serde_json::json!({"wpod.dev/pid": pid.to_string()});
+                        }
                         Ok(serde_json::json!({
                             "apiVersion": "v1",
                             "kind": "Pod",
-                            "metadata": {"name": pod.name},
-                            "status": status(pod)?,
+                            "metadata": metadata,
+                            "status": serde_json::to_value(&pod.status)?,
                         }))
                     })
                     .collect::<Result<Vec<_>, serde_json::Error>>()?;

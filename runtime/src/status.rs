@@ -32,8 +32,29 @@ pub struct PodStatus {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `PodScheduled`, `Initialized`, `ContainersReady` and `Ready`, as
+    /// the kubelet keeps them ([`PodStatus::refresh_conditions`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<PodCondition>,
     pub init_container_statuses: Vec<ContainerStatus>,
     pub container_statuses: Vec<ContainerStatus>,
+}
+
+/// One of a pod's conditions, in Kubernetes' shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCondition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True` or `False`.
+    pub status: String,
+    /// Always null, as the kubelet leaves it for these conditions.
+    pub last_probe_time: Option<Timestamp>,
+    pub last_transition_time: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The status of one container.
@@ -115,6 +136,84 @@ impl ContainerStatus {
 }
 
 impl PodStatus {
+    /// Works out the pod's conditions from its phase and its containers'
+    /// statuses, as the kubelet does: `Initialized` once every init
+    /// container has succeeded, `ContainersReady` and `Ready` while every
+    /// app container is ready (`PodCompleted` once the pod has ended). A
+    /// condition's `lastTransitionTime` changes only when its status does.
+    pub fn refresh_conditions(&mut self) {
+        let ended = matches!(self.phase, PodPhase::Succeeded | PodPhase::Failed);
+        let initialized = self
+            .init_container_statuses
+            .iter()
+            .all(|c| c.terminated().is_some_and(Termination::succeeded));
+        let unready: Vec<&str> = self
+            .container_statuses
+            .iter()
+            .filter(|c| !c.ready)
+            .map(|c| c.name.as_str())
+            .collect();
+        let not_ready = |message: String| {
+            if ended {
+                (false, Some("PodCompleted".to_owned()), None)
+            } else {
+                (false, Some("ContainersNotReady".to_owned()), Some(message))
+            }
+        };
+        let ready = if unready.is_empty() && !ended {
+            (true, None, None)
+        } else {
+            not_ready(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            ))
+        };
+        let uninitialized: Vec<&str> = self
+            .init_container_statuses
+            .iter()
+            .filter(|c| !c.terminated().is_some_and(Termination::succeeded))
+            .map(|c| c.name.as_str())
+            .collect();
+        let initialized = if initialized {
+            (true, None, None)
+        } else {
+            (
+                false,
+                Some("ContainersNotInitialized".to_owned()),
+                Some(format!(
+                    "containers with incomplete status: [{}]",
+                    uninitialized.join(" ")
+                )),
+            )
+        };
+        let wanted = [
+            ("Initialized", initialized),
+            ("Ready", ready.clone()),
+            ("ContainersReady", ready),
+            ("PodScheduled", (true, None, None)),
+        ];
+        let now = Timestamp::now();
+        let previous = std::mem::take(&mut self.conditions);
+        self.conditions = wanted
+            .into_iter()
+            .map(|(kind, (status, reason, message))| {
+                let status = if status { "True" } else { "False" }.to_owned();
+                let since = previous
+                    .iter()
+                    .find(|c| c.kind == kind && c.status == status)
+                    .map_or(now, |c| c.last_transition_time);
+                PodCondition {
+                    kind: kind.into(),
+                    status,
+                    last_probe_time: None,
+                    last_transition_time: since,
+                    reason,
+                    message,
+                }
+            })
+            .collect();
+    }
+
     /// The first container (init containers first) that ended in failure.
     pub fn failed_container(&self) -> Option<(&ContainerStatus, &Termination)> {
         self.init_container_statuses

@@ -235,3 +235,188 @@ fn ctrl_c_during_the_first_compile_stops_at_once_and_caches_nothing_half_done() 
         );
     }
 }
+
+#[test]
+fn active_deadline_seconds_stops_the_pod_with_deadline_exceeded() {
+    let workspace = Workspace::new();
+    let run = workspace.run_pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: late}
+spec:
+  activeDeadlineSeconds: 1
+  containers:
+  - {name: sleeper, image: '@probe@', args: [sleep, '600000']}
+",
+        &["-o", "json"],
+    );
+    run.expect_code(137);
+    let status = run.json();
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["reason"], "DeadlineExceeded", "{status}");
+    let terminated = &status["containerStatuses"][0]["state"]["terminated"];
+    assert!(
+        terminated["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("the pod's activeDeadlineSeconds passed")),
+        "{status}"
+    );
+}
+
+/// Every key Kubernetes' v1 `PodStatus` (and what it holds) may have: the
+/// API's own field names, so that `-o json` holds nothing a Kubernetes
+/// client would not know.
+fn kubernetes_keys(path: &str) -> &'static [&'static str] {
+    match path {
+        "status" => &[
+            "phase",
+            "conditions",
+            "message",
+            "reason",
+            "nominatedNodeName",
+            "hostIP",
+            "hostIPs",
+            "podIP",
+            "podIPs",
+            "startTime",
+            "initContainerStatuses",
+            "containerStatuses",
+            "qosClass",
+            "ephemeralContainerStatuses",
+            "resize",
+            "resourceClaimStatuses",
+            "observedGeneration",
+        ],
+        "condition" => &[
+            "type",
+            "status",
+            "lastProbeTime",
+            "lastTransitionTime",
+            "reason",
+            "message",
+            "observedGeneration",
+        ],
+        "container" => &[
+            "name",
+            "state",
+            "lastState",
+            "ready",
+            "restartCount",
+            "image",
+            "imageID",
+            "containerID",
+            "started",
+            "allocatedResources",
+            "resources",
+            "volumeMounts",
+            "user",
+            "allocatedResourcesStatus",
+            "stopSignal",
+        ],
+        "state" => &["waiting", "running", "terminated"],
+        "waiting" => &["reason", "message"],
+        "running" => &["startedAt"],
+        "terminated" => &[
+            "exitCode",
+            "signal",
+            "reason",
+            "message",
+            "startedAt",
+            "finishedAt",
+            "containerID",
+        ],
+        _ => &[],
+    }
+}
+
+fn check_keys(value: &serde_json::Value, kind: &str, at: &str) {
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{at} is not an object: {value}"));
+    for (key, inner) in object {
+        assert!(
+            kubernetes_keys(kind).contains(&key.as_str()),
+            "{at}.{key} is not a field of Kubernetes' {kind}"
+        );
+        let at = format!("{at}.{key}");
+        match (kind, key.as_str()) {
+            ("status", "conditions") => {
+                for (i, c) in inner.as_array().unwrap().iter().enumerate() {
+                    check_keys(c, "condition", &format!("{at}[{i}]"));
+                }
+            }
+            ("status", "initContainerStatuses" | "containerStatuses") => {
+                for (i, c) in inner.as_array().unwrap().iter().enumerate() {
+                    check_keys(c, "container", &format!("{at}[{i}]"));
+                }
+            }
+            ("container", "state" | "lastState") => check_keys(inner, "state", &at),
+            ("state", state) => check_keys(inner, state, &at),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn json_status_has_kubernetes_fields_only_with_their_conditions() {
+    let workspace = Workspace::new();
+    let pods = [
+        // Init and app containers, succeeded.
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: done}}\nspec:\n  restartPolicy: Never\n{SHARED}  initContainers:
+  - {{name: init, image: '@probe@', args: [write, /d/x, x], volumeMounts: [{{name: data, mountPath: /d}}]}}
+  containers:
+  - {{name: app, image: '@probe@', args: [read, /d/x], volumeMounts: [{{name: data, mountPath: /d}}]}}
+"
+        ),
+        // A restart, then a failure: lastState and a terminated message.
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: failing}\nspec:\n  restartPolicy: OnFailure\n  activeDeadlineSeconds: 2\n  containers:\n  - {name: app, image: '@probe@', args: [exit, '3']}\n".to_owned(),
+        // A failed init container: the app never started.
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: blocked}\nspec:\n  restartPolicy: Never\n  initContainers:\n  - {name: init, image: '@probe@', args: [exit, '1']}\n  containers:\n  - {name: app, image: '@probe@', args: [env]}\n".to_owned(),
+    ];
+    for yaml in &pods {
+        let run = workspace.run_pod(yaml, &["-o", "json", "--restart-backoff", "100ms"]);
+        let status = run.json();
+        check_keys(&status, "status", "status");
+        let condition = |kind: &str| {
+            status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == kind)
+                .unwrap_or_else(|| panic!("no {kind} condition: {status}"))
+                .clone()
+        };
+        assert_eq!(condition("PodScheduled")["status"], "True", "{status}");
+        // Ended pods are not ready, whatever their containers were.
+        assert_eq!(condition("Ready")["status"], "False", "{status}");
+        assert_eq!(condition("Ready")["reason"], "PodCompleted", "{status}");
+        let initialized = condition("Initialized")["status"].clone();
+        let init_failed = yaml.contains("name: blocked");
+        assert_eq!(
+            initialized,
+            if init_failed { "False" } else { "True" },
+            "{status}"
+        );
+        if yaml.contains("name: failing") {
+            let app = &status["containerStatuses"][0];
+            assert!(app["restartCount"].as_u64().unwrap() >= 1, "{status}");
+            assert_eq!(app["lastState"]["terminated"]["exitCode"], 3, "{status}");
+        }
+    }
+    // Several pods: a List of Pods, wpod's pid as an annotation.
+    let two = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: '@hello@'}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: '@hello@'}\n";
+    let run = workspace.run_pod(two, &["-o", "json"]);
+    run.expect_code(0);
+    let list = run.json();
+    assert_eq!(list["kind"], "List");
+    for item in list["items"].as_array().unwrap() {
+        check_keys(&item["status"], "status", "status");
+        if crate::sandbox::wall_available() {
+            assert!(
+                item["metadata"]["annotations"]["wpod.dev/pid"].is_string(),
+                "{item}"
+            );
+        }
+    }
+}

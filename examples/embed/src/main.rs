@@ -69,6 +69,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             PodEvent::ContainerRestarting {
                 container, backoff, ..
             } => println!("{container} restarts in {backoff:?}"),
+            PodEvent::ProbeFailed {
+                container,
+                probe,
+                message,
+            } => println!("{container}: {probe} probe failed: {message}"),
+            PodEvent::ReadyChanged { container, ready } => println!("{container} ready: {ready}"),
+            // PodEvent grows as wpod learns more of the kubelet's lifecycle.
+            _ => {}
         }
     }
     println!("greeter printed: {:?}", handle.logs("greeter"));

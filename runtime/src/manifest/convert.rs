@@ -306,6 +306,18 @@ impl Converter<'_> {
                 "use 0 or more seconds",
             );
         }
+        let active_deadline = match spec.active_deadline_seconds {
+            None => None,
+            Some(seconds) if seconds >= 1 => Some(Duration::from_secs(seconds as u64)),
+            Some(seconds) => {
+                self.problem(
+                    "spec.activeDeadlineSeconds",
+                    format!("{seconds} is not a positive number of seconds"),
+                    "give 1 or more, or leave it out for no deadline",
+                );
+                None
+            }
+        };
         let dns = self.dns(spec.dns_policy.as_deref(), spec.dns_config);
         let name = name?;
         // A bad value is reported by `validate`, with the rest.
@@ -326,6 +338,7 @@ impl Converter<'_> {
             host_network: spec.host_network.unwrap_or(false),
             dns,
             termination_grace_period: Duration::from_secs(grace.max(0) as u64),
+            active_deadline,
             base_dir: self.base_dir.to_owned(),
         })
     }

@@ -76,6 +76,9 @@ pub struct PodSpec {
     pub dns: Dns,
     /// `spec.terminationGracePeriodSeconds` (default 30 s).
     pub termination_grace_period: Duration,
+    /// `spec.activeDeadlineSeconds`: how long the pod may be active before
+    /// it is stopped and fails with reason `DeadlineExceeded`.
+    pub active_deadline: Option<Duration>,
     /// The folder that relative image paths are resolved against: the
     /// manifest's folder, or the current directory for pods built in code.
     pub base_dir: PathBuf,
@@ -547,6 +550,7 @@ impl PodBuilder {
                 host_network: false,
                 dns: Dns::default(),
                 termination_grace_period: Duration::from_secs(30),
+                active_deadline: None,
                 base_dir: PathBuf::from("."),
             },
         }
@@ -593,6 +597,13 @@ impl PodBuilder {
 
     pub fn restart_policy(mut self, policy: RestartPolicy) -> Self {
         self.pod.restart_policy = policy;
+        self
+    }
+
+    /// Fails the pod with reason `DeadlineExceeded` once it has been active
+    /// for `deadline` (`activeDeadlineSeconds`).
+    pub fn active_deadline(mut self, deadline: Duration) -> Self {
+        self.pod.active_deadline = Some(deadline);
         self
     }
 

@@ -99,7 +99,7 @@ pub(crate) struct PodSpec {
     pub overhead: Ignored,
     pub readiness_gates: Ignored,
     // Real behaviour wpod does not have yet.
-    pub active_deadline_seconds: Unsupported,
+    pub active_deadline_seconds: Option<i64>,
     pub security_context: Unsupported,
     pub host_pid: Unsupported,
     #[serde(rename = "hostIPC")]

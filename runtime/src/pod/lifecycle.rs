@@ -32,8 +32,11 @@ pub(super) struct PodRun {
     pub(super) status: watch::Sender<PodStatus>,
     pub(super) events: mpsc::UnboundedSender<PodEvent>,
     pub(super) stop: CancellationToken,
-    /// Why the pod was evicted (an emptyDir past its `sizeLimit`), if it was.
-    pub(super) evicted: std::sync::Mutex<Option<String>>,
+    /// Why the pod was stopped from within, if it was: evicted (an
+    /// emptyDir past its `sizeLimit`), or past its `activeDeadlineSeconds`.
+    pub(super) ended_by: std::sync::Mutex<Option<EndedBy>>,
+    /// `activeDeadlineSeconds`.
+    pub(super) active_deadline: Option<Duration>,
     /// Dropped (emptyDirs removed) when the pod's task ends.
     pub(super) volumes: Volumes,
 }
@@ -53,7 +56,13 @@ impl PodRun {
     pub(super) async fn lifecycle(self: Arc<Self>) -> PodStatus {
         let watcher = (!self.volumes.size_limited().is_empty())
             .then(|| tokio::spawn(self.clone().watch_volume_sizes()));
+        let deadline = self
+            .active_deadline
+            .map(|deadline| tokio::spawn(self.clone().watch_deadline(deadline)));
         let status = self.clone().run_all().await;
+        if let Some(deadline) = deadline {
+            deadline.abort();
+        }
         if let Some(watcher) = watcher {
             // Awaited, not just aborted: the task holds the pod (and its
             // emptyDirs), which must be dropped now, not at some later poll.
@@ -92,12 +101,39 @@ impl PodRun {
                     human_quantity(limit)
                 );
                 tracing::warn!(pod = %self.pod_name, "evicted: {message}");
-                *self.evicted.lock().expect("eviction lock") = Some(message);
-                self.stop.cancel();
+                self.end_by(EndedBy {
+                    reason: "Evicted",
+                    message,
+                    for_containers: "the pod was evicted",
+                });
                 return;
             }
             interval = Duration::from_millis(250).max(took * 10);
         }
+    }
+
+    /// Stops the pod, as the kubelet does, once it has been active for
+    /// `deadline`: it fails with reason `DeadlineExceeded`.
+    async fn watch_deadline(self: Arc<Self>, deadline: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(deadline) => {}
+            () = self.stop.cancelled() => return,
+        }
+        tracing::warn!(pod = %self.pod_name, "activeDeadlineSeconds passed: stopping the pod");
+        self.end_by(EndedBy {
+            reason: "DeadlineExceeded",
+            message: "Pod was active on the node longer than the specified deadline".into(),
+            for_containers: "the pod's activeDeadlineSeconds passed",
+        });
+    }
+
+    /// Stops the pod from within, saying why (the first reason stays).
+    fn end_by(&self, ended_by: EndedBy) {
+        self.ended_by
+            .lock()
+            .expect("end lock")
+            .get_or_insert(ended_by);
+        self.stop.cancel();
     }
 
     async fn run_all(self: Arc<Self>) -> PodStatus {
@@ -136,17 +172,17 @@ impl PodRun {
             } else {
                 PodPhase::Failed
             };
-            let evicted = self.evicted.lock().expect("eviction lock").clone();
-            match ended {
-                Ended::Stopped if evicted.is_some() => {
-                    status.reason = Some("Evicted".into());
-                    status.message = evicted;
+            let ended_by = self.ended_by.lock().expect("end lock").clone();
+            match (ended, ended_by) {
+                (Ended::Stopped, Some(by)) => {
+                    status.reason = Some(by.reason.into());
+                    status.message = Some(by.message);
                 }
-                Ended::Stopped => {
+                (Ended::Stopped, None) => {
                     status.reason = Some("Stopped".into());
                     status.message = Some("the pod was stopped".into());
                 }
-                Ended::Failed if failed_init != usize::MAX => {
+                (Ended::Failed, _) if failed_init != usize::MAX => {
                     status.reason = Some("InitContainerFailed".into());
                     status.message = Some(format!(
                         "init container `{}` failed",
@@ -155,6 +191,7 @@ impl PodRun {
                 }
                 _ => {}
             }
+            status.refresh_conditions();
         });
         let phase = self.status.borrow().phase;
         let _ = self.events.send(PodEvent::PhaseChanged { phase });
@@ -163,7 +200,10 @@ impl PodRun {
     }
 
     fn set_phase(&self, phase: PodPhase) {
-        self.status.send_modify(|status| status.phase = phase);
+        self.status.send_modify(|status| {
+            status.phase = phase;
+            status.refresh_conditions();
+        });
         let _ = self.events.send(PodEvent::PhaseChanged { phase });
     }
 
@@ -175,6 +215,7 @@ impl PodRun {
                 &mut status.container_statuses[index - self.init_count]
             };
             change(entry);
+            status.refresh_conditions();
         });
     }
 
@@ -273,9 +314,9 @@ impl PodRun {
                     reporter.why.lock().expect("probe lock").clone(),
                 ),
                 None => {
-                    let evicted = self.evicted.lock().expect("eviction lock").clone();
-                    let message = match evicted {
-                        Some(why) => format!("the pod was evicted: {why}"),
+                    let ended_by = self.ended_by.lock().expect("end lock").clone();
+                    let message = match ended_by {
+                        Some(by) => format!("{}: {}", by.for_containers, by.message),
                         None => "stopped by wpod".to_owned(),
                     };
                     (137, "Error".to_owned(), Some(message))
@@ -352,9 +393,11 @@ impl PodRun {
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 () = self.stop.cancelled() => {
+                    // Stopped while waiting to restart: it ends as its last
+                    // instance did (which `lastState` keeps too).
                     self.update(index, |status| {
-                        if let Some(last) = status.last_state.take() {
-                            status.state = last;
+                        if let Some(last) = &status.last_state {
+                            status.state = last.clone();
                         }
                     });
                     return Ended::Stopped;
@@ -374,6 +417,17 @@ fn human_quantity(bytes: u64) -> String {
         b if b % (1 << 10) == 0 => format!("{}Ki", b >> 10),
         b => b.to_string(),
     }
+}
+
+/// Why a pod was stopped from within.
+#[derive(Debug, Clone)]
+pub(super) struct EndedBy {
+    /// The pod's `reason`.
+    reason: &'static str,
+    /// The pod's `message`.
+    message: String,
+    /// What its containers' terminations say before the message.
+    for_containers: &'static str,
 }
 
 /// A container's instance stopped because a probe said so.

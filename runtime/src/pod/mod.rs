@@ -149,6 +149,7 @@ impl Backoff {
 
 /// What happened in a pod, in order.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum PodEvent {
     PhaseChanged {
         phase: PodPhase,
@@ -358,7 +359,8 @@ impl Runtime {
             status: status_tx,
             events: events_tx,
             stop: stop.clone(),
-            evicted: std::sync::Mutex::new(None),
+            ended_by: std::sync::Mutex::new(None),
+            active_deadline: pod.active_deadline,
             volumes,
         };
         let task = tokio::spawn(Arc::new(run).lifecycle());

@@ -201,11 +201,12 @@ pub(crate) fn initial_status(pod: &PodSpec) -> PodStatus {
     let waiting = |spec: &ContainerSpec, reason: &str| {
         ContainerStatus::waiting(&spec.name, &spec.image, reason)
     };
-    PodStatus {
+    let mut status = PodStatus {
         phase: PodPhase::Pending,
         start_time: Some(Timestamp::now()),
         reason: None,
         message: None,
+        conditions: Vec::new(),
         init_container_statuses: pod
             .init_containers
             .iter()
@@ -216,5 +217,7 @@ pub(crate) fn initial_status(pod: &PodSpec) -> PodStatus {
             .iter()
             .map(|c| waiting(c, "PodInitializing"))
             .collect(),
-    }
+    };
+    status.refresh_conditions();
+    status
 }

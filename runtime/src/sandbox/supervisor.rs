@@ -720,6 +720,7 @@ impl Running {
                 container.ready = false;
             }
         }
+        status.refresh_conditions();
         status
     }
 }
@@ -737,14 +738,17 @@ fn initial_status(pod: &PodSpec) -> PodStatus {
     let waiting = |spec: &crate::manifest::ContainerSpec| {
         ContainerStatus::waiting(&spec.name, &spec.image, "PodInitializing")
     };
-    PodStatus {
+    let mut status = PodStatus {
         phase: PodPhase::Pending,
         start_time: Some(Timestamp::now()),
         reason: None,
         message: None,
+        conditions: Vec::new(),
         init_container_statuses: pod.init_containers.iter().map(waiting).collect(),
         container_statuses: pod.containers.iter().map(waiting).collect(),
-    }
+    };
+    status.refresh_conditions();
+    status
 }
 
 /// One PID a line, written whole (a reader never sees half of it).
