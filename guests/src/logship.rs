@@ -340,7 +340,12 @@ impl Follower {
     }
 }
 
-/// Runs `logship` until killed; returns only on bad arguments (status 64).
+/// The file wpod makes when it asks a container to end (the pod stops):
+/// Wasm has no SIGTERM.
+pub const TERMINATING: &str = "/run/wpod/terminating";
+
+/// Runs `logship` until asked to end (then forwards what is left and
+/// returns 0) or killed; returns 64 on bad arguments.
 pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let config = match parse_args(args) {
         Ok(config) => config,
@@ -355,7 +360,12 @@ pub fn main(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let interval = config.interval;
     let mut follower = Follower::new(config);
     loop {
+        // Asked to end: one last poll, so that the last lines go too.
+        let ending = std::path::Path::new(TERMINATING).exists();
         follower.poll(out, err);
+        if ending {
+            return 0;
+        }
         std::thread::sleep(interval);
     }
 }

@@ -139,6 +139,8 @@ pub(crate) struct ContainerPlan {
     pub descriptor_limit: usize,
     pub program: Program,
     pub network: PodNetwork,
+    /// The host folder of its `/run/wpod` (see `volume::TERMINATING`).
+    pub run_dir: Option<std::path::PathBuf>,
     /// Its probes (app containers only).
     pub probes: crate::pod::Probes,
     /// The image as the manifest names it, and as found: `exec` looks up

@@ -208,7 +208,8 @@ impl StoredPod {
     }
 
     /// Stops the pod: SIGTERM to its supervisor, which stops the containers
-    /// and writes the final status; SIGKILL after `grace` if it is still
+    /// gracefully and writes the final status; after `grace` a second
+    /// signal stops them at once, and SIGKILL 5 s later if it is still
     /// there. Returns once the supervisor is gone.
     ///
     /// # Errors
@@ -230,8 +231,15 @@ impl StoredPod {
             }
             !alive()
         };
+        // As the kubelet: SIGTERM asks the pods to stop gracefully; past
+        // `grace`, a second signal stops them at once (the supervisor
+        // forwards both), and SIGKILL is the last resort.
         signal(pid, libc_signal::TERM);
         if gone(grace) {
+            return Ok(());
+        }
+        signal(pid, libc_signal::INT);
+        if gone(Duration::from_secs(5)) {
             return Ok(());
         }
         signal(pid, libc_signal::KILL);
@@ -262,8 +270,9 @@ impl StoredPod {
     }
 }
 
-/// The two signals `stop` sends, without `libc` on every system.
+/// The signals `stop` sends, without `libc` on every system.
 mod libc_signal {
+    pub const INT: i32 = 2;
     pub const TERM: i32 = 15;
     pub const KILL: i32 = 9;
 }
@@ -330,7 +339,7 @@ pub fn run_detached(
                     return Err(SandboxError::PodExists { pod: name.clone() });
                 }
                 existing
-                    .stop(Duration::from_secs(10))
+                    .stop(Duration::ZERO)
                     .and_then(|()| store.pod(name).map_or(Ok(()), |stopped| stopped.remove()))
                     .map_err(|e| supervisor_error("replacing the pod", e))?;
             }

@@ -342,17 +342,25 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
         } else {
             None
         };
-        // The signal, once one came; the pods started so far stop with it.
+        // The signal, once one came; the pods started so far stop with it:
+        // gracefully, and at once on a second signal.
         let (signalled_tx, mut signalled) = tokio::sync::watch::channel(None::<i32>);
-        let stoppers: Arc<std::sync::Mutex<Vec<Stopper>>> = Arc::default();
-        let signal = signals.map(|signals| {
+        let stoppers: Arc<std::sync::Mutex<Vec<(Stopper, Stopper)>>> = Arc::default();
+        let signal = signals.map(|mut signals| {
             let stoppers = stoppers.clone();
             tokio::spawn(async move {
                 let signal = signals.wait().await;
                 let _ = signalled_tx.send(Some(signal));
-                for stop in stoppers.lock().expect("stoppers").iter() {
-                    stop();
+                for (terminate, _) in stoppers.lock().expect("stoppers").iter() {
+                    terminate();
                 }
+                let stoppers = stoppers.clone();
+                tokio::spawn(async move {
+                    signals.wait().await;
+                    for (_, stop) in stoppers.lock().expect("stoppers").iter() {
+                        stop();
+                    }
+                });
                 signal
             })
         });
@@ -365,10 +373,12 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
                 _ = signalled.wait_for(Option::is_some) => None,
             };
             let Some(handle) = started else { break };
-            let stop = handle.stopper();
-            stoppers.lock().expect("stoppers").push(Box::new(stop));
+            stoppers
+                .lock()
+                .expect("stoppers")
+                .push((Box::new(handle.terminator()), Box::new(handle.stopper())));
             if signalled.borrow().is_some() {
-                handle.stop();
+                handle.terminate();
             }
             let control = config.pod_files.as_ref().and_then(|dir| {
                 serve_control(
@@ -515,8 +525,12 @@ pub(crate) fn pod_process_main(mut process: PodProcess) -> u8 {
                 return 1;
             }
         };
-        let stop = handle.stopper();
+        // The first signal stops the pod gracefully, a second one at once.
+        let (terminate, stop) = (handle.terminator(), handle.stopper());
+        let mut signals = signals;
         tokio::spawn(async move {
+            signals.wait().await;
+            terminate();
             signals.wait().await;
             stop();
         });
@@ -579,8 +593,8 @@ impl Signals {
         Ok(Signals {})
     }
 
-    /// The signal that came.
-    async fn wait(mut self) -> i32 {
+    /// The next signal that comes.
+    async fn wait(&mut self) -> i32 {
         #[cfg(unix)]
         {
             tokio::select! {

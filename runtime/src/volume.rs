@@ -21,7 +21,18 @@ pub(crate) struct Volumes {
     limited: Vec<(String, PathBuf, u64)>,
     /// The pod's private folder (emptyDirs live here), removed on drop.
     scratch: Option<Scratch>,
+    /// Each container's `/run/wpod` folder, by container name: where the
+    /// file that asks it to end appears (see [`TERMINATING`]).
+    run_dirs: HashMap<String, PathBuf>,
 }
+
+/// The file that appears in a container's `/run/wpod` when it is asked to
+/// end (the pod stops, or a probe restarts it): Wasm has no signals, so a
+/// guest that wants to clean up looks for it, as a process handles SIGTERM.
+pub const TERMINATING: &str = "terminating";
+
+/// Where a container sees its [`TERMINATING`] file's folder.
+pub const RUN_DIR: &str = "/run/wpod";
 
 /// A directory to preopen in one container.
 #[derive(Debug)]
@@ -74,7 +85,18 @@ impl Volumes {
             dirs: HashMap::new(),
             limited: Vec::new(),
             scratch: None,
+            run_dirs: HashMap::new(),
         };
+        let scratch = Scratch::create(state_root, &pod.name)?;
+        for container in pod.all_containers() {
+            let dir = scratch.path.join("run").join(&container.name);
+            std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Scratch {
+                path: dir.clone(),
+                source,
+            })?;
+            volumes.run_dirs.insert(container.name.clone(), dir);
+        }
+        volumes.scratch = Some(scratch);
         for volume in &pod.volumes {
             let dir = match &volume.source {
                 VolumeSource::EmptyDir { .. } if prepared.contains_key(&volume.name) => {
@@ -110,6 +132,11 @@ impl Volumes {
             volumes.dirs.insert(volume.name.clone(), dir);
         }
         Ok(volumes)
+    }
+
+    /// The host folder of `container`'s `/run/wpod`.
+    pub(crate) fn run_dir(&self, container: &str) -> Option<&Path> {
+        self.run_dirs.get(container).map(PathBuf::as_path)
     }
 
     /// The emptyDirs on disk that have a `sizeLimit` (name, folder, bytes):
@@ -197,6 +224,19 @@ impl Volumes {
                 guest,
                 mount.read_only,
             ));
+        }
+        if let Some(run_dir) = self.run_dirs.get(&container.name)
+            && !container
+                .volume_mounts
+                .iter()
+                .any(|mount| mount.mount_path.trim_end_matches('/') == RUN_DIR)
+        {
+            preopens.push(Preopen {
+                host: run_dir.clone(),
+                guest: RUN_DIR.into(),
+                read_only: true,
+                _dir: None,
+            });
         }
         Ok(preopens)
     }
@@ -430,9 +470,19 @@ mod tests {
     use super::*;
     use crate::manifest::ContainerSpec;
 
+    /// The preopens but `/run/wpod`, which every container has.
     fn guests(preopens: &[Preopen]) -> Vec<(&str, &Path, bool)> {
+        let run = preopens
+            .iter()
+            .filter(|p| p.guest == RUN_DIR)
+            .collect::<Vec<_>>();
+        assert!(
+            matches!(run.as_slice(), [p] if p.read_only && p.host.is_dir()),
+            "one read-only /run/wpod"
+        );
         preopens
             .iter()
+            .filter(|p| p.guest != RUN_DIR)
             .map(|p| (p.guest.as_str(), p.host.as_path(), p.read_only))
             .collect()
     }

@@ -137,7 +137,9 @@ fn run_detached_then_ps_logs_stop_and_rm_leave_nothing() {
     // rm refuses a running pod.
     workspace.run(&["rm", "chatter"]).expect_code(125);
 
-    workspace.run(&["stop", "chatter"]).expect_code(0);
+    workspace
+        .run(&["stop", "-t", "1", "chatter"])
+        .expect_code(0);
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
     let ps = workspace.run(&["ps"]);
     assert!(!ps.stdout.contains("chatter"), "{ps:?}");
@@ -214,7 +216,7 @@ fn down_stops_and_removes_the_pods_of_a_manifest_and_replace_restarts_one() {
     let second = supervisor(&workspace, "chatter");
     assert_ne!(first, second);
     assert!(!std::path::Path::new(&format!("/proc/{first}")).exists());
-    let down = workspace.run(&["down", path]);
+    let down = workspace.run(&["down", "-t", "0", path]);
     down.expect_code(0);
     assert_eq!(down.stdout, "chatter\n");
     assert_eq!(workspace.run(&["ps", "-a"]).stdout.lines().count(), 1);
@@ -385,7 +387,7 @@ spec:
             "the running pod has cgroups"
         );
     }
-    workspace.run(&["stop", "lookin"]).expect_code(0);
+    workspace.run(&["stop", "-t", "1", "lookin"]).expect_code(0);
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
     let stopped = workspace.run(&["exec", "lookin", "--", "true"]);
     stopped.expect_code(125);

@@ -75,14 +75,18 @@ impl Running {
         }
     }
 
-    /// Ctrl-C, then the exit code must be 130 and no scratch folder left.
+    /// Ctrl-C twice (the second does not wait for the grace period), then
+    /// the exit code must be 130 and no scratch folder left.
     #[cfg(unix)]
     fn interrupt(mut self, workspace: &Workspace) -> Vec<String> {
-        let status = std::process::Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        for _ in 0..2 {
+            let status = std::process::Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let code = self.child.wait().unwrap().code();
         assert_eq!(code, Some(130), "output:\n{}", self.output().join("\n"));
         assert!(

@@ -715,7 +715,7 @@ fn two_users_detached_pods_do_not_see_each_other() {
         "{user_sees:?}"
     );
     // Neither can reach the other's pod by name.
-    let stop = as_user(&["stop", "roots"]);
+    let stop = as_user(&["stop", "-t", "0", "roots"]);
     stop.expect_code(125);
     assert!(stop.stderr.contains("no detached pod `roots`"), "{stop:?}");
     workspace.run(&["logs", "theirs"]).expect_code(125);

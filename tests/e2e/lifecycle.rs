@@ -3,6 +3,7 @@
 //! signals stop the pod and clean up.
 
 use crate::support::{Workspace, container};
+use std::time::{Duration, Instant};
 
 const SHARED: &str = "  volumes:\n  - {name: data, emptyDir: {}}\n";
 
@@ -157,7 +158,7 @@ fn sigterm_and_sigint_stop_the_pod_and_clean_up() {
     for (signal, code) in [("TERM", 143), ("INT", 130)] {
         let workspace = Workspace::new();
         let pod = workspace.pod(&format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: sig}}\nspec:\n  restartPolicy: Always\n{SHARED}  containers:\n  - {{name: spinner, image: '@probe@', args: [spin], volumeMounts: [{{name: data, mountPath: /d}}]}}\n  - {{name: sleeper, image: '@probe@', args: [sleep, '600000']}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: sig}}\nspec:\n  restartPolicy: Always\n  terminationGracePeriodSeconds: 1\n{SHARED}  containers:\n  - {{name: spinner, image: '@probe@', args: [spin], volumeMounts: [{{name: data, mountPath: /d}}]}}\n  - {{name: sleeper, image: '@probe@', args: [sleep, '600000']}}\n"
         ));
         let mut child = workspace
             .wpod()
@@ -419,4 +420,95 @@ fn json_status_has_kubernetes_fields_only_with_their_conditions() {
             );
         }
     }
+}
+
+/// A pod whose container works until asked to end, then writes a note into
+/// `dir` (a hostPath: it outlives the pod).
+fn graceful_pod(dir: &std::path::Path, grace: u32, args: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: graceful}}
+spec:
+  terminationGracePeriodSeconds: {grace}
+  volumes: [{{name: out, hostPath: {{path: {}}}}}]
+  containers:
+  - name: worker
+    image: '@probe@'
+    args: {args}
+    volumeMounts: [{{name: out, mountPath: /out}}]
+",
+        dir.display()
+    )
+}
+
+#[test]
+fn sigterm_lets_a_guest_clean_up_before_the_pod_ends() {
+    if !crate::sandbox::wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let out = workspace.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let yaml = graceful_pod(&out, 30, "[graceful, /out]");
+    let mut pod = crate::sandbox::Walled::start(&workspace, &yaml, &[]);
+    assert!(pod.wait_for_output("working", Duration::from_secs(60)));
+    let asked = Instant::now();
+    pod.signal(libc::SIGTERM);
+    let (code, output) = pod.wait();
+    assert_eq!(code, 143, "{output}");
+    assert!(output.contains("cleaned up"), "{output}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("cleanup")).unwrap(),
+        "cleaned up\n"
+    );
+    // It ended by itself, long before its 30 s of grace.
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
+#[test]
+fn a_guest_that_ignores_the_stop_is_interrupted_after_its_grace_period() {
+    if !crate::sandbox::wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let out = workspace.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let yaml = graceful_pod(&out, 2, "[sleep, '600000']");
+    let pod = crate::sandbox::Walled::start(&workspace, &yaml, &["-o", "json"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    pod.signal(libc::SIGTERM);
+    let (code, output) = pod.wait();
+    let took = asked.elapsed();
+    assert_eq!(code, 143, "{output}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "ended after {took:?}, before its grace"
+    );
+    assert!(took < Duration::from_secs(15), "ended after {took:?}");
+    assert!(
+        output.contains("stopped by wpod after its grace period (2s)"),
+        "{output}"
+    );
+
+    // A second signal does not wait for the grace period.
+    let yaml = graceful_pod(&out, 60, "[sleep, '600000']");
+    let pod = crate::sandbox::Walled::start(&workspace, &yaml, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    pod.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(300));
+    pod.signal(libc::SIGINT);
+    let (code, output) = pod.wait();
+    assert_eq!(code, 130, "{output}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        asked.elapsed()
+    );
 }

@@ -147,9 +147,14 @@ impl Walled {
         wait_for(limit, || seen.lock().unwrap().contains(text).then_some(())).is_some()
     }
 
-    /// SIGTERM to wpod, which forwards it; returns its exit code and output.
-    pub(crate) fn terminate(mut self) -> (i32, String) {
-        send(self.wpod.id(), libc::SIGTERM);
+    /// Sends `signal` to wpod (which forwards SIGINT and SIGTERM).
+    pub(crate) fn signal(&self, signal: i32) {
+        send(self.wpod.id(), signal);
+    }
+
+    /// Waits for wpod to end after signals sent with [`Walled::signal`];
+    /// returns its exit code and output.
+    pub(crate) fn wait(mut self) -> (i32, String) {
         let status = self.wpod.wait().expect("waiting for wpod");
         let mut output = String::new();
         if let Some((seen, reader)) = self.stdout.take() {
@@ -158,6 +163,18 @@ impl Walled {
         }
         output.push_str(&wpod_output(&mut self.wpod));
         (status.code().unwrap_or(-1), output)
+    }
+
+    /// SIGTERM to wpod, which forwards it, then SIGINT to stop the pod at
+    /// once (not waiting for its grace period); returns its exit code (the
+    /// first signal's) and output.
+    pub(crate) fn terminate(self) -> (i32, String) {
+        self.signal(libc::SIGTERM);
+        // Apart, so that SIGTERM comes first (a signalfd gives the lower
+        // number first).
+        std::thread::sleep(Duration::from_millis(200));
+        self.signal(libc::SIGINT);
+        self.wait()
     }
 }
 

@@ -96,6 +96,22 @@ fn main() {
             std::thread::sleep(Duration::from_millis(ms));
             println!("slept {ms}");
         }
+        "graceful" => {
+            // Works (sleeps) until wpod asks it to end, then cleans up.
+            println!("working");
+            let _ = io::stdout().flush();
+            while !std::path::Path::new("/run/wpod/terminating").exists() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let note = std::path::Path::new(arg(2)).join("cleanup");
+            match std::fs::write(&note, "cleaned up\n") {
+                Ok(()) => println!("cleaned up"),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    std::process::exit(1);
+                }
+            }
+        }
         "lines" => {
             let n: u64 = number(arg(2));
             for i in 1..=n {

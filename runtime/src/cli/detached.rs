@@ -83,7 +83,8 @@ pub struct StopArgs {
     /// The pods' names.
     #[arg(required = true)]
     pods: Vec<String>,
-    /// Seconds to wait for a pod to stop before killing it.
+    /// Seconds to wait for a pod to stop gracefully (its containers see
+    /// /run/wpod/terminating) before stopping it at once.
     #[arg(short, long, default_value = "10")]
     time: u64,
 }
@@ -107,6 +108,10 @@ enum InspectFormat {
 pub struct DownArgs {
     /// The manifest the pods were started from (`wpod run -d FILE`).
     manifest: std::path::PathBuf,
+    /// Seconds to wait for a pod to stop gracefully before stopping it at
+    /// once.
+    #[arg(short, long, default_value = "10")]
+    time: u64,
 }
 
 #[derive(clap::Args)]
@@ -430,8 +435,9 @@ pub fn rm(args: &RmArgs) -> anyhow::Result<ExitCode> {
     let store = store();
     for name in &args.pods {
         let pod = find(&store, name)?;
+        // -f: the pod goes now, as `podman rm -f` kills.
         if args.force {
-            pod.stop(Duration::from_secs(10))?;
+            pod.stop(Duration::ZERO)?;
         }
         // Read again: a stopped pod's supervisor is gone.
         let pod = find(&store, name)?;
@@ -484,7 +490,7 @@ pub fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {
         let Some(pod) = store.pod(&spec.name) else {
             continue;
         };
-        pod.stop(Duration::from_secs(10))?;
+        pod.stop(Duration::from_secs(args.time))?;
         if let Some(pod) = store.pod(&spec.name) {
             pod.remove()?;
         }

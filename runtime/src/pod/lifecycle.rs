@@ -32,6 +32,10 @@ pub(super) struct PodRun {
     pub(super) status: watch::Sender<PodStatus>,
     pub(super) events: mpsc::UnboundedSender<PodEvent>,
     pub(super) stop: CancellationToken,
+    /// Cancelled to stop the pod gracefully (see `PodHandle::terminate`).
+    pub(super) terminating: CancellationToken,
+    /// `terminationGracePeriodSeconds`.
+    pub(super) grace: Duration,
     /// Why the pod was stopped from within, if it was: evicted (an
     /// emptyDir past its `sizeLimit`), or past its `activeDeadlineSeconds`.
     pub(super) ended_by: std::sync::Mutex<Option<EndedBy>>,
@@ -127,6 +131,34 @@ impl PodRun {
         });
     }
 
+    /// Asks a running container to end (its `/run/wpod/terminating` file
+    /// appears) and waits for it up to the pod's grace period: its outcome
+    /// if it ended by itself, `None` once it is interrupted (the grace
+    /// period passed, or the pod was stopped at once meanwhile).
+    async fn end_gracefully<F: std::future::Future>(
+        &self,
+        plan: &ContainerPlan,
+        run: std::pin::Pin<&mut F>,
+    ) -> Option<F::Output> {
+        let deadline = tokio::time::Instant::now() + self.grace;
+        self.sink.event(
+            &self.pod_name,
+            &plan.name,
+            &format!(
+                "stopping: {} to end by itself, then interrupted (Ctrl-C again: at once)",
+                humantime::format_duration(self.grace)
+            ),
+        );
+        if let Some(dir) = &plan.run_dir {
+            let _ = std::fs::write(dir.join(crate::volume::TERMINATING), b"terminating\n");
+        }
+        tokio::select! {
+            outcome = run => Some(outcome),
+            () = tokio::time::sleep_until(deadline) => None,
+            () = self.stop.cancelled() => None,
+        }
+    }
+
     /// Stops the pod from within, saying why (the first reason stays).
     fn end_by(&self, ended_by: EndedBy) {
         self.ended_by
@@ -138,7 +170,11 @@ impl PodRun {
 
     async fn run_all(self: Arc<Self>) -> PodStatus {
         for index in 0..self.init_count {
-            match self.clone().run_container(index).await {
+            match self
+                .clone()
+                .run_container(index, self.terminating.clone())
+                .await
+            {
                 Ended::Succeeded => continue,
                 ended => return self.finish(ended, index),
             }
@@ -148,7 +184,8 @@ impl PodRun {
         let tasks: Vec<_> = (self.init_count..self.plans.len())
             .map(|index| {
                 let run = self.clone();
-                tokio::spawn(async move { run.run_container(index).await })
+                let terminate = run.terminating.clone();
+                tokio::spawn(async move { run.run_container(index, terminate).await })
             })
             .collect();
         let mut ended = Vec::with_capacity(tasks.len());
@@ -220,15 +257,21 @@ impl PodRun {
     }
 
     /// Runs container `index` with its restarts until it is done for good.
-    async fn run_container(self: Arc<Self>, index: usize) -> Ended {
+    async fn run_container(self: Arc<Self>, index: usize, terminate: CancellationToken) -> Ended {
         let plan = &self.plans[index];
         let is_init = index < self.init_count;
         let mut backoff = self.backoff.initial;
         let mut restart_count = 0u32;
         loop {
+            if terminate.is_cancelled() || self.stop.is_cancelled() {
+                return Ended::Stopped;
+            }
             if restart_count > 0 {
                 self.sink
                     .restarted(&self.pod_name, &plan.name, restart_count);
+                if let Some(dir) = &plan.run_dir {
+                    let _ = std::fs::remove_file(dir.join(crate::volume::TERMINATING));
+                }
             }
             let started_at = Timestamp::now();
             let clock = Instant::now();
@@ -268,6 +311,7 @@ impl PodRun {
                 output(Stream::Stdout),
                 output(Stream::Stderr),
             );
+            let mut run = std::pin::pin!(run);
             let reporter = Arc::new(Reporter {
                 run: self.clone(),
                 index,
@@ -287,36 +331,44 @@ impl PodRun {
                     reporter.clone() as Arc<dyn ProbeReport>,
                 ))
             });
-            let outcome = tokio::select! {
-                outcome = run => Some(Ok(outcome)),
-                () = reporter.restart.cancelled() => Some(Err(Killed)),
-                () = self.stop.cancelled() => None,
+            let (cause, outcome) = tokio::select! {
+                outcome = &mut run => (Cause::Exited, Some(outcome)),
+                () = reporter.restart.cancelled() => (Cause::Probe, None),
+                () = terminate.cancelled() => (Cause::Terminate, None),
+                () = self.stop.cancelled() => (Cause::Interrupt, None),
             };
             if let Some(probing) = probing {
                 probing.abort();
             }
-            let stopped = outcome.is_none();
+            // A probe's restart and a graceful stop let the guest end by
+            // itself first, within the grace period.
+            let outcome = match cause {
+                Cause::Probe | Cause::Terminate => self.end_gracefully(plan, run.as_mut()).await,
+                Cause::Exited | Cause::Interrupt => outcome,
+            };
+            let stopped = matches!(cause, Cause::Terminate | Cause::Interrupt);
+            let probe_why = reporter.why.lock().expect("probe lock").clone();
             let (exit_code, reason, message) = match outcome {
-                Some(Ok(Ok(outcome))) => (
+                Some(Ok(outcome)) => (
                     outcome.exit_code,
                     outcome.reason.to_owned(),
-                    outcome.message,
+                    probe_why.or(outcome.message),
                 ),
-                Some(Ok(Err(error))) => (
+                Some(Err(error)) => (
                     128,
                     "ContainerCannotRun".to_owned(),
                     Some(error.to_string()),
                 ),
                 // As the kubelet's kill leaves it: SIGKILL's status.
-                Some(Err(Killed)) => (
-                    137,
-                    "Error".to_owned(),
-                    reporter.why.lock().expect("probe lock").clone(),
-                ),
+                None if cause == Cause::Probe => (137, "Error".to_owned(), probe_why),
                 None => {
                     let ended_by = self.ended_by.lock().expect("end lock").clone();
                     let message = match ended_by {
                         Some(by) => format!("{}: {}", by.for_containers, by.message),
+                        None if cause == Cause::Terminate => format!(
+                            "stopped by wpod after its grace period ({})",
+                            humantime::format_duration(self.grace)
+                        ),
                         None => "stopped by wpod".to_owned(),
                     };
                     (137, "Error".to_owned(), Some(message))
@@ -392,7 +444,10 @@ impl PodRun {
             });
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
-                () = self.stop.cancelled() => {
+                () = async { tokio::select! {
+                    () = self.stop.cancelled() => {}
+                    () = terminate.cancelled() => {}
+                } } => {
                     // Stopped while waiting to restart: it ends as its last
                     // instance did (which `lastState` keeps too).
                     self.update(index, |status| {
@@ -419,6 +474,19 @@ fn human_quantity(bytes: u64) -> String {
     }
 }
 
+/// Why a container's instance ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The guest returned.
+    Exited,
+    /// A probe failed past its threshold: it restarts (policy allowing).
+    Probe,
+    /// The pod stops gracefully.
+    Terminate,
+    /// The pod stops at once.
+    Interrupt,
+}
+
 /// Why a pod was stopped from within.
 #[derive(Debug, Clone)]
 pub(super) struct EndedBy {
@@ -429,9 +497,6 @@ pub(super) struct EndedBy {
     /// What its containers' terminations say before the message.
     for_containers: &'static str,
 }
-
-/// A container's instance stopped because a probe said so.
-struct Killed;
 
 /// What the probes of one instance of container `index` change.
 struct Reporter {

@@ -337,6 +337,7 @@ impl Runtime {
         let (status_tx, status_rx) = watch::channel(initial_status(&pod));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
+        let terminating = CancellationToken::new();
         let logs = Arc::new(LogStore::default());
         let plans: Arc<[_]> = plans.into();
         let execer = Execer::new(
@@ -359,6 +360,8 @@ impl Runtime {
             status: status_tx,
             events: events_tx,
             stop: stop.clone(),
+            terminating: terminating.clone(),
+            grace: pod.termination_grace_period,
             ended_by: std::sync::Mutex::new(None),
             active_deadline: pod.active_deadline,
             volumes,
@@ -369,6 +372,7 @@ impl Runtime {
             status: status_rx,
             events: events_rx,
             stop,
+            terminating,
             logs,
             execer,
             task: Some(task),
@@ -501,6 +505,7 @@ pub struct PodHandle {
     status: watch::Receiver<PodStatus>,
     events: mpsc::UnboundedReceiver<PodEvent>,
     stop: CancellationToken,
+    terminating: CancellationToken,
     logs: Arc<LogStore>,
     execer: Execer,
     task: Option<tokio::task::JoinHandle<PodStatus>>,
@@ -548,6 +553,23 @@ impl PodHandle {
     pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
         let stop = self.stop.clone();
         move || stop.cancel()
+    }
+
+    /// A function that stops the pod gracefully ([`PodHandle::terminate`]),
+    /// for use where the handle is not.
+    pub fn terminator(&self) -> impl Fn() + Send + Sync + 'static {
+        let terminating = self.terminating.clone();
+        move || terminating.cancel()
+    }
+
+    /// Stops the pod as the kubelet does when a pod is deleted: each
+    /// running container is told (its `/run/wpod/terminating` file
+    /// appears, see the README) and given the pod's
+    /// `terminationGracePeriodSeconds` to end by itself, then interrupted.
+    /// No container restarts; the pod ends Failed with reason `Stopped`.
+    /// [`PodHandle::stop`] after this interrupts at once.
+    pub fn terminate(&self) {
+        self.terminating.cancel();
     }
 
     /// Stops the pod: running guests are interrupted at once (Wasm has no

@@ -11,7 +11,7 @@ use crate::status::{ContainerStatus, PodPhase, PodStatus, Timestamp};
 use crate::volume::Volumes;
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 impl Runtime {
@@ -107,6 +107,7 @@ impl Runtime {
                 program,
                 network: network.clone(),
                 probes: super::Probes::of(spec),
+                run_dir: volumes.run_dir(&spec.name).map(Path::to_owned),
                 reference: spec.image.clone(),
                 image,
             });

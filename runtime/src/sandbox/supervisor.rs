@@ -11,9 +11,10 @@
 //!    pod-init, which carries on in `inside.rs` with the pod in memory.
 //! 5. Poll: messages from the pods, signals, and their exits (SIGCHLD, read
 //!    from the same signalfd: no pidfd, so kernels before 5.3 do). A signal
-//!    is forwarded to each pod process that handles it (it said `Ready`);
-//!    one that is not ready yet is killed (PID 1 of a PID namespace ignores
-//!    signals it has no handler for).
+//!    is forwarded to each pod process that handles it (it said `Ready`):
+//!    the first stops its pod gracefully, the second at once, a third kills
+//!    it; one that is not ready yet is killed (PID 1 of a PID namespace
+//!    ignores signals it has no handler for).
 //! 6. Clean up: cgroups removed (anything left in them killed), private
 //!    folders removed.
 
@@ -507,6 +508,7 @@ fn supervise(
     sink: Option<&dyn crate::StatusSink>,
 ) -> Option<i32> {
     let mut signal = None;
+    let mut signals_seen = 0;
     let mut pid_file_written = false;
     loop {
         if pods
@@ -550,13 +552,18 @@ fn supervise(
                         // PID 1 follows pod-init (PR_SET_PDEATHSIG).
                         pod.exited = sys::try_wait(pod.process);
                     }
-                } else if signal.is_none() {
-                    signal = Some(number);
-                    stop_all(pods, number);
                 } else {
-                    // A second Ctrl-C: no more waiting.
-                    for pod in pods.iter_mut() {
-                        pod.kill();
+                    // The first signal stops the pods gracefully and a second
+                    // one at once (each pod process does both); a third
+                    // kills them: no more waiting.
+                    signals_seen += 1;
+                    signal.get_or_insert(number);
+                    if signals_seen <= 2 {
+                        stop_all(pods, number);
+                    } else {
+                        for pod in pods.iter_mut() {
+                            pod.kill();
+                        }
                     }
                 }
             }
@@ -584,9 +591,12 @@ fn supervise(
             }
         }
         if failure && signal.is_none() {
-            // One pod could not start: stop the others, as the CLI does
-            // without the wall.
+            // One pod could not start: stop the others at once, as the CLI
+            // does without the wall (two signals: the first asks a pod to
+            // stop gracefully, the second to stop now; two kinds, so that
+            // they do not merge into one).
             stop_all(pods, libc::SIGTERM);
+            stop_all(pods, libc::SIGINT);
         }
         if !pid_file_written && pods.iter().all(|p| p.ready) {
             pid_file_written = true;
