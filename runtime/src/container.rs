@@ -141,7 +141,9 @@ pub(crate) struct ContainerPlan {
     pub network: PodNetwork,
     /// The host folder of its `/run/wpod` (see `volume::TERMINATING`).
     pub run_dir: Option<std::path::PathBuf>,
-    /// Its probes (app containers only).
+    /// A native sidecar (an init container with `restartPolicy: Always`).
+    pub sidecar: bool,
+    /// Its probes (app containers and sidecars).
     pub probes: crate::pod::Probes,
     /// The image as the manifest names it, and as found: `exec` looks up
     /// its programs there.

@@ -142,14 +142,24 @@ impl PodStatus {
     /// app container is ready (`PodCompleted` once the pod has ended). A
     /// condition's `lastTransitionTime` changes only when its status does.
     pub fn refresh_conditions(&mut self) {
+        self.refresh_conditions_with(|_| false);
+    }
+
+    /// [`PodStatus::refresh_conditions`] for a pod whose init containers
+    /// named by `is_sidecar` are native sidecars: one counts as initialized
+    /// once it has started, and its readiness counts for the pod's.
+    pub(crate) fn refresh_conditions_with(&mut self, is_sidecar: impl Fn(&str) -> bool) {
         let ended = matches!(self.phase, PodPhase::Succeeded | PodPhase::Failed);
-        let initialized = self
+        let done = |c: &ContainerStatus| {
+            c.terminated().is_some_and(Termination::succeeded)
+                || (is_sidecar(&c.name) && (c.started || ended))
+        };
+        let initialized = self.init_container_statuses.iter().all(done);
+        let unready: Vec<&str> = self
             .init_container_statuses
             .iter()
-            .all(|c| c.terminated().is_some_and(Termination::succeeded));
-        let unready: Vec<&str> = self
-            .container_statuses
-            .iter()
+            .filter(|c| is_sidecar(&c.name))
+            .chain(&self.container_statuses)
             .filter(|c| !c.ready)
             .map(|c| c.name.as_str())
             .collect();
@@ -171,7 +181,7 @@ impl PodStatus {
         let uninitialized: Vec<&str> = self
             .init_container_statuses
             .iter()
-            .filter(|c| !c.terminated().is_some_and(Termination::succeeded))
+            .filter(|c| !done(c))
             .map(|c| c.name.as_str())
             .collect();
         let initialized = if initialized {

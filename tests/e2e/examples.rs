@@ -170,11 +170,30 @@ fn javaweb_init_container_copies_the_war_for_tomcat() {
 }
 
 #[test]
-fn log_sidecar_forwards_every_line() {
+fn log_sidecar_forwards_every_line_and_the_pod_completes() {
     let workspace = Workspace::new();
     let mut pod = Running::start(&workspace, "log-sidecar", |yaml| yaml);
-    pod.wait_for_line(|l| l == "[log-collector] [app.log] app done");
-    let output = pod.interrupt(&workspace);
+    // The sidecar is asked to end once the app is done: it forwards the
+    // last line, and the pod completes by itself.
+    let status = pod.child.wait().unwrap();
+    // The reader thread may still hold the last lines for a moment.
+    let done = |output: &[String]| {
+        output
+            .iter()
+            .any(|l| l == "[log-collector] [app.log] app done")
+    };
+    let started = Instant::now();
+    while !done(&pod.output()) && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = pod.output();
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert!(done(&output), "{output:?}");
+    assert!(
+        workspace.leftovers().is_empty(),
+        "{:?}",
+        workspace.leftovers()
+    );
     for i in 1..=5 {
         assert!(
             output

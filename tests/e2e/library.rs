@@ -224,3 +224,90 @@ async fn an_embedder_puts_its_own_wasm_bytes_in_a_store_of_its_own_and_runs_them
         ["embedded/app: hello from wpod"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_sidecars_start_in_order_and_stop_after_the_app_in_reverse() {
+    let sink = Arc::new(Collect::default());
+    let probe = component("probe");
+    let probe = probe.to_str().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut first = ContainerSpec::new("first-sidecar", probe)
+        .args(["graceful", "/out"])
+        .mount("out", "/out", false)
+        .sidecar();
+    // The next init container waits for this one's startup probe.
+    first.startup_probe = Some(wpod::Probe {
+        period: Duration::from_secs(1),
+        ..wpod::Probe::new(wpod::ProbeAction::Exec {
+            command: vec![probe.to_owned(), "exit".into(), "0".into()],
+        })
+    });
+    let pod = PodSpec::builder("sidecars")
+        .host_path("out", out.path(), wpod::HostPathType::Directory)
+        .init_container(first)
+        .init_container(ContainerSpec::new("setup", probe).args(["exit", "0"]))
+        .init_container(
+            ContainerSpec::new("second-sidecar", probe)
+                .args(["sleep", "600000"])
+                .sidecar(),
+        )
+        .container(ContainerSpec::new("job", probe).args(["sleep", "300"]))
+        .restart_policy(RestartPolicy::Never)
+        .termination_grace_period(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut handle = runtime().start(pod, options(sink)).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = handle.next_event().await {
+        events.push(event);
+    }
+    let status = handle.wait().await;
+    // The job succeeded: the pod completes, whatever the sidecars' ends.
+    assert_eq!(status.phase, PodPhase::Succeeded, "{status:?}");
+    let at = |wanted: &dyn Fn(&PodEvent) -> bool| {
+        events
+            .iter()
+            .position(wanted)
+            .unwrap_or_else(|| panic!("{events:#?}"))
+    };
+    let started = |name: &'static str| move |e: &PodEvent| matches!(e, PodEvent::ContainerStarted { container, .. } if container == name);
+    let exited = |name: &'static str| move |e: &PodEvent| matches!(e, PodEvent::ContainerExited { container, .. } if container == name);
+    // Started in order; the setup container after the first sidecar's
+    // startup probe passed (it became ready).
+    let ready = at(
+        &|e| matches!(e, PodEvent::ReadyChanged { container, ready: true } if container == "first-sidecar"),
+    );
+    assert!(at(&started("first-sidecar")) < ready, "{events:#?}");
+    assert!(ready < at(&started("setup")), "{events:#?}");
+    assert!(
+        at(&started("second-sidecar")) < at(&started("job")),
+        "{events:#?}"
+    );
+    // Stopped after the job, the second sidecar before the first.
+    assert!(
+        at(&exited("job")) < at(&exited("second-sidecar")),
+        "{events:#?}"
+    );
+    assert!(
+        at(&exited("second-sidecar")) < at(&exited("first-sidecar")),
+        "{events:#?}"
+    );
+    // The first sidecar was asked to end and cleaned up; the second ignored
+    // it and was interrupted after the grace period.
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("cleanup")).unwrap(),
+        "cleaned up\n"
+    );
+    let first = status
+        .container("first-sidecar")
+        .unwrap()
+        .terminated()
+        .unwrap();
+    assert_eq!(first.exit_code, 0, "{status:?}");
+    let second = status
+        .container("second-sidecar")
+        .unwrap()
+        .terminated()
+        .unwrap();
+    assert_eq!(second.exit_code, 137, "{status:?}");
+}

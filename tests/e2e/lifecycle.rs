@@ -246,6 +246,7 @@ kind: Pod
 metadata: {name: late}
 spec:
   activeDeadlineSeconds: 1
+  terminationGracePeriodSeconds: 1
   containers:
   - {name: sleeper, image: '@probe@', args: [sleep, '600000']}
 ",
@@ -371,7 +372,7 @@ fn json_status_has_kubernetes_fields_only_with_their_conditions() {
 "
         ),
         // A restart, then a failure: lastState and a terminated message.
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: failing}\nspec:\n  restartPolicy: OnFailure\n  activeDeadlineSeconds: 2\n  containers:\n  - {name: app, image: '@probe@', args: [exit, '3']}\n".to_owned(),
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: failing}\nspec:\n  restartPolicy: OnFailure\n  activeDeadlineSeconds: 2\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: '@probe@', args: [exit, '3']}\n".to_owned(),
         // A failed init container: the app never started.
         "apiVersion: v1\nkind: Pod\nmetadata: {name: blocked}\nspec:\n  restartPolicy: Never\n  initContainers:\n  - {name: init, image: '@probe@', args: [exit, '1']}\n  containers:\n  - {name: app, image: '@probe@', args: [env]}\n".to_owned(),
     ];

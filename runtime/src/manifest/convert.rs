@@ -430,9 +430,9 @@ impl Converter<'_> {
             .filter_map(|(i, container)| {
                 let path = format!("{path}[{i}]");
                 let container = self.container(container, &path)?;
-                // As the API server: probes are for app containers (native
-                // sidecars aside, which wpod does not run yet).
-                if path.starts_with("spec.initContainers") {
+                // As the API server: probes are for app containers and
+                // sidecars.
+                if path.starts_with("spec.initContainers") && !container.sidecar {
                     let probes = [
                         ("startupProbe", container.startup_probe.is_some()),
                         ("readinessProbe", container.readiness_probe.is_some()),
@@ -442,7 +442,7 @@ impl Converter<'_> {
                         self.problem(
                             format!("{path}.{field}"),
                             "an init container may not have probes",
-                            "probe the app containers; an init container runs to its end",
+                            "probe the app containers; an init container runs to its end (a sidecar, restartPolicy: Always, may have them)",
                         );
                     }
                 }
@@ -552,6 +552,25 @@ impl Converter<'_> {
             startup_probe,
             readiness_probe,
             liveness_probe,
+            sidecar: match container.restart_policy.as_deref() {
+                None => false,
+                Some("Always") if path.starts_with("spec.initContainers") => true,
+                Some(other) => {
+                    let (message, hint) = if path.starts_with("spec.initContainers") {
+                        (
+                            format!("restart policy `{other}` is not allowed here"),
+                            "use Always (a native sidecar), or leave it out",
+                        )
+                    } else {
+                        (
+                            "an app container has no restart policy of its own".to_owned(),
+                            "leave it out: spec.restartPolicy applies; only init containers may be sidecars (restartPolicy: Always)",
+                        )
+                    };
+                    self.problem(format!("{path}.restartPolicy"), message, hint);
+                    false
+                }
+            },
         })
     }
 

@@ -131,6 +131,10 @@ pub struct ContainerSpec {
     /// `livenessProbe`: past its failure threshold the container is
     /// restarted (as `restartPolicy` allows).
     pub liveness_probe: Option<Probe>,
+    /// `restartPolicy: Always` on an init container: a native sidecar,
+    /// started in order with the init containers, kept running beside the
+    /// app containers (restarted whenever it ends) and stopped after them.
+    pub sidecar: bool,
 }
 
 /// A probe, as the kubelet runs it: the action every `period` (the first
@@ -434,7 +438,14 @@ impl ContainerSpec {
             startup_probe: None,
             readiness_probe: None,
             liveness_probe: None,
+            sidecar: false,
         }
+    }
+
+    /// Makes this init container a native sidecar (`restartPolicy: Always`).
+    pub fn sidecar(mut self) -> Self {
+        self.sidecar = true;
+        self
     }
 
     /// The pull policy in effect: as set, else the kubelet's default,
@@ -597,6 +608,13 @@ impl PodBuilder {
 
     pub fn restart_policy(mut self, policy: RestartPolicy) -> Self {
         self.pod.restart_policy = policy;
+        self
+    }
+
+    /// How long a stopping container may take to end by itself
+    /// (`terminationGracePeriodSeconds`; 30 s by default).
+    pub fn termination_grace_period(mut self, grace: Duration) -> Self {
+        self.pod.termination_grace_period = grace;
         self
     }
 

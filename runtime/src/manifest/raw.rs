@@ -157,7 +157,7 @@ pub(crate) struct Container {
     pub stdin_once: Unsupported,
     pub tty: Unsupported,
     pub volume_devices: Unsupported,
-    pub restart_policy: Unsupported,
+    pub restart_policy: Option<String>,
 }
 
 #[derive(Deserialize)]

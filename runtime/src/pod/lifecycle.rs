@@ -105,11 +105,14 @@ impl PodRun {
                     human_quantity(limit)
                 );
                 tracing::warn!(pod = %self.pod_name, "evicted: {message}");
-                self.end_by(EndedBy {
-                    reason: "Evicted",
-                    message,
-                    for_containers: "the pod was evicted",
-                });
+                self.end_by(
+                    EndedBy {
+                        reason: "Evicted",
+                        message,
+                        for_containers: "the pod was evicted",
+                    },
+                    false,
+                );
                 return;
             }
             interval = Duration::from_millis(250).max(took * 10);
@@ -124,11 +127,14 @@ impl PodRun {
             () = self.stop.cancelled() => return,
         }
         tracing::warn!(pod = %self.pod_name, "activeDeadlineSeconds passed: stopping the pod");
-        self.end_by(EndedBy {
-            reason: "DeadlineExceeded",
-            message: "Pod was active on the node longer than the specified deadline".into(),
-            for_containers: "the pod's activeDeadlineSeconds passed",
-        });
+        self.end_by(
+            EndedBy {
+                reason: "DeadlineExceeded",
+                message: "Pod was active on the node longer than the specified deadline".into(),
+                for_containers: "the pod's activeDeadlineSeconds passed",
+            },
+            true,
+        );
     }
 
     /// Asks a running container to end (its `/run/wpod/terminating` file
@@ -141,14 +147,6 @@ impl PodRun {
         run: std::pin::Pin<&mut F>,
     ) -> Option<F::Output> {
         let deadline = tokio::time::Instant::now() + self.grace;
-        self.sink.event(
-            &self.pod_name,
-            &plan.name,
-            &format!(
-                "stopping: {} to end by itself, then interrupted (Ctrl-C again: at once)",
-                humantime::format_duration(self.grace)
-            ),
-        );
         if let Some(dir) = &plan.run_dir {
             let _ = std::fs::write(dir.join(crate::volume::TERMINATING), b"terminating\n");
         }
@@ -159,24 +157,71 @@ impl PodRun {
         }
     }
 
-    /// Stops the pod from within, saying why (the first reason stays).
-    fn end_by(&self, ended_by: EndedBy) {
+    /// Stops the pod from within, gracefully or at once, saying why (the
+    /// first reason stays).
+    fn end_by(&self, ended_by: EndedBy, graceful: bool) {
         self.ended_by
             .lock()
             .expect("end lock")
             .get_or_insert(ended_by);
-        self.stop.cancel();
+        if graceful {
+            self.terminating.cancel();
+        } else {
+            self.stop.cancel();
+        }
+    }
+
+    fn is_sidecar(&self, name: &str) -> bool {
+        self.plans[..self.init_count]
+            .iter()
+            .any(|plan| plan.sidecar && plan.name == name)
+    }
+
+    /// Waits until init container `index` (a sidecar) has started: its
+    /// startup probe passed, or it runs when it has none. `false` if the
+    /// pod is stopping first.
+    async fn sidecar_started(&self, index: usize) -> bool {
+        let mut status = self.status.subscribe();
+        tokio::select! {
+            started = status.wait_for(|s| s.init_container_statuses[index].started) => started.is_ok(),
+            () = self.terminating.cancelled() => false,
+            () = self.stop.cancelled() => false,
+        }
+    }
+
+    /// Stops the sidecars after the app containers, in reverse order, each
+    /// gracefully, as the kubelet does.
+    async fn stop_sidecars(sidecars: Vec<(tokio::task::JoinHandle<Ended>, CancellationToken)>) {
+        for (task, terminate) in sidecars.into_iter().rev() {
+            terminate.cancel();
+            let _ = task.await;
+        }
     }
 
     async fn run_all(self: Arc<Self>) -> PodStatus {
+        let mut sidecars = Vec::new();
         for index in 0..self.init_count {
+            if self.plans[index].sidecar {
+                // Started in order, kept running beside the rest.
+                let terminate = self.terminating.child_token();
+                let task = tokio::spawn(self.clone().run_container(index, terminate.clone()));
+                sidecars.push((task, terminate));
+                if !self.sidecar_started(index).await {
+                    Self::stop_sidecars(sidecars).await;
+                    return self.finish(Ended::Stopped, usize::MAX);
+                }
+                continue;
+            }
             match self
                 .clone()
                 .run_container(index, self.terminating.clone())
                 .await
             {
                 Ended::Succeeded => continue,
-                ended => return self.finish(ended, index),
+                ended => {
+                    Self::stop_sidecars(sidecars).await;
+                    return self.finish(ended, index);
+                }
             }
         }
         self.set_phase(PodPhase::Running);
@@ -192,6 +237,7 @@ impl PodRun {
         for task in tasks {
             ended.push(task.await.unwrap_or(Ended::Failed));
         }
+        Self::stop_sidecars(sidecars).await;
         let overall = if ended.contains(&Ended::Stopped) {
             Ended::Stopped
         } else if ended.contains(&Ended::Failed) {
@@ -228,7 +274,7 @@ impl PodRun {
                 }
                 _ => {}
             }
-            status.refresh_conditions();
+            status.refresh_conditions_with(|name| self.is_sidecar(name));
         });
         let phase = self.status.borrow().phase;
         let _ = self.events.send(PodEvent::PhaseChanged { phase });
@@ -239,7 +285,7 @@ impl PodRun {
     fn set_phase(&self, phase: PodPhase) {
         self.status.send_modify(|status| {
             status.phase = phase;
-            status.refresh_conditions();
+            status.refresh_conditions_with(|name| self.is_sidecar(name));
         });
         let _ = self.events.send(PodEvent::PhaseChanged { phase });
     }
@@ -252,14 +298,15 @@ impl PodRun {
                 &mut status.container_statuses[index - self.init_count]
             };
             change(entry);
-            status.refresh_conditions();
+            status.refresh_conditions_with(|name| self.is_sidecar(name));
         });
     }
 
     /// Runs container `index` with its restarts until it is done for good.
     async fn run_container(self: Arc<Self>, index: usize, terminate: CancellationToken) -> Ended {
         let plan = &self.plans[index];
-        let is_init = index < self.init_count;
+        // A sidecar is an init container that lives as an app container.
+        let is_init = index < self.init_count && !plan.sidecar;
         let mut backoff = self.backoff.initial;
         let mut restart_count = 0u32;
         loop {
@@ -343,7 +390,20 @@ impl PodRun {
             // A probe's restart and a graceful stop let the guest end by
             // itself first, within the grace period.
             let outcome = match cause {
-                Cause::Probe | Cause::Terminate => self.end_gracefully(plan, run.as_mut()).await,
+                Cause::Probe | Cause::Terminate => {
+                    let grace = humantime::format_duration(self.grace);
+                    let why = if cause == Cause::Probe {
+                        format!("asked to end: {grace} to do so, then interrupted")
+                    } else if self.terminating.is_cancelled() {
+                        format!(
+                            "stopping: {grace} to end by itself, then interrupted (Ctrl-C again: at once)"
+                        )
+                    } else {
+                        format!("the app containers are done: asked to end within {grace}")
+                    };
+                    self.sink.event(&self.pod_name, &plan.name, &why);
+                    self.end_gracefully(plan, run.as_mut()).await
+                }
                 Cause::Exited | Cause::Interrupt => outcome,
             };
             let stopped = matches!(cause, Cause::Terminate | Cause::Interrupt);
@@ -394,8 +454,10 @@ impl PodRun {
             if stopped {
                 return Ended::Stopped;
             }
-            // Init containers restart only on failure, whatever the policy.
+            // Init containers restart only on failure, whatever the policy;
+            // a sidecar, whenever it ends (its own restartPolicy: Always).
             let restart = match self.restart_policy {
+                _ if plan.sidecar => true,
                 RestartPolicy::Never => false,
                 RestartPolicy::OnFailure => !succeeded,
                 RestartPolicy::Always => !is_init || !succeeded,
@@ -422,7 +484,11 @@ impl PodRun {
                 &format!(
                     "{what}; restarting in {} (restartPolicy: {:?})",
                     humantime::format_duration(backoff),
-                    self.restart_policy
+                    if plan.sidecar {
+                        RestartPolicy::Always
+                    } else {
+                        self.restart_policy
+                    }
                 ),
             );
             self.update(index, |status| {

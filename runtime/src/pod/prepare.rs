@@ -107,6 +107,7 @@ impl Runtime {
                 program,
                 network: network.clone(),
                 probes: super::Probes::of(spec),
+                sidecar: spec.sidecar,
                 run_dir: volumes.run_dir(&spec.name).map(Path::to_owned),
                 reference: spec.image.clone(),
                 image,
