@@ -141,6 +141,9 @@ pub(crate) struct ContainerPlan {
     pub network: PodNetwork,
     /// The host folder of its `/run/wpod` (see `volume::TERMINATING`).
     pub run_dir: Option<std::path::PathBuf>,
+    /// `lifecycle.postStart` and `lifecycle.preStop`.
+    pub post_start: Option<crate::manifest::Hook>,
+    pub pre_stop: Option<crate::manifest::Hook>,
     /// A native sidecar (an init container with `restartPolicy: Always`).
     pub sidecar: bool,
     /// Its probes (app containers and sidecars).

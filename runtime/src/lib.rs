@@ -74,8 +74,8 @@ pub use detached::{PodStore, StoredPod, run_detached};
 pub use image::{ImageError, ImagePath};
 pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
 pub use manifest::{
-    ContainerSpec, DESCRIPTOR_ANNOTATION, Dns, EGRESS_ANNOTATION, EgressRuleError, EnvVar,
-    HostPathType, MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError,
+    ContainerSpec, DESCRIPTOR_ANNOTATION, Dns, EGRESS_ANNOTATION, EgressRuleError, EnvVar, Hook,
+    HostPathType, HttpGet, MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError,
     PodBuilder, PodSpec, PortSpec, Probe, ProbeAction, Problem, Protocol, PullPolicy, Resources,
     RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
 };

@@ -513,3 +513,110 @@ fn a_guest_that_ignores_the_stop_is_interrupted_after_its_grace_period() {
         asked.elapsed()
     );
 }
+
+#[test]
+fn pre_stop_runs_before_the_guest_is_told_and_post_start_failing_stops_it() {
+    if !crate::sandbox::wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let out = workspace.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // preStop (a program of the image, in the container) writes its note;
+    // then the guest is told, and cleans up.
+    let yaml = format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: hooks}}
+spec:
+  volumes: [{{name: out, hostPath: {{path: {}}}}}]
+  containers:
+  - name: worker
+    image: probe
+    args: [graceful, /out]
+    volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      preStop:
+        exec: {{command: [sh, -c, 'test -e /run/wpod/terminating || echo before > /out/prestop']}}
+",
+        out.display()
+    );
+    let mut pod = crate::sandbox::Walled::start(&workspace, &yaml, &[]);
+    assert!(pod.wait_for_output("working", Duration::from_secs(60)));
+    pod.signal(libc::SIGTERM);
+    let (code, output) = pod.wait();
+    assert_eq!(code, 143, "{output}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("prestop")).unwrap(),
+        "before\n",
+        "{output}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("cleanup")).unwrap(),
+        "cleaned up\n"
+    );
+
+    // A postStart that fails stops the container (restartPolicy: Never:
+    // for good), with the hook's word in its termination.
+    let run = workspace.run_pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: poststart}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: probe
+    args: [sleep, '600000']
+    lifecycle:
+      postStart: {exec: {command: [sh, -c, 'echo no way >&2; exit 3']}}
+",
+        &["-o", "json"],
+    );
+    run.expect_code(137);
+    assert!(
+        run.stderr.contains("[app] postStart hook failed: no way"),
+        "{run:?}"
+    );
+    let status = run.json();
+    let message = status["containerStatuses"][0]["state"]["terminated"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.starts_with("postStart hook failed: no way"),
+        "{status}"
+    );
+}
+
+#[test]
+fn lifecycle_hooks_the_api_server_would_refuse_are_refused() {
+    let workspace = Workspace::new();
+    let cases = [
+        (
+            "lifecycle: {preStop: {sleep: {seconds: 1}, exec: {command: [true]}}}",
+            "spec.containers[0].lifecycle.preStop: the hook has more than one handler",
+        ),
+        (
+            "lifecycle: {postStart: {tcpSocket: {port: 80}}}",
+            "spec.containers[0].lifecycle.postStart.tcpSocket: not supported yet",
+        ),
+        (
+            "lifecycle: {preStop: {sleep: {seconds: -1}}}",
+            "spec.containers[0].lifecycle.preStop.sleep.seconds: -1 is negative",
+        ),
+        (
+            "restartPolicy: Always",
+            "spec.containers[0].restartPolicy: an app container has no restart policy of its own",
+        ),
+    ];
+    for (field, expected) in cases {
+        let pod = workspace.pod(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: bad}}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    {field}\n"
+        ));
+        let run = workspace.run(&["validate", pod.to_str().unwrap()]);
+        run.expect_code(125);
+        assert!(run.stderr.contains(expected), "{field}: {run:?}");
+    }
+}

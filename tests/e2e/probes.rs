@@ -26,11 +26,11 @@ async fn startup_and_readiness_probes_follow_a_server_that_starts_late() {
         .command(["sh", "-c", "sleep 1; httpd -p 8080 -h /www -q"])
         .mount("www", "/www", false);
     web.startup_probe = Some(every_second(ProbeAction::TcpSocket { port: 8080 }));
-    web.readiness_probe = Some(every_second(ProbeAction::HttpGet {
+    web.readiness_probe = Some(every_second(ProbeAction::HttpGet(wpod::HttpGet {
         path: "/ready".into(),
         port: 8080,
         headers: vec![("X-Probe".into(), "wpod".into())],
-    }));
+    })));
     let pod = PodSpec::builder("late")
         .empty_dir("www")
         .container(web)

@@ -5,9 +5,9 @@
 use super::raw;
 use super::validate::Problem;
 use super::{
-    ContainerSpec, Dns, EnvVar, HostPathType, ManifestError, PodSpec, PortSpec, Probe, ProbeAction,
-    Protocol, PullPolicy, Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
-    annotations, bounds, quantity,
+    ContainerSpec, Dns, EnvVar, Hook, HostPathType, HttpGet, ManifestError, PodSpec, PortSpec,
+    Probe, ProbeAction, Protocol, PullPolicy, Resources, RestartPolicy, VolumeMount, VolumeSource,
+    VolumeSpec, annotations, bounds, quantity,
 };
 use quantity::QuantityError;
 use serde::Deserialize;
@@ -437,11 +437,13 @@ impl Converter<'_> {
                         ("startupProbe", container.startup_probe.is_some()),
                         ("readinessProbe", container.readiness_probe.is_some()),
                         ("livenessProbe", container.liveness_probe.is_some()),
+                        ("lifecycle.postStart", container.post_start.is_some()),
+                        ("lifecycle.preStop", container.pre_stop.is_some()),
                     ];
                     for (field, _) in probes.iter().filter(|(_, set)| *set) {
                         self.problem(
                             format!("{path}.{field}"),
-                            "an init container may not have probes",
+                            "an init container may not have probes or lifecycle hooks",
                             "probe the app containers; an init container runs to its end (a sidecar, restartPolicy: Always, may have them)",
                         );
                     }
@@ -538,6 +540,17 @@ impl Converter<'_> {
             "livenessProbe",
             ProbeKind::Liveness,
         );
+        let (post_start, pre_stop) = match container.lifecycle {
+            None => (None, None),
+            Some(lifecycle) => (
+                lifecycle.post_start.and_then(|handler| {
+                    self.hook(handler, &format!("{path}.lifecycle.postStart"), &ports)
+                }),
+                lifecycle.pre_stop.and_then(|handler| {
+                    self.hook(handler, &format!("{path}.lifecycle.preStop"), &ports)
+                }),
+            ),
+        };
         Some(ContainerSpec {
             name: name?,
             image: image?,
@@ -552,6 +565,8 @@ impl Converter<'_> {
             startup_probe,
             readiness_probe,
             liveness_probe,
+            post_start,
+            pre_stop,
             sidecar: match container.restart_policy.as_deref() {
                 None => false,
                 Some("Always") if path.starts_with("spec.initContainers") => true,
@@ -593,40 +608,8 @@ impl Converter<'_> {
             actions.push(command.map(|command| ProbeAction::Exec { command }));
         }
         if let Some(get) = probe.http_get {
-            let at = format!("{path}.httpGet");
-            self.probe_host(get.host.as_deref(), &at);
-            match get.scheme.as_deref() {
-                None | Some("HTTP") => {}
-                Some(other) => self.problem(
-                    format!("{at}.scheme"),
-                    format!("scheme `{other}` is not supported yet"),
-                    "use HTTP (the probe stays on the pod's own localhost)",
-                ),
-            }
-            let port = self.probe_port(get.port, &format!("{at}.port"), ports);
-            let headers = get
-                .http_headers
-                .unwrap_or_default()
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, header)| {
-                    let name = self.required(
-                        header.name.filter(|n| !n.is_empty()),
-                        &format!("{at}.httpHeaders[{i}].name"),
-                        "name the header",
-                    )?;
-                    Some((name, header.value.unwrap_or_default()))
-                })
-                .collect();
-            let path = get
-                .path
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| "/".into());
-            actions.push(port.map(|port| ProbeAction::HttpGet {
-                path,
-                port,
-                headers,
-            }));
+            let get = self.http_get(get, &format!("{path}.httpGet"), ports);
+            actions.push(get.map(ProbeAction::HttpGet));
         }
         if let Some(tcp) = probe.tcp_socket {
             let at = format!("{path}.tcpSocket");
@@ -692,6 +675,97 @@ impl Converter<'_> {
             success_threshold: success_threshold?,
             failure_threshold: failure_threshold?,
         })
+    }
+
+    /// An `httpGet` action (a probe's or a hook's) at `at`: its path, port
+    /// and headers.
+    fn http_get(
+        &mut self,
+        get: raw::HttpGetAction,
+        at: &str,
+        ports: &[PortSpec],
+    ) -> Option<HttpGet> {
+        self.probe_host(get.host.as_deref(), at);
+        match get.scheme.as_deref() {
+            None | Some("HTTP") => {}
+            Some(other) => self.problem(
+                format!("{at}.scheme"),
+                format!("scheme `{other}` is not supported yet"),
+                "use HTTP (the request stays on the pod's own localhost)",
+            ),
+        }
+        let port = self.probe_port(get.port, &format!("{at}.port"), ports);
+        let headers = get
+            .http_headers
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, header)| {
+                let name = self.required(
+                    header.name.filter(|n| !n.is_empty()),
+                    &format!("{at}.httpHeaders[{i}].name"),
+                    "name the header",
+                )?;
+                Some((name, header.value.unwrap_or_default()))
+            })
+            .collect();
+        let path = get
+            .path
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
+        Some(HttpGet {
+            path,
+            port: port?,
+            headers,
+        })
+    }
+
+    /// A lifecycle hook (`postStart`, `preStop`): exactly one of exec,
+    /// httpGet and sleep.
+    fn hook(
+        &mut self,
+        handler: raw::LifecycleHandler,
+        path: &str,
+        ports: &[PortSpec],
+    ) -> Option<Hook> {
+        let mut actions = Vec::new();
+        if let Some(exec) = handler.exec {
+            let command = self.required(
+                exec.command.filter(|c| !c.is_empty()),
+                &format!("{path}.exec.command"),
+                "give the program from the image and its arguments",
+            );
+            actions.push(command.map(|command| Hook::Exec { command }));
+        }
+        if let Some(get) = handler.http_get {
+            let get = self.http_get(get, &format!("{path}.httpGet"), ports);
+            actions.push(get.map(Hook::HttpGet));
+        }
+        if let Some(sleep) = handler.sleep {
+            let at = format!("{path}.sleep.seconds");
+            let seconds = self.required(sleep.seconds, &at, "give a number of seconds");
+            actions.push(match seconds {
+                Some(n) if n >= 0 => Some(Hook::Sleep(Duration::from_secs(n as u64))),
+                Some(n) => {
+                    self.problem(at, format!("{n} is negative"), "give 0 or more seconds");
+                    None
+                }
+                None => None,
+            });
+        }
+        if actions.len() != 1 {
+            self.problem(
+                path,
+                if actions.is_empty() {
+                    "the hook has no handler"
+                } else {
+                    "the hook has more than one handler"
+                },
+                "give exactly one of exec, httpGet and sleep",
+            );
+            return None;
+        }
+        actions.pop().flatten()
     }
 
     /// A probe's `host`: the pod's own localhost only.

@@ -135,6 +135,32 @@ pub struct ContainerSpec {
     /// started in order with the init containers, kept running beside the
     /// app containers (restarted whenever it ends) and stopped after them.
     pub sidecar: bool,
+    /// `lifecycle.postStart`: run as the container starts; if it fails, the
+    /// container is stopped and restarts as its policy says.
+    pub post_start: Option<Hook>,
+    /// `lifecycle.preStop`: run when the container is asked to end, before
+    /// it is told (`/run/wpod/terminating`), within the grace period.
+    pub pre_stop: Option<Hook>,
+}
+
+/// An `httpGet` action (a probe's or a hook's): `GET path` on the pod's
+/// own `port` (its localhost), with `headers` added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpGet {
+    pub path: String,
+    pub port: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+/// A lifecycle hook's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hook {
+    /// Runs `command` from the container's image in the container.
+    Exec { command: Vec<String> },
+    /// `GET path` to the pod's port, as a probe does.
+    HttpGet(HttpGet),
+    /// Waits.
+    Sleep(Duration),
 }
 
 /// A probe, as the kubelet runs it: the action every `period` (the first
@@ -175,11 +201,7 @@ pub enum ProbeAction {
     Exec { command: Vec<String> },
     /// `GET path` over HTTP/1.1 to the pod's port; a status from 200 to 399
     /// passes.
-    HttpGet {
-        path: String,
-        port: u16,
-        headers: Vec<(String, String)>,
-    },
+    HttpGet(HttpGet),
     /// A TCP connection to the pod's port opens.
     TcpSocket { port: u16 },
 }
@@ -439,6 +461,8 @@ impl ContainerSpec {
             readiness_probe: None,
             liveness_probe: None,
             sidecar: false,
+            post_start: None,
+            pre_stop: None,
         }
     }
 

@@ -150,7 +150,7 @@ pub(crate) struct Container {
     pub liveness_probe: Option<Probe>,
     pub readiness_probe: Option<Probe>,
     pub startup_probe: Option<Probe>,
-    pub lifecycle: Unsupported,
+    pub lifecycle: Option<Lifecycle>,
     pub security_context: Unsupported,
     pub env_from: Unsupported,
     pub stdin: Unsupported,
@@ -173,6 +173,29 @@ pub(crate) struct Probe {
     pub success_threshold: Option<i64>,
     pub failure_threshold: Option<i64>,
     pub termination_grace_period_seconds: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Lifecycle {
+    pub post_start: Option<LifecycleHandler>,
+    pub pre_stop: Option<LifecycleHandler>,
+    pub stop_signal: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct LifecycleHandler {
+    pub exec: Option<ExecAction>,
+    pub http_get: Option<HttpGetAction>,
+    pub sleep: Option<SleepAction>,
+    pub tcp_socket: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SleepAction {
+    pub seconds: Option<i64>,
 }
 
 #[derive(Deserialize)]

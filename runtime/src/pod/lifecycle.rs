@@ -144,9 +144,23 @@ impl PodRun {
     async fn end_gracefully<F: std::future::Future>(
         &self,
         plan: &ContainerPlan,
-        run: std::pin::Pin<&mut F>,
+        mut run: std::pin::Pin<&mut F>,
     ) -> Option<F::Output> {
         let deadline = tokio::time::Instant::now() + self.grace;
+        // preStop first, within the grace period, while the guest runs on.
+        if let Some(hook) = &plan.pre_stop {
+            let target = self.hook_target(plan);
+            tokio::select! {
+                outcome = run.as_mut() => return Some(outcome),
+                result = probe::run_hook(hook, &target) => {
+                    if let Err(why) = result {
+                        self.sink.event(&self.pod_name, &plan.name, &format!("preStop hook failed: {why}"));
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return None,
+                () = self.stop.cancelled() => return None,
+            }
+        }
         if let Some(dir) = &plan.run_dir {
             let _ = std::fs::write(dir.join(crate::volume::TERMINATING), b"terminating\n");
         }
@@ -168,6 +182,16 @@ impl PodRun {
             self.terminating.cancel();
         } else {
             self.stop.cancel();
+        }
+    }
+
+    /// Where container `plan`'s hooks run.
+    fn hook_target(&self, plan: &ContainerPlan) -> probe::Target {
+        probe::Target {
+            container: plan.name.clone(),
+            network: plan.network.clone(),
+            execer: self.execer.clone(),
+            started: tokio::time::Instant::now(),
         }
     }
 
@@ -378,14 +402,25 @@ impl PodRun {
                     reporter.clone() as Arc<dyn ProbeReport>,
                 ))
             });
+            // postStart runs beside the guest; if it fails, the container
+            // is stopped as a failed liveness probe stops it.
+            let post_start = plan.post_start.clone().map(|hook| {
+                let target = self.hook_target(plan);
+                let reporter = reporter.clone();
+                tokio::spawn(async move {
+                    if let Err(why) = probe::run_hook(&hook, &target).await {
+                        reporter.hook_failed("postStart", &why);
+                    }
+                })
+            });
             let (cause, outcome) = tokio::select! {
                 outcome = &mut run => (Cause::Exited, Some(outcome)),
                 () = reporter.restart.cancelled() => (Cause::Probe, None),
                 () = terminate.cancelled() => (Cause::Terminate, None),
                 () = self.stop.cancelled() => (Cause::Interrupt, None),
             };
-            if let Some(probing) = probing {
-                probing.abort();
+            for task in [probing, post_start].into_iter().flatten() {
+                task.abort();
             }
             // A probe's restart and a graceful stop let the guest end by
             // itself first, within the grace period.
@@ -636,6 +671,15 @@ impl ProbeReport for Reporter {
 }
 
 impl Reporter {
+    /// A lifecycle hook failed: the container is stopped, as the kubelet
+    /// does (`FailedPostStartHook`), and restarts as its policy says.
+    fn hook_failed(&self, hook: &str, why: &str) {
+        let message = format!("{hook} hook failed: {why}");
+        self.say(&format!("{message}; the container is stopped"));
+        *self.why.lock().expect("probe lock") = Some(message);
+        self.restart.cancel();
+    }
+
     fn ready_event(&self, ready: bool) {
         let _ = self.run.events.send(PodEvent::ReadyChanged {
             container: self.name().to_owned(),

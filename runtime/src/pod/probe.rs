@@ -17,7 +17,7 @@
 
 use super::exec::{ExecOutput, ExecRequest, Execer};
 use crate::log::Stream;
-use crate::manifest::{Probe, ProbeAction};
+use crate::manifest::{Hook, HttpGet, Probe, ProbeAction};
 use crate::network::PodNetwork;
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
@@ -186,6 +186,19 @@ async fn liveness_loop(probe: &Probe, target: &Target, report: &dyn ProbeReport)
     }
 }
 
+/// Runs a lifecycle hook to its end (no timeout of its own: a preStop
+/// hook is bounded by the grace period); `Err` says why it failed.
+pub(super) async fn run_hook(hook: &Hook, target: &Target) -> Result<(), String> {
+    match hook {
+        Hook::Exec { command } => exec(&target.execer, &target.container, command).await,
+        Hook::HttpGet(get) => http_get(&target.network, get).await,
+        Hook::Sleep(duration) => {
+            tokio::time::sleep(*duration).await;
+            Ok(())
+        }
+    }
+}
+
 /// One attempt of `probe`, within its timeout: `Err` says why it failed,
 /// in the kubelet's words where it has them.
 async fn attempt(probe: &Probe, target: &Target) -> Result<(), String> {
@@ -197,11 +210,7 @@ async fn attempt(probe: &Probe, target: &Target) -> Result<(), String> {
                 .await
                 .map(drop)
                 .map_err(|e| format!("dial tcp localhost:{port}: {e}")),
-            ProbeAction::HttpGet {
-                path,
-                port,
-                headers,
-            } => http_get(&target.network, *port, path, headers).await,
+            ProbeAction::HttpGet(get) => http_get(&target.network, get).await,
             ProbeAction::Exec { command } => exec(&target.execer, &target.container, command).await,
         }
     };
@@ -214,12 +223,13 @@ async fn attempt(probe: &Probe, target: &Target) -> Result<(), String> {
     }
 }
 
-async fn http_get(
-    network: &PodNetwork,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-) -> Result<(), String> {
+async fn http_get(network: &PodNetwork, get: &HttpGet) -> Result<(), String> {
+    let HttpGet {
+        path,
+        port,
+        headers,
+    } = get;
+    let port = *port;
     use http_body_util::Empty;
     use hyper::header;
     let url = format!("http://localhost:{port}{path}");
