@@ -141,6 +141,10 @@ pub(crate) struct ContainerPlan {
     pub network: PodNetwork,
     /// The host folder of its `/run/wpod` (see `volume::TERMINATING`).
     pub run_dir: Option<std::path::PathBuf>,
+    /// Reads this process's standard input (`stdin: true` and `wpod run -i`).
+    pub stdin: bool,
+    /// `stdinOnce`: only the first run does.
+    pub stdin_once: bool,
     /// `lifecycle.postStart` and `lifecycle.preStop`.
     pub post_start: Option<crate::manifest::Hook>,
     pub pre_stop: Option<crate::manifest::Hook>,
@@ -275,10 +279,24 @@ const TRAP_EXIT_CODE: i32 = 134;
 pub(crate) async fn run<O: StdoutStream + 'static>(
     plan: &ContainerPlan,
     engine: &Engine,
+    stdin: bool,
     stdout: O,
     stderr: O,
 ) -> Result<Outcome, ContainerError> {
-    run_program(plan, &plan.program, &plan.argv, engine, stdout, stderr).await
+    let io = Stdio {
+        stdin,
+        stdout,
+        stderr,
+    };
+    run_program(plan, &plan.program, &plan.argv, engine, io).await
+}
+
+/// A run's standard streams: this process's stdin or none, and where
+/// stdout and stderr go.
+pub(crate) struct Stdio<O> {
+    pub stdin: bool,
+    pub stdout: O,
+    pub stderr: O,
 }
 
 /// Runs `program` with `argv` in the container of `plan` (its environment,
@@ -289,10 +307,9 @@ pub(crate) async fn run_program<O: StdoutStream + 'static>(
     program: &Program,
     argv: &[String],
     engine: &Engine,
-    stdout: O,
-    stderr: O,
+    io: Stdio<O>,
 ) -> Result<Outcome, ContainerError> {
-    let wasi = wasi_builder(plan, argv, stdout, stderr)?;
+    let wasi = wasi_builder(plan, argv, io)?;
     let network = plan.network.for_container();
     let limits = MemoryBudget {
         used: 0,
@@ -416,18 +433,20 @@ fn new_store<T: HasLimits + 'static>(engine: &Engine, state: T) -> Store<T> {
     store
 }
 
-fn wasi_builder(
+fn wasi_builder<O: StdoutStream + 'static>(
     plan: &ContainerPlan,
     argv: &[String],
-    stdout: impl StdoutStream + 'static,
-    stderr: impl StdoutStream + 'static,
+    io: Stdio<O>,
 ) -> Result<WasiCtxBuilder, ContainerError> {
     let mut wasi = WasiCtxBuilder::new();
+    if io.stdin {
+        wasi.stdin(std::io::stdin());
+    }
     wasi.args(argv)
         .envs(&plan.env)
         .initial_cwd(&plan.working_dir)
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdout(io.stdout)
+        .stderr(io.stderr)
         // File operations run on the calling thread instead of a blocking
         // pool: small-file I/O is 17x faster this way (2% -> 35% of native,
         // measured), and the multi-threaded runtime keeps other pods moving.

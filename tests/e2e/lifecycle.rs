@@ -620,3 +620,77 @@ fn lifecycle_hooks_the_api_server_would_refuse_are_refused() {
         assert!(run.stderr.contains(expected), "{field}: {run:?}");
     }
 }
+
+#[test]
+fn run_i_attaches_the_input_to_the_container_with_stdin_true() {
+    use std::io::Write as _;
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: reader, image: busybox, command: [cat], stdin: true, stdinOnce: true}
+  - {name: other, image: busybox, command: [cat]}
+",
+    );
+    let with_input = |args: &[&str]| {
+        let mut child = workspace
+            .wpod()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"hello\nworld\n")
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let path = pod.to_str().unwrap();
+    let (code, stdout, stderr) = with_input(&["run", "-i", path]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Only the container that asked reads it; the other's stdin is empty.
+    assert_eq!(stdout, "[reader] hello\n[reader] world\n", "{stderr}");
+    // Without -i, nobody reads it.
+    let (code, stdout, stderr) = with_input(&["run", path]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "", "{stderr}");
+
+    let nobody = workspace.pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: none}\nspec:\n  containers:\n  - {name: c, image: busybox}\n",
+    );
+    let run = workspace.run(&["run", "-i", nobody.to_str().unwrap()]);
+    run.expect_code(125);
+    assert!(
+        run.stderr.contains("-i: no container has `stdin: true`"),
+        "{run:?}"
+    );
+    let two = workspace.pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: two}\nspec:\n  containers:\n  - {name: a, image: busybox, stdin: true}\n  - {name: b, image: busybox, stdin: true}\n",
+    );
+    let run = workspace.run(&["run", "-i", two.to_str().unwrap()]);
+    run.expect_code(125);
+    assert!(
+        run.stderr
+            .contains("several containers have `stdin: true` (two/a, two/b)"),
+        "{run:?}"
+    );
+    let tty = workspace.pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: tty}\nspec:\n  containers:\n  - {name: a, image: busybox, stdin: true, tty: true}\n",
+    );
+    let run = workspace.run(&["validate", tty.to_str().unwrap()]);
+    run.expect_code(125);
+    assert!(run.stderr.contains("spec.containers[0].tty"), "{run:?}");
+}

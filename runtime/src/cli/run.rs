@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// return; `wpod ps`, `logs`, `stop` and `rm` find them.
     #[arg(short, long, conflicts_with_all = ["output", "pid_file"])]
     detach: bool,
+    /// Attach this terminal's input to the container with `stdin: true`
+    /// (as `kubectl run -i`); without it, every container's stdin is empty.
+    #[arg(short, long, conflicts_with = "detach")]
+    interactive: bool,
     /// With -d: stop and remove a detached pod of the same name first.
     #[arg(long, requires = "detach")]
     replace: bool,
@@ -95,8 +99,37 @@ pub fn validate(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `-i` attaches the input to one container: exactly one must ask for it.
+fn check_one_stdin(manifest: &std::path::Path, pods: &[PodSpec]) -> anyhow::Result<()> {
+    let asking: Vec<String> = pods
+        .iter()
+        .flat_map(|pod| {
+            pod.all_containers()
+                .filter(|c| c.stdin)
+                .map(move |c| format!("{}/{}", pod.name, c.name))
+        })
+        .collect();
+    match asking.as_slice() {
+        [_] => Ok(()),
+        [] => Err(BadInput(format!(
+            "{}: -i: no container has `stdin: true`; add it to the container that reads the input",
+            manifest.display()
+        ))
+        .into()),
+        several => Err(BadInput(format!(
+            "{}: -i: several containers have `stdin: true` ({}); the input goes to one: keep it on that one",
+            manifest.display(),
+            several.join(", ")
+        ))
+        .into()),
+    }
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let pods = PodSpec::from_yaml_file(&args.manifest)?;
+    if args.interactive {
+        check_one_stdin(&args.manifest, &pods)?;
+    }
     let egress = match &args.allow_egress {
         Some(rules) => {
             EgressPolicy::parse(rules).map_err(|e| BadInput(format!("--allow-egress: {e}")))?
@@ -128,6 +161,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 all_to_stderr: args.output.is_some(),
                 ..Terminal::default()
             }),
+            attach_stdin: args.interactive,
             ..PodOptions::default()
         },
         pid_file: args.pid_file.clone(),

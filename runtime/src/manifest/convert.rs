@@ -540,6 +540,13 @@ impl Converter<'_> {
             "livenessProbe",
             ProbeKind::Liveness,
         );
+        if container.tty == Some(true) {
+            self.problem(
+                format!("{path}.tty"),
+                "a terminal for the container is not supported",
+                "leave tty out: with stdin: true and wpod run -i the container reads the input as a stream",
+            );
+        }
         let (post_start, pre_stop) = match container.lifecycle {
             None => (None, None),
             Some(lifecycle) => (
@@ -567,6 +574,8 @@ impl Converter<'_> {
             liveness_probe,
             post_start,
             pre_stop,
+            stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
             sidecar: match container.restart_policy.as_deref() {
                 None => false,
                 Some("Always") if path.starts_with("spec.initContainers") => true,

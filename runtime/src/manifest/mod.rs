@@ -141,6 +141,12 @@ pub struct ContainerSpec {
     /// `lifecycle.preStop`: run when the container is asked to end, before
     /// it is told (`/run/wpod/terminating`), within the grace period.
     pub pre_stop: Option<Hook>,
+    /// `stdin: true`: the container reads the terminal's input when the run
+    /// attaches it (`wpod run -i`); otherwise its stdin is empty.
+    pub stdin: bool,
+    /// `stdinOnce`: only the container's first run reads it; after a
+    /// restart its stdin is empty.
+    pub stdin_once: bool,
 }
 
 /// An `httpGet` action (a probe's or a hook's): `GET path` on the pod's
@@ -463,6 +469,8 @@ impl ContainerSpec {
             sidecar: false,
             post_start: None,
             pre_stop: None,
+            stdin: false,
+            stdin_once: false,
         }
     }
 

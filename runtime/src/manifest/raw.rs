@@ -153,9 +153,9 @@ pub(crate) struct Container {
     pub lifecycle: Option<Lifecycle>,
     pub security_context: Unsupported,
     pub env_from: Unsupported,
-    pub stdin: Unsupported,
-    pub stdin_once: Unsupported,
-    pub tty: Unsupported,
+    pub stdin: Option<bool>,
+    pub stdin_once: Option<bool>,
+    pub tty: Option<bool>,
     pub volume_devices: Unsupported,
     pub restart_policy: Option<String>,
 }

@@ -287,8 +287,11 @@ impl Execer {
             &program,
             &argv,
             &shared.runtime.engine,
-            stream(Stream::Stdout),
-            stream(Stream::Stderr),
+            container::Stdio {
+                stdin: false,
+                stdout: stream(Stream::Stdout),
+                stderr: stream(Stream::Stderr),
+            },
         );
         let outcome = tokio::select! {
             outcome = run => outcome,

@@ -376,9 +376,12 @@ impl PodRun {
                 sink: self.sink.clone(),
                 store: self.logs.clone(),
             };
+            // stdinOnce: only the first run reads the input.
+            let stdin = plan.stdin && (restart_count == 0 || !plan.stdin_once);
             let run = container::run(
                 plan,
                 &self.engine,
+                stdin,
                 output(Stream::Stdout),
                 output(Stream::Stderr),
             );

@@ -102,6 +102,9 @@ pub struct PodOptions {
     /// by default; the OS wall turns it off, since there the pod's cgroup
     /// holds the same ceiling and counts the runtime too.
     pub memory_ceiling: bool,
+    /// Whether the container with `stdin: true` reads this process's
+    /// standard input (`wpod run -i`); otherwise every stdin is empty.
+    pub attach_stdin: bool,
 }
 
 impl Default for PodOptions {
@@ -117,6 +120,7 @@ impl Default for PodOptions {
             state_dir: crate::state::default_root(),
             prepared_volumes: HashMap::new(),
             memory_ceiling: true,
+            attach_stdin: false,
         }
     }
 }

@@ -108,6 +108,8 @@ impl Runtime {
                 network: network.clone(),
                 probes: super::Probes::of(spec),
                 sidecar: spec.sidecar,
+                stdin: options.attach_stdin && spec.stdin,
+                stdin_once: spec.stdin_once,
                 post_start: spec.post_start.clone(),
                 pre_stop: spec.pre_stop.clone(),
                 run_dir: volumes.run_dir(&spec.name).map(Path::to_owned),
