@@ -93,13 +93,18 @@ impl PodStore {
 }
 
 /// When process `pid` started (clock ticks since boot: `/proc/PID/stat`'s
-/// 22nd field), if it exists. With the pid it names one process for good: a
-/// reused pid has another start time.
+/// 22nd field), if it exists and has not ended. With the pid it names one
+/// process for good: a reused pid has another start time. A zombie (ended,
+/// not yet reaped by whoever adopted it) counts as ended: `stop` need not
+/// wait for the reaper.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name, in parentheses, may hold spaces: count after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// The supervisor recorded in `supervisor.pid` (`PID START`), if that
