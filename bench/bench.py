@@ -73,6 +73,7 @@ class Bench:
         self.large_warm_runs = 10 if not self.quick else 3
         self.many_rounds = 5 if not self.quick else 2
         self.detached_runs = 20 if not self.quick else 5
+        self.probe_seconds = 20 if not self.quick else 5
 
     # ---------------------------------------------------------------- helpers
 
@@ -749,6 +750,100 @@ spec:
             self.row("detached", "wpod ps, 100 detached pods", med["wpod ps (100 pods)"], "ms",
                      "(podman not installed)", 0)
 
+    @staticmethod
+    def tree_cpu_ticks(pid):
+        """utime + stime, in clock ticks, of a process and its descendants."""
+        total, todo = 0, [pid]
+        while todo:
+            p = todo.pop()
+            try:
+                stat = Path(f"/proc/{p}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                try:
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+                except OSError:
+                    pass
+        return total
+
+    def supervisor_pid(self, pod):
+        """The supervisor of detached pod `pod`, from its folder in the state folder."""
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        state = (Path(xdg) / "wpod" if xdg else
+                 Path(os.environ.get("TMPDIR", "/tmp")) / f"wpod-{os.getuid()}")
+        return int((state / "pods" / pod / "supervisor.pid").read_text().split()[0])
+
+    def bench_lifecycle(self):
+        step(f"lifecycle: CPU of an exec liveness probe every second ({self.probe_seconds} s of "
+             "a sleeping pod with it vs without), and wpod stop to exit with and without a "
+             "preStop hook (hyperfine)")
+        probe = self.guests / "probe.wasm"
+        wpod = self.wpod
+        hook = '\n    lifecycle: {preStop: {exec: {command: [probe, exit, "0"]}}}'
+        def pod(name, extra, args):
+            return self.write_pod(name, f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  volumes: [{{name: out, emptyDir: {{}}}}]
+  containers:
+  - name: c
+    image: {probe}
+    args: {json.dumps(args)}
+    volumeMounts: [{{name: out, mountPath: /out}}]{extra}
+""")
+        probed = pod("probed", '\n    livenessProbe: {exec: {command: [probe, exit, "0"]}, '
+                     'periodSeconds: 1}', ["sleep", "600000"])
+        plain = pod("plain", "", ["sleep", "600000"])
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu = {}
+        try:
+            for name, path in [("probed", probed), ("plain", plain)]:
+                subprocess.run([wpod, "rm", "-f", name], env=self.env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run([wpod, "run", "-d", str(path)], env=self.env(), check=True,
+                               stdout=subprocess.DEVNULL)
+            time.sleep(2)
+            pids = {name: self.supervisor_pid(name) for name in ("probed", "plain")}
+            before = {name: self.tree_cpu_ticks(pid) for name, pid in pids.items()}
+            time.sleep(self.probe_seconds)
+            for name, pid in pids.items():
+                cpu[name] = (self.tree_cpu_ticks(pid) - before[name]) * 1000 / ticks
+        finally:
+            for name in ("probed", "plain"):
+                subprocess.run([wpod, "rm", "-f", name], env=self.env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        per_probe = (cpu["probed"] - cpu["plain"]) / self.probe_seconds
+        note(f"CPU over {self.probe_seconds} s: with the probe {cpu['probed']:.0f} ms, without "
+             f"{cpu['plain']:.0f} ms: {per_probe:.2f} ms per probe")
+        graceful = pod("graceful", "", ["graceful", "/out"])
+        hooked = pod("hooked", hook, ["graceful", "/out"])
+        stop = {}
+        for name, path in [("graceful", graceful), ("hooked", hooked)]:
+            start = ["sh", "-c", f"{shlex.join([wpod, 'rm', '-f', name])} >/dev/null 2>&1; "
+                     f"{shlex.join([wpod, 'run', '-d', str(path)])} >/dev/null"]
+            label = f"wpod stop ({'preStop exec hook' if name == 'hooked' else 'no hook'})"
+            got = self.hyperfine(f"stop-{name}", {label: [wpod, "stop", name]},
+                                 self.detached_runs // 2, warmup=1, prepare={label: start})
+            stop.update(got)
+            subprocess.run([wpod, "rm", "-f", name], env=self.env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        med = {label: median(t) * 1e3 for label, t in stop.items()}
+        for label, ms in med.items():
+            note(f"{label:36} {ms:8.2f} ms")
+        self.raw["lifecycle"] = {"cpu_ms": cpu, "stop": stop}
+        self.row("lifecycle", "sleeping pod with an exec liveness probe every 1 s, CPU",
+                 cpu["probed"] / self.probe_seconds, "ms/s", "the same pod without the probe",
+                 cpu["plain"] / self.probe_seconds)
+        self.row("lifecycle", "wpod stop to exit, guest ends when told, preStop exec hook",
+                 med["wpod stop (preStop exec hook)"], "ms", "the same without the hook",
+                 med["wpod stop (no hook)"])
+
     def podman_containers(self, pm, count):
         """`count` containers created (not started: this VM refuses crun's setrlimit) from a
         local image holding /bin/sleep and its libraries."""
@@ -858,7 +953,7 @@ spec:
         sections = {"start": self.bench_start, "http": self.bench_http,
                     "volume": self.bench_volume, "idle": self.bench_idle,
                     "large": self.bench_large, "many": self.bench_many,
-                    "detached": self.bench_detached}
+                    "detached": self.bench_detached, "lifecycle": self.bench_lifecycle}
         for name, section in sections.items():
             if self.only is None or name in self.only:
                 section()
@@ -973,7 +1068,7 @@ def main():
     parser.add_argument("--wasmtime", required=True)
     parser.add_argument("--quick", action="store_true", help="fewer runs, to try the script")
     parser.add_argument("--only", help="comma-separated sections: start, http, volume, idle, "
-                        "large, many, detached")
+                        "large, many, detached, lifecycle")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the table: where the start-up time goes")
     args = parser.parse_args()
