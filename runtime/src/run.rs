@@ -604,7 +604,7 @@ impl Signals {
         }
         #[cfg(not(unix))]
         {
-            let _ = &mut self;
+            let _ = self;
             let _ = tokio::signal::ctrl_c().await;
             2
         }

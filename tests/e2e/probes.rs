@@ -214,8 +214,8 @@ fn probes_the_api_server_would_refuse_are_refused_with_their_path() {
             "spec.containers[0].readinessProbe.periodSeconds: 0 is less than 1",
         ),
         (
-            "readinessProbe: {grpc: {port: 80}}",
-            "spec.containers[0].readinessProbe.grpc",
+            "readinessProbe: {grpc: {service: x}}",
+            "spec.containers[0].readinessProbe.grpc.port: required field is missing",
         ),
     ];
     for (probe, expected) in cases {
@@ -237,4 +237,41 @@ fn probes_the_api_server_would_refuse_are_refused_with_their_path() {
         ),
         "{run:?}"
     );
+}
+
+#[test]
+fn a_grpc_readiness_probe_waits_for_the_health_service_to_serve() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: grpc}
+spec:
+  containers:
+  - name: server
+    image: '@grpc_health@'
+    args: ['9090', --not-serving-ms, '1500']
+    readinessProbe:
+      grpc: {port: 9090}
+      periodSeconds: 1
+",
+    );
+    workspace
+        .run(&["run", "-d", pod.to_str().unwrap()])
+        .expect_code(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        let inspect = workspace.run(&["inspect", "grpc", "-o", "json"]);
+        let pod: serde_json::Value = serde_json::from_str(&inspect.stdout).expect("json");
+        if pod["status"]["containerStatuses"][0]["ready"] == true || Instant::now() > deadline {
+            break pod["status"]["containerStatuses"][0]["ready"] == true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let logs = workspace.run(&["logs", "grpc"]);
+    workspace.run(&["rm", "-f", "grpc"]).expect_code(0);
+    assert!(ready, "never ready: {logs:?}");
+    // Asked while not serving (not ready), then while serving (ready).
+    assert!(logs.stdout.contains("answered NOT_SERVING"), "{logs:?}");
+    assert!(logs.stdout.contains("answered SERVING"), "{logs:?}");
 }

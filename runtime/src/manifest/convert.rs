@@ -626,6 +626,14 @@ impl Converter<'_> {
             let port = self.probe_port(tcp.port, &format!("{at}.port"), ports);
             actions.push(port.map(|port| ProbeAction::TcpSocket { port }));
         }
+        if let Some(grpc) = probe.grpc {
+            let at = format!("{path}.grpc.port");
+            let port = self
+                .required(grpc.port, &at, "give the port the gRPC server listens on")
+                .and_then(|number| self.port_number(number, &at));
+            let service = grpc.service.unwrap_or_default();
+            actions.push(port.map(|port| ProbeAction::Grpc { port, service }));
+        }
         if actions.len() != 1 {
             self.problem(
                 path,
@@ -634,7 +642,7 @@ impl Converter<'_> {
                 } else {
                     "the probe has more than one handler"
                 },
-                "give exactly one of exec, httpGet and tcpSocket",
+                "give exactly one of exec, httpGet, tcpSocket and grpc",
             );
             return None;
         }

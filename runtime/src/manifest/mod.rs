@@ -210,6 +210,9 @@ pub enum ProbeAction {
     HttpGet(HttpGet),
     /// A TCP connection to the pod's port opens.
     TcpSocket { port: u16 },
+    /// The gRPC health service on the pod's port answers `SERVING` for
+    /// `service` (`""`: the server as a whole).
+    Grpc { port: u16, service: String },
 }
 
 /// When an image from a registry is pulled (`imagePullPolicy`).

@@ -166,13 +166,20 @@ pub(crate) struct Probe {
     pub exec: Option<ExecAction>,
     pub http_get: Option<HttpGetAction>,
     pub tcp_socket: Option<TcpSocketAction>,
-    pub grpc: Unsupported,
+    pub grpc: Option<GrpcAction>,
     pub initial_delay_seconds: Option<i64>,
     pub period_seconds: Option<i64>,
     pub timeout_seconds: Option<i64>,
     pub success_threshold: Option<i64>,
     pub failure_threshold: Option<i64>,
     pub termination_grace_period_seconds: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct GrpcAction {
+    pub port: Option<i64>,
+    pub service: Option<String>,
 }
 
 #[derive(Deserialize)]

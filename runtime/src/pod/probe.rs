@@ -212,6 +212,7 @@ async fn attempt(probe: &Probe, target: &Target) -> Result<(), String> {
                 .map_err(|e| format!("dial tcp localhost:{port}: {e}")),
             ProbeAction::HttpGet(get) => http_get(&target.network, get).await,
             ProbeAction::Exec { command } => exec(&target.execer, &target.container, command).await,
+            ProbeAction::Grpc { port, service } => grpc(&target.network, *port, service).await,
         }
     };
     match tokio::time::timeout(probe.timeout, run).await {
@@ -261,6 +262,41 @@ async fn http_get(network: &PodNetwork, get: &HttpGet) -> Result<(), String> {
             "HTTP probe failed with statuscode: {}",
             status.as_u16()
         ))
+    }
+}
+
+/// Asks the gRPC health service (`grpc.health.v1.Health/Check`) on the
+/// pod's `port`, with tonic-health's client over a connection to the pod.
+async fn grpc(network: &PodNetwork, port: u16, service: &str) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let network = network.clone();
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let network = network.clone();
+        async move {
+            let stream = network.connect_to_pod(port).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://localhost:{port}"))
+        .map_err(|e| e.to_string())?
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| format!("failed to connect service \"localhost:{port}\": {e}"))?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .map_err(|status| format!("health rpc failed: {}", status.message()))?;
+    let status = response.into_inner().status;
+    if status == ServingStatus::Serving as i32 {
+        Ok(())
+    } else {
+        let name = ServingStatus::try_from(status)
+            .map(|s| s.as_str_name())
+            .unwrap_or("UNKNOWN");
+        Err(format!("service unhealthy (responded with \"{name}\")"))
     }
 }
 
