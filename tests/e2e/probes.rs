@@ -149,6 +149,25 @@ spec:
     );
 }
 
+/// Runs the manifest `pod` detached and waits (up to 60 s) until the first
+/// container of pod `name` is ready, as `wpod inspect` shows it; whether it
+/// was.
+fn run_until_ready(workspace: &Workspace, pod: &std::path::Path, name: &str) -> bool {
+    workspace
+        .run(&["run", "-d", pod.to_str().unwrap()])
+        .expect_code(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let inspect = workspace.run(&["inspect", name, "-o", "json"]);
+        let pod: serde_json::Value = serde_json::from_str(&inspect.stdout).expect("json");
+        let ready = pod["status"]["containerStatuses"][0]["ready"] == true;
+        if ready || Instant::now() > deadline {
+            return ready;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn readiness_reaches_a_port_published_on_the_host() {
     let workspace = Workspace::new();
@@ -172,19 +191,7 @@ spec:
       periodSeconds: 1
 "
     ));
-    workspace
-        .run(&["run", "-d", pod.to_str().unwrap()])
-        .expect_code(0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ready = loop {
-        let inspect = workspace.run(&["inspect", "published", "-o", "json"]);
-        let pod: serde_json::Value = serde_json::from_str(&inspect.stdout).expect("json");
-        let ready = pod["status"]["containerStatuses"][0]["ready"] == true;
-        if ready || Instant::now() > deadline {
-            break ready;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let ready = run_until_ready(&workspace, &pod, "published");
     workspace.run(&["rm", "-f", "published"]).expect_code(0);
     assert!(ready, "the published server never became ready");
 }
@@ -256,18 +263,7 @@ spec:
       periodSeconds: 1
 ",
     );
-    workspace
-        .run(&["run", "-d", pod.to_str().unwrap()])
-        .expect_code(0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ready = loop {
-        let inspect = workspace.run(&["inspect", "grpc", "-o", "json"]);
-        let pod: serde_json::Value = serde_json::from_str(&inspect.stdout).expect("json");
-        if pod["status"]["containerStatuses"][0]["ready"] == true || Instant::now() > deadline {
-            break pod["status"]["containerStatuses"][0]["ready"] == true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let ready = run_until_ready(&workspace, &pod, "grpc");
     let logs = workspace.run(&["logs", "grpc"]);
     workspace.run(&["rm", "-f", "grpc"]).expect_code(0);
     assert!(ready, "never ready: {logs:?}");
