@@ -86,14 +86,18 @@ async fn startup_and_readiness_probes_follow_a_server_that_starts_late() {
 }
 
 #[test]
-fn a_liveness_exec_probe_kills_a_container_that_turns_unhealthy() {
+fn a_liveness_exec_probe_restarts_a_container_that_turns_unhealthy() {
     let workspace = Workspace::new();
+    // Healthy for 2 s, then not: each instance is killed by its probe and
+    // restarted, until the deadline ends the pod.
     let run = workspace.run_pod(
         "apiVersion: v1
 kind: Pod
 metadata: {name: sick}
 spec:
-  restartPolicy: Never
+  restartPolicy: Always
+  activeDeadlineSeconds: 8
+  terminationGracePeriodSeconds: 1
   containers:
   - name: app
     image: busybox
@@ -105,7 +109,7 @@ spec:
       failureThreshold: 2
   volumes: [{name: tmp, emptyDir: {}}]
 ",
-        &["-o", "json"],
+        &["-o", "json", "--restart-backoff", "100ms"],
     );
     run.expect_code(137);
     assert!(
@@ -113,10 +117,18 @@ spec:
             .contains("[app] liveness probe failed (1 of 2): cat: /tmp/healthy"),
         "{run:?}"
     );
+    assert!(
+        run.stderr
+            .contains("[app] killed: liveness probe failed: cat: /tmp/healthy"),
+        "{run:?}"
+    );
     let status: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
-    let terminated = &status["containerStatuses"][0]["state"]["terminated"];
-    assert_eq!(terminated["exitCode"], 137, "{status}");
-    let message = terminated["message"].as_str().unwrap_or_default();
+    assert_eq!(status["reason"], "DeadlineExceeded", "{status}");
+    let app = &status["containerStatuses"][0];
+    assert!(app["restartCount"].as_u64().unwrap() >= 1, "{status}");
+    let killed = &app["lastState"]["terminated"];
+    assert_eq!(killed["exitCode"], 137, "{status}");
+    let message = killed["message"].as_str().unwrap_or_default();
     assert!(
         message.starts_with("liveness probe failed: cat: /tmp/healthy"),
         "{status}"
