@@ -299,7 +299,8 @@ fn signal(pid: u32, signal: i32) {
 /// runs them with [`crate::run`] and `config`, their lines going to log files
 /// and their statuses to `status.json`. Returns the pods' names once every
 /// pod runs (or has ended), or the error that kept them from starting, as
-/// the foreground run would have reported it.
+/// the foreground run would have reported it. `manifest` is the text the
+/// pods were read from, kept in each pod's folder.
 ///
 /// Call it while the process has one thread, as [`crate::run`].
 ///
@@ -308,7 +309,7 @@ fn signal(pid: u32, signal: i32) {
 /// [`SandboxError::PodExists`] for a name the store has (unless `replace`:
 /// that pod is stopped and removed first); whatever [`crate::run`] refused.
 pub fn run_detached(
-    manifest: &Path,
+    manifest: &[u8],
     pods: Vec<PodSpec>,
     config: RunConfig,
     store: &PodStore,
@@ -336,7 +337,6 @@ pub fn run_detached(
         crate::state::ensure_private_root(store.dir.parent().unwrap_or(&store.dir))
             .and_then(|()| crate::state::ensure_private_root(&store.dir))
             .map_err(|e| supervisor_error("making the store of detached pods", e))?;
-        let text = std::fs::read(manifest).unwrap_or_default();
         let names: Vec<String> = pods.iter().map(|p| p.name.clone()).collect();
         for name in &names {
             if let Some(existing) = store.pod(name) {
@@ -351,7 +351,7 @@ pub fn run_detached(
             let dir = crate::state::create_private_child(&store.dir, name)
                 .map_err(|e| supervisor_error("making the pod's folder", e))?;
             std::fs::create_dir(dir.join("logs"))
-                .and_then(|()| std::fs::write(dir.join("manifest.yaml"), &text))
+                .and_then(|()| std::fs::write(dir.join("manifest.yaml"), manifest))
                 .map_err(|e| supervisor_error("writing the pod's folder", e))?;
         }
         let (ready_read, ready_write) =

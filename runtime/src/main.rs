@@ -29,7 +29,8 @@ enum Command {
     Run(run::RunArgs),
     /// Check a manifest without running it.
     Validate {
-        /// The Pod manifest (YAML; several documents separated by `---`).
+        /// The Pod manifest (YAML; several documents separated by `---`), or
+        /// `-` for standard input.
         manifest: PathBuf,
         /// Also check that every image resolves: local ones on disk (with
         /// their program), registry ones in their registry (nothing pulled).

@@ -623,7 +623,6 @@ fn lifecycle_hooks_the_api_server_would_refuse_are_refused() {
 
 #[test]
 fn run_i_attaches_the_input_to_the_container_with_stdin_true() {
-    use std::io::Write as _;
     let workspace = Workspace::new();
     let pod = workspace.pod(
         "apiVersion: v1
@@ -637,26 +636,8 @@ spec:
 ",
     );
     let with_input = |args: &[&str]| {
-        let mut child = workspace
-            .wpod()
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"hello\nworld\n")
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let run = workspace.run_with_input(args, b"hello\nworld\n");
+        (Some(run.code), run.stdout, run.stderr)
     };
     let path = pod.to_str().unwrap();
     let (code, stdout, stderr) = with_input(&["run", "-i", path]);

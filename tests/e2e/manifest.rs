@@ -37,9 +37,9 @@ fn unknown_field_is_named_with_a_suggestion() {
 fn unsupported_field_is_refused_by_path() {
     check(
         &format!(
-            "{HEAD}  containers:\n  - name: app\n    image: x.wasm\n    lifecycle:\n      preStop: {{exec: {{command: [true]}}}}\n"
+            "{HEAD}  containers:\n  - name: app\n    image: x.wasm\n    volumeDevices:\n    - {{name: disk, devicePath: /dev/xvda}}\n"
         ),
-        "spec.containers[0].lifecycle: not supported yet",
+        "spec.containers[0].volumeDevices: not supported yet",
     );
 }
 
@@ -295,4 +295,82 @@ fn completions_and_man_pages_are_generated_and_a_bad_wpod_log_is_reported() {
             .contains("WPOD_LOG=\"wpod=loud\" is not understood"),
         "{run:?}"
     );
+}
+
+#[test]
+fn a_manifest_from_standard_input_runs_and_its_errors_name_stdin() {
+    let workspace = Workspace::new();
+    let with_stdin = |args: &[&str], yaml: &str| {
+        let run = workspace.run_with_input(
+            args,
+            crate::support::expand(yaml, workspace.path()).as_bytes(),
+        );
+        (Some(run.code), run.stdout, run.stderr)
+    };
+    let hello = format!(
+        "{HEAD}  restartPolicy: Never\n  containers:\n  - {{name: hi, image: '@hello@'}}\n"
+    );
+    let (code, stdout, stderr) = with_stdin(&["run", "-"], &hello);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "[hi] hello from wpod\n");
+    let (code, stdout, _) = with_stdin(&["validate", "-"], &hello);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("pod `bad` is valid"), "{stdout}");
+    let (code, _, stderr) = with_stdin(
+        &["validate", "-"],
+        &format!("{HEAD}  containers:\n  - name: app\n    imagee: x.wasm\n"),
+    );
+    assert_eq!(code, Some(125));
+    assert!(stderr.contains("<stdin>"), "{stderr}");
+    assert!(stderr.contains("spec.containers[0].imagee"), "{stderr}");
+}
+
+#[test]
+fn a_security_context_that_holds_in_the_sandbox_is_accepted_and_the_rest_refused() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(&format!(
+        "{HEAD}  securityContext: {{runAsNonRoot: true, seccompProfile: {{type: RuntimeDefault}}}}
+  containers:
+  - name: app
+    image: busybox
+    securityContext:
+      runAsNonRoot: true
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      privileged: false
+      capabilities: {{drop: [ALL]}}
+      seccompProfile: {{type: RuntimeDefault}}
+  - name: empty
+    image: busybox
+    securityContext: {{}}
+"
+    ));
+    workspace
+        .run(&["validate", pod.to_str().unwrap()])
+        .expect_code(0);
+    for (context, expected) in [
+        (
+            "{privileged: true}",
+            "spec.containers[0].securityContext.privileged: a privileged container cannot be had",
+        ),
+        (
+            "{capabilities: {add: [NET_ADMIN]}}",
+            "spec.containers[0].securityContext.capabilities.add: a Wasm guest has no Linux capabilities, so NET_ADMIN cannot be added",
+        ),
+        (
+            "{seccompProfile: {type: Unconfined}}",
+            "spec.containers[0].securityContext.seccompProfile.type: `Unconfined` cannot be had",
+        ),
+        (
+            "{runAsUser: 1000}",
+            "spec.containers[0].securityContext.runAsUser: not supported yet",
+        ),
+    ] {
+        check(
+            &format!(
+                "{HEAD}  containers:\n  - name: app\n    image: busybox\n    securityContext: {context}\n"
+            ),
+            expected,
+        );
+    }
 }

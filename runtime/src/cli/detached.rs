@@ -106,7 +106,7 @@ enum InspectFormat {
 
 #[derive(clap::Args)]
 pub struct DownArgs {
-    /// The manifest the pods were started from (`wpod run -d FILE`).
+    /// The manifest the pods were started from (`wpod run -d FILE`), or `-`.
     manifest: std::path::PathBuf,
     /// Seconds to wait for a pod to stop gracefully before stopping it at
     /// once.
@@ -486,7 +486,8 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
 /// Stops and removes the detached pods of a manifest.
 pub fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {
     let store = store();
-    for spec in wpod::PodSpec::from_yaml_file(&args.manifest)? {
+    let (pods, _) = crate::run::read_manifest(&args.manifest)?;
+    for spec in pods {
         let Some(pod) = store.pod(&spec.name) else {
             continue;
         };

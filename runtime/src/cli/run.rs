@@ -17,7 +17,8 @@ use wpod::{
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// The Pod manifest (YAML; several documents separated by `---`).
+    /// The Pod manifest (YAML; several documents separated by `---`), or
+    /// `-` for standard input.
     manifest: PathBuf,
     /// Print the final status: json or yaml, in the shape of a Kubernetes PodStatus.
     #[arg(short, long, value_enum)]
@@ -73,10 +74,10 @@ pub enum Format {
 }
 
 pub fn validate(
-    manifest: &PathBuf,
+    manifest: &std::path::Path,
     check_images: Option<wpod::Registries>,
 ) -> anyhow::Result<ExitCode> {
-    let pods = PodSpec::from_yaml_file(manifest)?;
+    let (pods, _) = read_manifest(manifest)?;
     if let Some(registries) = check_images {
         let tokio = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -97,6 +98,27 @@ pub fn validate(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pods of `manifest`, and its text: the file, or standard input for
+/// `-` (image paths then relative to the current folder, errors naming
+/// `<stdin>`), as `kubectl apply -f -` reads it.
+pub fn read_manifest(manifest: &std::path::Path) -> anyhow::Result<(Vec<PodSpec>, Vec<u8>)> {
+    use std::io::Read as _;
+    if manifest.as_os_str() != "-" {
+        let pods = PodSpec::from_yaml_file(manifest)?;
+        return Ok((pods, std::fs::read(manifest).unwrap_or_default()));
+    }
+    // One byte past the limit tells input that is too large.
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(wpod::MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| BadInput(format!("reading the manifest from standard input: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| BadInput("<stdin>: the manifest is not UTF-8 text".into()))?;
+    let pods = PodSpec::from_yaml_str(&text, "<stdin>")?;
+    Ok((pods, text.into_bytes()))
 }
 
 /// `-i` attaches the input to one container: exactly one must ask for it.
@@ -126,7 +148,13 @@ fn check_one_stdin(manifest: &std::path::Path, pods: &[PodSpec]) -> anyhow::Resu
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let pods = PodSpec::from_yaml_file(&args.manifest)?;
+    let (pods, text) = read_manifest(&args.manifest)?;
+    if args.interactive && args.manifest.as_os_str() == "-" {
+        return Err(BadInput(
+            "-i with a manifest from standard input: the input cannot be both; give the manifest as a file".into(),
+        )
+        .into());
+    }
     if args.interactive {
         check_one_stdin(&args.manifest, &pods)?;
     }
@@ -173,7 +201,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     if args.detach {
         let store = wpod::PodStore::new(&PodOptions::default().state_dir);
-        for name in wpod::run_detached(&args.manifest, pods, config, &store, args.replace)? {
+        for name in wpod::run_detached(&text, pods, config, &store, args.replace)? {
             println!("{name}");
         }
         return Ok(ExitCode::SUCCESS);

@@ -306,6 +306,9 @@ impl Converter<'_> {
                 "use 0 or more seconds",
             );
         }
+        if let Some(context) = &spec.security_context {
+            self.seccomp_profile(context.seccomp_profile.as_ref(), "spec.securityContext");
+        }
         let active_deadline = match spec.active_deadline_seconds {
             None => None,
             Some(seconds) if seconds >= 1 => Some(Duration::from_secs(seconds as u64)),
@@ -540,6 +543,9 @@ impl Converter<'_> {
             "livenessProbe",
             ProbeKind::Liveness,
         );
+        if let Some(context) = &container.security_context {
+            self.security_context(context, &format!("{path}.securityContext"));
+        }
         if container.tty == Some(true) {
             self.problem(
                 format!("{path}.tty"),
@@ -735,6 +741,61 @@ impl Converter<'_> {
             port: port?,
             headers,
         })
+    }
+
+    /// A container's `securityContext`: what holds for a Wasm guest, which
+    /// has no user, no capabilities and no privilege to gain, is accepted;
+    /// what asks for more than the sandbox gives is refused.
+    fn security_context(&mut self, context: &raw::SecurityContext, path: &str) {
+        if context.privileged == Some(true) {
+            self.problem(
+                format!("{path}.privileged"),
+                "a privileged container cannot be had: a Wasm guest reaches only what wpod hands it",
+                "leave privileged out, or set it to false",
+            );
+        }
+        if let Some(added) = context
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.add.as_ref())
+            .filter(|added| !added.is_empty())
+        {
+            self.problem(
+                format!("{path}.capabilities.add"),
+                format!(
+                    "a Wasm guest has no Linux capabilities, so {} cannot be added",
+                    added.join(", ")
+                ),
+                "leave capabilities.add out (capabilities.drop is accepted: there is nothing to drop)",
+            );
+        }
+        self.seccomp_profile(context.seccomp_profile.as_ref(), path);
+    }
+
+    /// `seccompProfile`: `RuntimeDefault` holds (behind the OS wall, wpod's
+    /// own filter); `Unconfined` and `Localhost` cannot.
+    fn seccomp_profile(&mut self, profile: Option<&raw::SeccompProfile>, path: &str) {
+        let Some(profile) = profile else { return };
+        match profile.kind.as_deref() {
+            Some("RuntimeDefault") if profile.localhost_profile.is_none() => {}
+            Some("RuntimeDefault") => self.problem(
+                format!("{path}.seccompProfile.localhostProfile"),
+                "only for type Localhost",
+                "leave localhostProfile out",
+            ),
+            Some(other) => self.problem(
+                format!("{path}.seccompProfile.type"),
+                format!(
+                    "`{other}` cannot be had: the pod's process always runs under wpod's own filter"
+                ),
+                "use RuntimeDefault, or leave seccompProfile out",
+            ),
+            None => self.problem(
+                format!("{path}.seccompProfile.type"),
+                "required field is missing",
+                "write `type: RuntimeDefault`",
+            ),
+        }
     }
 
     /// A lifecycle hook (`postStart`, `preStop`): exactly one of exec,

@@ -100,7 +100,7 @@ pub(crate) struct PodSpec {
     pub readiness_gates: Ignored,
     // Real behaviour wpod does not have yet.
     pub active_deadline_seconds: Option<i64>,
-    pub security_context: Unsupported,
+    pub security_context: Option<PodSecurityContext>,
     pub host_pid: Unsupported,
     #[serde(rename = "hostIPC")]
     pub host_ipc: Unsupported,
@@ -151,7 +151,7 @@ pub(crate) struct Container {
     pub readiness_probe: Option<Probe>,
     pub startup_probe: Option<Probe>,
     pub lifecycle: Option<Lifecycle>,
-    pub security_context: Unsupported,
+    pub security_context: Option<SecurityContext>,
     pub env_from: Unsupported,
     pub stdin: Option<bool>,
     pub stdin_once: Option<bool>,
@@ -173,6 +173,62 @@ pub(crate) struct Probe {
     pub success_threshold: Option<i64>,
     pub failure_threshold: Option<i64>,
     pub termination_grace_period_seconds: Unsupported,
+}
+
+/// `spec.securityContext`: what holds in a Wasm sandbox is read and
+/// checked (see `convert`); the rest is not supported.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct PodSecurityContext {
+    pub run_as_non_root: Option<bool>,
+    pub seccomp_profile: Option<SeccompProfile>,
+    pub run_as_user: Unsupported,
+    pub run_as_group: Unsupported,
+    pub fs_group: Unsupported,
+    pub fs_group_change_policy: Unsupported,
+    pub supplemental_groups: Unsupported,
+    pub supplemental_groups_policy: Unsupported,
+    pub sysctls: Unsupported,
+    #[serde(rename = "seLinuxOptions")]
+    pub se_linux_options: Unsupported,
+    #[serde(rename = "seLinuxChangePolicy")]
+    pub se_linux_change_policy: Unsupported,
+    pub windows_options: Unsupported,
+    pub app_armor_profile: Unsupported,
+}
+
+/// `containers[].securityContext`, as [`PodSecurityContext`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SecurityContext {
+    pub run_as_non_root: Option<bool>,
+    pub allow_privilege_escalation: Option<bool>,
+    pub read_only_root_filesystem: Option<bool>,
+    pub privileged: Option<bool>,
+    pub capabilities: Option<Capabilities>,
+    pub seccomp_profile: Option<SeccompProfile>,
+    pub run_as_user: Unsupported,
+    pub run_as_group: Unsupported,
+    pub proc_mount: Unsupported,
+    #[serde(rename = "seLinuxOptions")]
+    pub se_linux_options: Unsupported,
+    pub windows_options: Unsupported,
+    pub app_armor_profile: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Capabilities {
+    pub add: Option<Vec<String>>,
+    pub drop: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SeccompProfile {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub localhost_profile: Option<String>,
 }
 
 #[derive(Deserialize)]

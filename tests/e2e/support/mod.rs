@@ -162,6 +162,24 @@ impl Workspace {
             .into()
     }
 
+    /// Runs `wpod ARGS` to its end with `input` on its standard input.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write as _;
+        let mut child = self
+            .wpod()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running wpod");
+        let mut stdin = child.stdin.take().expect("wpod's stdin");
+        // wpod may not read it all (an error first): a closed pipe is fine.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        child.wait_with_output().expect("waiting for wpod").into()
+    }
+
     /// `wpod run pod.yaml -o json` after writing `yaml` as the pod.
     pub fn run_pod(&self, yaml: &str, extra: &[&str]) -> Run {
         let pod = self.pod(yaml);
