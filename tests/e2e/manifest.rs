@@ -374,3 +374,45 @@ fn a_security_context_that_holds_in_the_sandbox_is_accepted_and_the_rest_refused
         );
     }
 }
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once() {
+    let workspace = Workspace::new();
+    let pod = workspace.pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: many}
+spec:
+  restartPolicy: Sometimes
+  containers:
+  - name: app
+    imagee: x.wasm
+    volumeDevices: [{name: disk, devicePath: /dev/xvda}]
+    ports: [{containerPort: 70000}]
+  - image: y.wasm
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: second}
+spec:
+  containers:
+  - {name: c, image: z.wasm, tty: true}
+",
+    );
+    let run = workspace.run(&["validate", pod.to_str().unwrap()]);
+    run.expect_code(125);
+    for expected in [
+        "(document 1) spec.containers[0].imagee: unknown field `imagee`",
+        "(document 1) spec.containers[0].volumeDevices: not supported yet",
+        "(document 1) spec.restartPolicy: unknown restart policy `Sometimes`",
+        "(document 1) spec.containers[0].ports[0].containerPort: 70000 is not a port number",
+        "(document 1) spec.containers[1].name: required field is missing",
+        "(document 2) spec.containers[0].tty: a terminal for the container is not supported",
+    ] {
+        assert!(
+            run.stderr.contains(expected),
+            "missing {expected:?} in:\n{}",
+            run.stderr
+        );
+    }
+}

@@ -38,30 +38,40 @@ pub(crate) fn pods_from_yaml(
     // again in two steps, for an error that says where (a YAML tree is most
     // of the parse, and every pod start parses its manifest).
     let documents = match parse_directly(text) {
-        Some(documents) => documents,
+        Some(documents) => documents.into_iter().map(|pod| (pod, Vec::new())).collect(),
         None => parse_in_two_steps(text, file)?,
     };
+    // Every problem of every document, reported together.
+    let several = documents.len() > 1;
     let mut pods = Vec::new();
-    // An empty document (a trailing `---`) holds no pod.
-    for pod in documents.into_iter().flatten() {
-        let mut problems = Vec::new();
-        let pod = Converter {
-            problems: &mut problems,
-            base_dir,
-        }
-        .pod(pod);
-        if let Some(pod) = &pod {
-            problems.extend(pod.validate().err().unwrap_or_default());
-        }
-        match pod {
-            Some(pod) if problems.is_empty() => pods.push(pod),
-            _ => {
-                return Err(ManifestError::Invalid {
-                    file: file.to_owned(),
-                    problems,
-                });
+    let mut all_problems = Vec::new();
+    for (index, (pod, mut problems)) in documents.into_iter().enumerate() {
+        // An empty document (a trailing `---`) holds no pod.
+        if let Some(pod) = pod {
+            let pod = Converter {
+                problems: &mut problems,
+                base_dir,
+            }
+            .pod(pod);
+            if let Some(pod) = &pod {
+                problems.extend(pod.validate().err().unwrap_or_default());
+            }
+            if let Some(pod) = pod.filter(|_| problems.is_empty()) {
+                pods.push(pod);
             }
         }
+        all_problems.extend(problems.into_iter().map(|mut problem| {
+            if several {
+                problem.path = format!("(document {}) {}", index + 1, problem.path);
+            }
+            problem
+        }));
+    }
+    if !all_problems.is_empty() {
+        return Err(ManifestError::Invalid {
+            file: file.to_owned(),
+            problems: all_problems,
+        });
     }
     if pods.is_empty() {
         return Err(ManifestError::Invalid {
@@ -83,17 +93,72 @@ fn parse_directly(text: &str) -> Option<Vec<Option<raw::Pod>>> {
         .collect()
 }
 
+/// The most schema problems reported for one document.
+const MAX_SCHEMA_PROBLEMS: usize = 50;
+
 /// As [`parse_directly`], in two steps that tell the errors apart: YAML
 /// syntax first (with a line and column), then the Pod schema (with a field
-/// path).
-fn parse_in_two_steps(text: &str, file: &Path) -> Result<Vec<Option<raw::Pod>>, ManifestError> {
+/// path). Every schema problem of a document is found, not only the first:
+/// the field at fault is taken out and the document read again, so that
+/// the rest is still checked (and converted, for the problems found then).
+fn parse_in_two_steps(
+    text: &str,
+    file: &Path,
+) -> Result<Vec<(Option<raw::Pod>, Vec<Problem>)>, ManifestError> {
     let mut documents = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml_ng::Value::deserialize(document)
+        let mut value = serde_yaml_ng::Value::deserialize(document)
             .map_err(|error| syntax_error(file, index, &error))?;
-        documents.push(serde_path_to_error::deserialize(value).map_err(|e| schema_error(file, e))?);
+        let mut problems = Vec::new();
+        let pod = loop {
+            match serde_path_to_error::deserialize(value.clone()) {
+                Ok(pod) => break pod,
+                Err(error) => {
+                    let path: Vec<serde_path_to_error::Segment> =
+                        error.path().iter().cloned().collect();
+                    problems.push(schema_problem(error));
+                    if problems.len() >= MAX_SCHEMA_PROBLEMS || !remove_at(&mut value, &path) {
+                        break None;
+                    }
+                }
+            }
+        };
+        documents.push((pod, problems));
     }
     Ok(documents)
+}
+
+/// Takes the node at `path` out of `value`; `false` if there is none (the
+/// problem is the whole document, or the path cannot be followed).
+fn remove_at(value: &mut serde_yaml_ng::Value, path: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    use serde_yaml_ng::Value;
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for segment in parents {
+        node = match (segment, node) {
+            (Segment::Map { key }, Value::Mapping(map)) => match map.get_mut(key.as_str()) {
+                Some(inner) => inner,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Sequence(items)) => match items.get_mut(*index) {
+                Some(inner) => inner,
+                None => return false,
+            },
+            (Segment::Enum { .. }, node) => node,
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Segment::Map { key }, Value::Mapping(map)) => map.remove(key.as_str()).is_some(),
+        (Segment::Seq { index }, Value::Sequence(items)) if *index < items.len() => {
+            items.remove(*index);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn syntax_error(file: &Path, index: usize, error: &serde_yaml_ng::Error) -> ManifestError {
@@ -108,16 +173,13 @@ fn syntax_error(file: &Path, index: usize, error: &serde_yaml_ng::Error) -> Mani
     }
 }
 
-fn schema_error(
-    file: &Path,
-    error: serde_path_to_error::Error<serde_yaml_ng::Error>,
-) -> ManifestError {
+fn schema_problem(error: serde_path_to_error::Error<serde_yaml_ng::Error>) -> Problem {
     let path = match error.path().to_string() {
         root if root == "." => String::new(),
         path => path,
     };
     let message = error.into_inner().to_string();
-    let problem = if message == raw::NOT_SUPPORTED {
+    if message == raw::NOT_SUPPORTED {
         let hint = unsupported_hint(&path);
         Problem::new(path, "not supported yet", hint)
     } else if let Some(rest) = message.strip_prefix("unknown field `") {
@@ -133,10 +195,6 @@ fn schema_error(
             message,
             "see the Pod fields wpod supports in its README",
         )
-    };
-    ManifestError::Invalid {
-        file: file.to_owned(),
-        problems: vec![problem],
     }
 }
 
@@ -151,9 +209,6 @@ fn strip_location(message: &str) -> String {
 fn unsupported_hint(path: &str) -> String {
     let field = path.rsplit('.').next().unwrap_or(path);
     match field {
-        "livenessProbe" | "readinessProbe" | "startupProbe" => {
-            "remove it: wpod has no probes yet (a container is ready once started)".into()
-        }
         "configMap" | "secret" | "projected" | "downwardAPI" => {
             "put the files in a directory and mount it with hostPath".into()
         }
