@@ -48,14 +48,23 @@ pub(crate) fn pods_from_yaml(
     for (index, (pod, mut problems)) in documents.into_iter().enumerate() {
         // An empty document (a trailing `---`) holds no pod.
         if let Some(pod) = pod {
+            // Where the schema's problems were: what the conversion then
+            // finds in those objects follows from the fields taken out.
+            let broken: Vec<String> = problems.iter().map(|p| parent_path(&p.path)).collect();
+            let mut found = Vec::new();
             let pod = Converter {
-                problems: &mut problems,
+                problems: &mut found,
                 base_dir,
             }
             .pod(pod);
             if let Some(pod) = &pod {
-                problems.extend(pod.validate().err().unwrap_or_default());
+                found.extend(pod.validate().err().unwrap_or_default());
             }
+            problems.extend(
+                found
+                    .into_iter()
+                    .filter(|p| !broken.iter().any(|b| follows_from(&p.path, &p.message, b))),
+            );
             if let Some(pod) = pod.filter(|_| problems.is_empty()) {
                 pods.push(pod);
             }
@@ -93,6 +102,31 @@ fn parse_directly(text: &str) -> Option<Vec<Option<raw::Pod>>> {
         .collect()
 }
 
+/// The path of the object that holds the field at `path`.
+fn parent_path(path: &str) -> String {
+    let cut = path.rfind(['.', '[']).unwrap_or(0);
+    path[..cut].to_owned()
+}
+
+/// Whether a problem at `path` follows from a field taken out of the
+/// object at `broken`: a field found missing there (a misspelt `image`), or
+/// a complaint about an object that holds it (a container dropped, so "no
+/// container"). Problems of the object's other fields still count.
+fn follows_from(path: &str, message: &str, broken: &str) -> bool {
+    let inside = |inner: &str, outer: &str| {
+        outer.is_empty()
+            || inner == outer
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+    };
+    (parent_path(path) == broken && message == "required field is missing") || inside(broken, path)
+}
+
+/// One document of a manifest as read: its pod, if the schema let it be
+/// read, and the schema's problems.
+type Document = (Option<raw::Pod>, Vec<Problem>);
+
 /// The most schema problems reported for one document.
 const MAX_SCHEMA_PROBLEMS: usize = 50;
 
@@ -101,10 +135,7 @@ const MAX_SCHEMA_PROBLEMS: usize = 50;
 /// path). Every schema problem of a document is found, not only the first:
 /// the field at fault is taken out and the document read again, so that
 /// the rest is still checked (and converted, for the problems found then).
-fn parse_in_two_steps(
-    text: &str,
-    file: &Path,
-) -> Result<Vec<(Option<raw::Pod>, Vec<Problem>)>, ManifestError> {
+fn parse_in_two_steps(text: &str, file: &Path) -> Result<Vec<Document>, ManifestError> {
     let mut documents = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let mut value = serde_yaml_ng::Value::deserialize(document)
