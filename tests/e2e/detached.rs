@@ -55,6 +55,16 @@ fn assert_nothing_left_but_the_store(workspace: &Workspace) {
     assert!(others.is_empty(), "{others:?}");
 }
 
+/// Whether process `pid` has ended: gone, or a zombie its adopter has not
+/// reaped yet (a detached supervisor's adopter is PID 1).
+fn ended(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    matches!(after.split_whitespace().next(), Some("Z" | "X"))
+}
+
 fn session_of(pid: u32) -> String {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 1..];
@@ -140,7 +150,7 @@ fn run_detached_then_ps_logs_stop_and_rm_leave_nothing() {
     workspace
         .run(&["stop", "-t", "1", "chatter"])
         .expect_code(0);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert!(ended(pid), "process {pid} still runs");
     let ps = workspace.run(&["ps"]);
     assert!(!ps.stdout.contains("chatter"), "{ps:?}");
     let all = workspace.run(&["ps", "-a"]);
@@ -215,12 +225,12 @@ fn down_stops_and_removes_the_pods_of_a_manifest_and_replace_restarts_one() {
         .expect_code(0);
     let second = supervisor(&workspace, "chatter");
     assert_ne!(first, second);
-    assert!(!std::path::Path::new(&format!("/proc/{first}")).exists());
+    assert!(ended(first), "process {first} still runs");
     let down = workspace.run(&["down", "-t", "0", path]);
     down.expect_code(0);
     assert_eq!(down.stdout, "chatter\n");
     assert_eq!(workspace.run(&["ps", "-a"]).stdout.lines().count(), 1);
-    assert!(!std::path::Path::new(&format!("/proc/{second}")).exists());
+    assert!(ended(second), "process {second} still runs");
 }
 
 #[test]
@@ -388,7 +398,7 @@ spec:
         );
     }
     workspace.run(&["stop", "-t", "1", "lookin"]).expect_code(0);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert!(ended(pid), "process {pid} still runs");
     let stopped = workspace.run(&["exec", "lookin", "--", "true"]);
     stopped.expect_code(125);
     assert!(stopped.stderr.contains("is not running"), "{stopped:?}");
