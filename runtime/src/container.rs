@@ -141,6 +141,8 @@ pub(crate) struct ContainerPlan {
     pub network: PodNetwork,
     /// The host folder of its `/run/wpod` (see `volume::TERMINATING`).
     pub run_dir: Option<std::path::PathBuf>,
+    /// Why it cannot start, if it cannot (`CreateContainerConfigError`).
+    pub config_error: Option<String>,
     /// Reads this process's standard input (`stdin: true` and `wpod run -i`).
     pub stdin: bool,
     /// `stdinOnce`: only the first run does.

@@ -21,6 +21,9 @@ pub(crate) struct Volumes {
     limited: Vec<(String, PathBuf, u64)>,
     /// The pod's private folder (emptyDirs live here), removed on drop.
     scratch: Option<Scratch>,
+    /// Volumes every container sees read-only, whatever its mount says
+    /// (ConfigMaps and Secrets, as in Kubernetes).
+    read_only: std::collections::HashSet<String>,
     /// Each container's `/run/wpod` folder, by container name: where the
     /// file that asks it to end appears (see [`TERMINATING`]).
     run_dirs: HashMap<String, PathBuf>,
@@ -85,6 +88,7 @@ impl Volumes {
             dirs: HashMap::new(),
             limited: Vec::new(),
             scratch: None,
+            read_only: std::collections::HashSet::new(),
             run_dirs: HashMap::new(),
         };
         let scratch = Scratch::create(state_root, &pod.name)?;
@@ -117,6 +121,16 @@ impl Volumes {
                     dir
                 }
                 VolumeSource::HostPath { path, kind } => host_path(&volume.name, path, *kind)?,
+                VolumeSource::Files { files, .. } => {
+                    let scratch = volumes.scratch.as_ref().expect("made above");
+                    let dir = scratch.path.join("volumes").join(&volume.name);
+                    write_files(&dir, files).map_err(|source| VolumeError::Scratch {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                    volumes.read_only.insert(volume.name.clone());
+                    dir
+                }
             };
             // A tmpfs the wall prepared holds its size itself.
             if let VolumeSource::EmptyDir {
@@ -186,11 +200,12 @@ impl Volumes {
                 "" => "/".to_owned(),
                 path => path.to_owned(),
             };
+            let read_only = mount.read_only || self.read_only.contains(&mount.name);
             let Some(sub_path) = &mount.sub_path else {
                 preopens.push(Preopen {
                     host: host.clone(),
                     guest,
-                    read_only: mount.read_only,
+                    read_only,
                     _dir: None,
                 });
                 continue;
@@ -204,7 +219,7 @@ impl Volumes {
                 })?;
             // The kubelet creates a missing subPath; cap-std refuses any path
             // that leaves the volume, through `..` or a symlink.
-            if !mount.read_only {
+            if !read_only {
                 root.create_dir_all(sub_path).map_err(|e| {
                     error(
                         format!("subPath `{sub_path}`: {e}"),
@@ -218,12 +233,7 @@ impl Volumes {
                     "subPath must name a folder inside the volume",
                 )
             })?;
-            preopens.push(Preopen::checked(
-                dir,
-                host.join(sub_path),
-                guest,
-                mount.read_only,
-            ));
+            preopens.push(Preopen::checked(dir, host.join(sub_path), guest, read_only));
         }
         if let Some(run_dir) = self.run_dirs.get(&container.name)
             && !container
@@ -426,6 +436,25 @@ impl Drop for Scratch {
             tracing::warn!(path = %self.path.display(), %error, "could not remove the pod's scratch folder");
         }
     }
+}
+
+/// Writes a ConfigMap's or Secret's files into `dir` (made here), with
+/// their modes: the volume's content, fixed for the pod's life.
+fn write_files(dir: &Path, files: &[crate::manifest::VolumeFile]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for file in files {
+        let path = dir.join(&file.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, &file.content)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes scratch folders left by wpod processes that no longer exist (a

@@ -47,9 +47,9 @@ fn unsupported_field_is_refused_by_path() {
 fn unsupported_volume_source_is_refused_by_path() {
     check(
         &format!(
-            "{HEAD}  containers:\n  - {{name: app, image: x.wasm}}\n  volumes:\n  - name: c\n    configMap: {{name: x}}\n"
+            "{HEAD}  containers:\n  - {{name: app, image: x.wasm}}\n  volumes:\n  - name: c\n    nfs: {{server: x, path: /}}\n"
         ),
-        "spec.volumes[0].configMap: not supported yet",
+        "spec.volumes[0].nfs: not supported yet",
     );
 }
 
@@ -415,4 +415,87 @@ spec:
             run.stderr
         );
     }
+}
+
+#[test]
+fn configmaps_and_secrets_of_the_file_become_files_and_variables() {
+    let workspace = Workspace::new();
+    let run = workspace.run_pod(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: web-config}
+data:
+  index.html: "<h1>from a ConfigMap</h1>\n"
+  greeting: hello
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+type: Opaque
+data:
+  password: c2VjcmV0
+stringData:
+  user: admin
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: configured, labels: {app: demo}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: config, configMap: {name: web-config, items: [{key: index.html, path: html/index.html}]}}
+  - {name: secret, secret: {secretName: creds}}
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'cat /config/html/index.html; cat /secret/user; echo; echo "$GREETING $PASSWORD $POD $APP $IP $CFG_greeting"; ls /config; touch /secret/new || echo read-only']
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: web-config, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: APP, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
+    - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: NONE, valueFrom: {configMapKeyRef: {name: web-config, key: absent, optional: true}}}
+    envFrom: [{configMapRef: {name: web-config}, prefix: CFG_}]
+    volumeMounts: [{name: config, mountPath: /config}, {name: secret, mountPath: /secret}]
+"#,
+        &[],
+    );
+    run.expect_code(0);
+    assert_eq!(
+        run.stdout,
+        "[app] <h1>from a ConfigMap</h1>\n[app] admin\n[app] hello secret configured demo 127.0.0.1 hello\n[app] html\n[app] read-only\n",
+        "{run:?}"
+    );
+
+    // An object that is not there (and not optional): the container cannot
+    // start, as the kubelet says it.
+    let missing = workspace.run_pod(
+        "apiVersion: v1
+kind: Pod
+metadata: {name: unconfigured}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'echo $X']
+    env: [{name: X, valueFrom: {configMapKeyRef: {name: nope, key: x}}}]
+",
+        &["-o", "json"],
+    );
+    missing.expect_code(1);
+    let status = missing.json();
+    let waiting = &status["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "CreateContainerConfigError", "{status}");
+    assert_eq!(
+        waiting["message"], "configmap \"nope\" not found",
+        "{status}"
+    );
+    assert!(
+        missing
+            .stderr
+            .contains("[app] cannot start: configmap \"nope\" not found"),
+        "{missing:?}"
+    );
 }

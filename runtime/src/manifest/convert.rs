@@ -6,8 +6,8 @@ use super::raw;
 use super::validate::Problem;
 use super::{
     ContainerSpec, Dns, EnvVar, Hook, HostPathType, HttpGet, ManifestError, PodSpec, PortSpec,
-    Probe, ProbeAction, Protocol, PullPolicy, Resources, RestartPolicy, VolumeMount, VolumeSource,
-    VolumeSpec, annotations, bounds, quantity,
+    Probe, ProbeAction, Protocol, PullPolicy, Resources, RestartPolicy, VolumeFile, VolumeMount,
+    VolumeSource, VolumeSpec, annotations, bounds, quantity,
 };
 use quantity::QuantityError;
 use serde::Deserialize;
@@ -43,9 +43,21 @@ pub(crate) fn pods_from_yaml(
     };
     // Every problem of every document, reported together.
     let several = documents.len() > 1;
+    // ConfigMaps and Secrets first: the pods of the file refer to them.
+    let mut objects = Objects::default();
+    let mut documents: Vec<(Option<raw::Pod>, Vec<Problem>)> = documents
+        .into_iter()
+        .map(|(document, mut problems)| match document {
+            Some(document) if matches!(document.kind.as_deref(), Some("ConfigMap" | "Secret")) => {
+                objects.read(document, &mut problems);
+                (None, problems)
+            }
+            other => (other, problems),
+        })
+        .collect();
     let mut pods = Vec::new();
     let mut all_problems = Vec::new();
-    for (index, (pod, mut problems)) in documents.into_iter().enumerate() {
+    for (index, (pod, mut problems)) in documents.drain(..).enumerate() {
         // An empty document (a trailing `---`) holds no pod.
         if let Some(pod) = pod {
             // Where the schema's problems were: what the conversion then
@@ -55,6 +67,8 @@ pub(crate) fn pods_from_yaml(
             let pod = Converter {
                 problems: &mut found,
                 base_dir,
+                objects: &objects,
+                pod: PodFacts::default(),
             }
             .pod(pod);
             if let Some(pod) = &pod {
@@ -240,10 +254,13 @@ fn strip_location(message: &str) -> String {
 fn unsupported_hint(path: &str) -> String {
     let field = path.rsplit('.').next().unwrap_or(path);
     match field {
-        "configMap" | "secret" | "projected" | "downwardAPI" => {
-            "put the files in a directory and mount it with hostPath".into()
+        "projected" | "downwardAPI" => {
+            "mount a configMap or secret volume of the same file, or a hostPath folder".into()
         }
-        "valueFrom" | "envFrom" => "give each variable a literal `value`".into(),
+        "resourceFieldRef" | "fileKeyRef" => {
+            "give the variable a literal `value`, or take it from a ConfigMap (configMapKeyRef)"
+                .into()
+        }
         _ => "remove it; see the Pod fields wpod supports in its README".into(),
     }
 }
@@ -291,6 +308,129 @@ enum ProbeKind {
 struct Converter<'a> {
     problems: &'a mut Vec<Problem>,
     base_dir: &'a Path,
+    /// The ConfigMaps and Secrets of the file.
+    objects: &'a Objects,
+    /// What the downward API tells of the pod being read.
+    pod: PodFacts,
+}
+
+/// The pod facts `fieldRef` can name.
+#[derive(Default)]
+struct PodFacts {
+    name: String,
+    namespace: String,
+    labels: std::collections::BTreeMap<String, String>,
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// The ConfigMaps and Secrets of a manifest: by kind and name, their keys
+/// and values (a Secret's decoded).
+#[derive(Default)]
+pub(crate) struct Objects {
+    maps: std::collections::HashMap<
+        (&'static str, String),
+        std::collections::BTreeMap<String, Vec<u8>>,
+    >,
+}
+
+impl Objects {
+    /// Reads a ConfigMap or Secret document, its problems into `problems`.
+    fn read(&mut self, document: raw::Pod, problems: &mut Vec<Problem>) {
+        use base64::Engine as _;
+        let kind: &'static str = if document.kind.as_deref() == Some("Secret") {
+            "Secret"
+        } else {
+            "ConfigMap"
+        };
+        if document.api_version.as_deref() != Some("v1") {
+            problems.push(Problem::new(
+                "apiVersion",
+                format!("a {kind}'s API version is v1"),
+                "write `apiVersion: v1`",
+            ));
+        }
+        if document.spec.is_some() {
+            problems.push(Problem::new(
+                "spec",
+                format!("a {kind} has no spec"),
+                "give its keys under `data`",
+            ));
+        }
+        let Some(name) = document.metadata.and_then(|m| m.name) else {
+            problems.push(Problem::new(
+                "metadata.name",
+                "required field is missing",
+                format!("name the {kind}, as the pods refer to it"),
+            ));
+            return;
+        };
+        let mut keys = std::collections::BTreeMap::new();
+        let decode = |field: &str, key: &str, text: &str, problems: &mut Vec<Problem>| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|_| {
+                    problems.push(Problem::new(
+                        format!("{field}.{key}"),
+                        "is not base64",
+                        "encode the value with base64, or give it as text (stringData)",
+                    ));
+                })
+                .ok()
+        };
+        match kind {
+            "Secret" => {
+                for (key, text) in document.data.unwrap_or_default() {
+                    if let Some(bytes) = decode("data", &key, &text, problems) {
+                        keys.insert(key, bytes);
+                    }
+                }
+                for (key, text) in document.string_data.unwrap_or_default() {
+                    keys.insert(key, text.into_bytes());
+                }
+                if document.binary_data.is_some() {
+                    problems.push(Problem::new(
+                        "binaryData",
+                        "a Secret has no binaryData",
+                        "put base64 values under `data`",
+                    ));
+                }
+            }
+            _ => {
+                for (key, text) in document.data.unwrap_or_default() {
+                    keys.insert(key, text.into_bytes());
+                }
+                for (key, text) in document.binary_data.unwrap_or_default() {
+                    if let Some(bytes) = decode("binaryData", &key, &text, problems) {
+                        keys.insert(key, bytes);
+                    }
+                }
+                if document.string_data.is_some() || document.kind_of_secret.is_some() {
+                    problems.push(Problem::new(
+                        "stringData",
+                        "a ConfigMap has only data and binaryData",
+                        "put the values under `data`",
+                    ));
+                }
+            }
+        }
+        self.maps.insert((kind, name), keys);
+    }
+
+    fn get(
+        &self,
+        kind: &'static str,
+        name: &str,
+    ) -> Option<&std::collections::BTreeMap<String, Vec<u8>>> {
+        self.maps.get(&(kind, name.to_owned()))
+    }
+}
+
+/// The kubelet's words for an object or key that is not there.
+fn not_found(kind: &str, namespace: &str, name: &str, key: Option<&str>) -> String {
+    match key {
+        None => format!("{} \"{name}\" not found", kind.to_lowercase()),
+        Some(key) => format!("couldn't find key {key} in {kind} {namespace}/{name}"),
+    }
 }
 
 impl Converter<'_> {
@@ -355,8 +495,32 @@ impl Converter<'_> {
             "name the pod, e.g. `name: my-pod`",
         );
         let spec = spec?;
-        let containers = self.containers(spec.containers, "spec.containers");
-        let init_containers = self.containers(spec.init_containers, "spec.initContainers");
+        for (field, set) in [
+            ("data", pod.data.is_some()),
+            ("stringData", pod.string_data.is_some()),
+            ("binaryData", pod.binary_data.is_some()),
+            ("immutable", pod.immutable.is_some()),
+            ("type", pod.kind_of_secret.is_some()),
+        ] {
+            if set {
+                self.problem(
+                    field,
+                    "not a field of a Pod",
+                    "a ConfigMap or Secret is a document of its own (`---`), with its own kind",
+                );
+            }
+        }
+        self.pod = PodFacts {
+            name: name.clone().unwrap_or_default(),
+            namespace: metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            labels: metadata.labels.clone(),
+            annotations: metadata.annotations.clone(),
+        };
+        let mut containers = self.containers(spec.containers, "spec.containers");
+        let mut init_containers = self.containers(spec.init_containers, "spec.initContainers");
         if containers.is_empty() && self.problems.is_empty() {
             self.problem(
                 "spec.containers",
@@ -371,6 +535,23 @@ impl Converter<'_> {
             .enumerate()
             .filter_map(|(i, volume)| self.volume(volume, &format!("spec.volumes[{i}]")))
             .collect();
+        // A container that mounts a ConfigMap or Secret that is not there
+        // cannot start.
+        let volumes: Vec<VolumeSpec> = volumes;
+        for container in init_containers.iter_mut().chain(containers.iter_mut()) {
+            let missing = container.volume_mounts.iter().find_map(|mount| {
+                volumes.iter().find_map(|volume| match &volume.source {
+                    VolumeSource::Files {
+                        missing: Some(missing),
+                        ..
+                    } if volume.name == mount.name => Some(missing.clone()),
+                    _ => None,
+                })
+            });
+            if container.config_error.is_none() {
+                container.config_error = missing;
+            }
+        }
         let restart_policy = match spec.restart_policy.as_deref() {
             None | Some("Always") => RestartPolicy::Always,
             Some("OnFailure") => RestartPolicy::OnFailure,
@@ -553,20 +734,48 @@ impl Converter<'_> {
             &format!("{path}.image"),
             "give the path of a .wasm file or an image reference",
         );
-        let env = container
-            .env
+        // What keeps the container from starting (a ConfigMap, Secret or key
+        // that is not there and not optional), as the kubelet reports it.
+        let mut config_error = None;
+        // envFrom first; env after it, overriding, as the kubelet does.
+        let mut env: Vec<EnvVar> = Vec::new();
+        for (i, source) in container
+            .env_from
             .unwrap_or_default()
             .into_iter()
             .enumerate()
-            .filter_map(|(i, var)| {
-                let path = format!("{path}.env[{i}]");
-                let name = self.required(var.name, &format!("{path}.name"), "name the variable")?;
-                Some(EnvVar {
-                    name,
-                    value: var.value.unwrap_or_default(),
-                })
-            })
-            .collect();
+        {
+            self.env_from(
+                source,
+                &format!("{path}.envFrom[{i}]"),
+                &mut env,
+                &mut config_error,
+            );
+        }
+        for (i, var) in container.env.unwrap_or_default().into_iter().enumerate() {
+            let at = format!("{path}.env[{i}]");
+            let Some(name) = self.required(var.name, &format!("{at}.name"), "name the variable")
+            else {
+                continue;
+            };
+            let value = match var.value_from {
+                None => Some(var.value.unwrap_or_default()),
+                Some(_) if var.value.is_some() => {
+                    self.problem(
+                        format!("{at}.valueFrom"),
+                        "a variable has a value or a valueFrom, not both",
+                        "keep one of them",
+                    );
+                    None
+                }
+                Some(source) => {
+                    self.value_from(source, &format!("{at}.valueFrom"), &mut config_error)
+                }
+            };
+            if let Some(value) = value {
+                env.push(EnvVar { name, value });
+            }
+        }
         let volume_mounts = container
             .volume_mounts
             .unwrap_or_default()
@@ -661,6 +870,7 @@ impl Converter<'_> {
             ports,
             resources,
             image_pull_policy,
+            config_error,
             startup_probe,
             readiness_probe,
             liveness_probe,
@@ -827,6 +1037,245 @@ impl Converter<'_> {
             port: port?,
             headers,
         })
+    }
+
+    /// A file mode at `at`: 0 to 0777.
+    fn file_mode(&mut self, value: Option<i64>, at: &str) -> Option<u32> {
+        match value {
+            None => None,
+            Some(mode) if (0..=0o777).contains(&mode) => Some(mode as u32),
+            Some(mode) => {
+                self.problem(
+                    at,
+                    format!("{mode} is not a file mode"),
+                    "give a mode from 0 to 0777 (511), e.g. 0644 (420)",
+                );
+                None
+            }
+        }
+    }
+
+    /// A `configMap` or `secret` volume: its files, from the object of the
+    /// file (`items` pick keys and name their files; modes as given, else
+    /// `defaultMode`, else 0644).
+    fn object_volume(
+        &mut self,
+        kind: &'static str,
+        source: raw::ObjectVolume,
+        path: &str,
+    ) -> Option<VolumeSource> {
+        let (name, name_field) = match kind {
+            "Secret" => (source.secret_name, "secretName"),
+            _ => (source.name, "name"),
+        };
+        let name = self.required(
+            name,
+            &format!("{path}.{name_field}"),
+            "name the object, a document of the same file",
+        )?;
+        let default_mode = self
+            .file_mode(source.default_mode, &format!("{path}.defaultMode"))
+            .unwrap_or(0o644);
+        let optional = source.optional == Some(true);
+        let namespace = self.pod.namespace.clone();
+        let objects = self.objects;
+        let keys = objects.get(kind, &name);
+        let mut files = Vec::new();
+        let mut missing = None;
+        match (&source.items, keys) {
+            (_, None) if optional => {}
+            (_, None) => missing = Some(not_found(kind, &namespace, &name, None)),
+            (None, Some(keys)) => files.extend(keys.iter().map(|(key, content)| VolumeFile {
+                path: key.clone(),
+                content: content.clone(),
+                mode: default_mode,
+            })),
+            (Some(items), Some(keys)) => {
+                for (i, item) in items.iter().enumerate() {
+                    let at = format!("{path}.items[{i}]");
+                    let (Some(key), Some(file)) = (&item.key, &item.path) else {
+                        self.problem(
+                            at,
+                            "an item needs a key and a path",
+                            "e.g. {key: app.conf, path: conf/app.conf}",
+                        );
+                        continue;
+                    };
+                    if file.starts_with('/')
+                        || file.split('/').any(|part| part == ".." || part.is_empty())
+                    {
+                        self.problem(
+                            format!("{at}.path"),
+                            format!("`{file}` must stay inside the volume"),
+                            "give a relative path without `..`",
+                        );
+                        continue;
+                    }
+                    let item_mode = self.file_mode(item.mode, &format!("{at}.mode"));
+                    match keys.get(key) {
+                        Some(content) => files.push(VolumeFile {
+                            path: file.clone(),
+                            content: content.clone(),
+                            mode: item_mode.unwrap_or(default_mode),
+                        }),
+                        None if optional => {}
+                        None => {
+                            missing.get_or_insert(not_found(kind, &namespace, &name, Some(key)));
+                        }
+                    }
+                }
+            }
+        }
+        Some(VolumeSource::Files { files, missing })
+    }
+
+    /// `envFrom[]`: every key of a ConfigMap or Secret as a variable (with
+    /// `prefix`), appended to `env`.
+    fn env_from(
+        &mut self,
+        source: raw::EnvFromSource,
+        path: &str,
+        env: &mut Vec<EnvVar>,
+        config_error: &mut Option<String>,
+    ) {
+        let (kind, reference, field) = match (source.config_map_ref, source.secret_ref) {
+            (Some(reference), None) => ("ConfigMap", reference, "configMapRef"),
+            (None, Some(reference)) => ("Secret", reference, "secretRef"),
+            _ => {
+                self.problem(
+                    path,
+                    "give exactly one of configMapRef and secretRef",
+                    "one source per entry",
+                );
+                return;
+            }
+        };
+        let Some(name) = self.required(
+            reference.name,
+            &format!("{path}.{field}.name"),
+            "name the object",
+        ) else {
+            return;
+        };
+        let prefix = source.prefix.unwrap_or_default();
+        match self.objects.get(kind, &name) {
+            Some(keys) => {
+                for (key, value) in keys {
+                    env.push(EnvVar {
+                        name: format!("{prefix}{key}"),
+                        value: String::from_utf8_lossy(value).into_owned(),
+                    });
+                }
+            }
+            None if reference.optional == Some(true) => {}
+            None => {
+                config_error.get_or_insert(not_found(kind, &self.pod.namespace, &name, None));
+            }
+        }
+    }
+
+    /// `valueFrom`: a key of a ConfigMap or Secret, or a field of the pod
+    /// (the downward API); `None` for an optional key that is not there.
+    fn value_from(
+        &mut self,
+        source: raw::EnvVarSource,
+        path: &str,
+        config_error: &mut Option<String>,
+    ) -> Option<String> {
+        let mut key_of = |kind: &'static str, field: &str, selector: raw::KeySelector| {
+            let name = self.required(
+                selector.name,
+                &format!("{path}.{field}.name"),
+                "name the object",
+            )?;
+            let key =
+                self.required(selector.key, &format!("{path}.{field}.key"), "name the key")?;
+            let found = self.objects.get(kind, &name).map(|keys| {
+                keys.get(&key)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            });
+            match found {
+                Some(Some(value)) => Some(value),
+                _ if selector.optional == Some(true) => None,
+                Some(None) => {
+                    config_error.get_or_insert(not_found(
+                        kind,
+                        &self.pod.namespace,
+                        &name,
+                        Some(&key),
+                    ));
+                    None
+                }
+                None => {
+                    config_error.get_or_insert(not_found(kind, &self.pod.namespace, &name, None));
+                    None
+                }
+            }
+        };
+        match (
+            source.config_map_key_ref,
+            source.secret_key_ref,
+            source.field_ref,
+        ) {
+            (Some(selector), None, None) => key_of("ConfigMap", "configMapKeyRef", selector),
+            (None, Some(selector), None) => key_of("Secret", "secretKeyRef", selector),
+            (None, None, Some(field)) => self.field_ref(field, &format!("{path}.fieldRef")),
+            _ => {
+                self.problem(
+                    path,
+                    "give exactly one of configMapKeyRef, secretKeyRef and fieldRef",
+                    "one source per variable",
+                );
+                None
+            }
+        }
+    }
+
+    /// `fieldRef`: the downward API's fields of the pod. In wpod's network
+    /// model the pod's address is its own localhost, so `status.podIP` (and
+    /// `hostIP`) is 127.0.0.1; the node is this host.
+    fn field_ref(&mut self, field: raw::FieldRef, path: &str) -> Option<String> {
+        let at = format!("{path}.fieldPath");
+        let wanted = self.required(field.field_path, &at, "e.g. metadata.name")?;
+        let quoted = |prefix: &str| {
+            wanted
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix("['").or_else(|| rest.strip_prefix("[\"")))
+                .and_then(|rest| rest.strip_suffix("']").or_else(|| rest.strip_suffix("\"]")))
+                .map(str::to_owned)
+        };
+        let value = match wanted.as_str() {
+            "metadata.name" => Some(self.pod.name.clone()),
+            "metadata.namespace" => Some(self.pod.namespace.clone()),
+            "spec.nodeName" => Some(node_name().unwrap_or_else(|| "localhost".into())),
+            "spec.serviceAccountName" => Some("default".into()),
+            "status.podIP" | "status.hostIP" | "status.podIPs" | "status.hostIPs" => {
+                Some("127.0.0.1".into())
+            }
+            _ => {
+                if let Some(label) = quoted("metadata.labels") {
+                    Some(self.pod.labels.get(&label).cloned().unwrap_or_default())
+                } else if let Some(annotation) = quoted("metadata.annotations") {
+                    Some(
+                        self.pod
+                            .annotations
+                            .get(&annotation)
+                            .cloned()
+                            .unwrap_or_default(),
+                    )
+                } else {
+                    None
+                }
+            }
+        };
+        if value.is_none() {
+            self.problem(
+                at,
+                format!("`{wanted}` is not a field the downward API gives"),
+                "use metadata.name, metadata.namespace, metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, status.podIP or status.hostIP",
+            );
+        }
+        value
     }
 
     /// A container's `securityContext`: what holds for a Wasm guest, which
@@ -1087,6 +1536,26 @@ impl Converter<'_> {
 
     fn volume(&mut self, volume: raw::Volume, path: &str) -> Option<VolumeSpec> {
         let name = self.required(volume.name, &format!("{path}.name"), "name the volume");
+        let object = match (volume.config_map, volume.secret) {
+            (Some(source), None) => Some(("ConfigMap", source, "configMap")),
+            (None, Some(source)) => Some(("Secret", source, "secret")),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.problem(path, "the volume has two sources", "keep one of them");
+                return None;
+            }
+        };
+        if let Some((kind, source, field)) = object {
+            if volume.empty_dir.is_some() || volume.host_path.is_some() {
+                self.problem(path, "the volume has two sources", "keep one of them");
+                return None;
+            }
+            let source = self.object_volume(kind, source, &format!("{path}.{field}"))?;
+            return Some(VolumeSpec {
+                name: name?,
+                source,
+            });
+        }
         let source = match (volume.empty_dir, volume.host_path) {
             (Some(empty_dir), None) => {
                 let memory = match empty_dir.medium.as_deref() {
@@ -1158,7 +1627,7 @@ impl Converter<'_> {
                 self.problem(
                     path,
                     "the volume has no source",
-                    "add `emptyDir: {}` or `hostPath: {path: /some/dir}`",
+                    "add `emptyDir: {}`, `hostPath: {path: /some/dir}`, `configMap: {name: NAME}` or `secret: {secretName: NAME}`",
                 );
                 return None;
             }
@@ -1175,5 +1644,22 @@ impl Converter<'_> {
             name: name?,
             source,
         })
+    }
+}
+
+/// This host's name: the node's, for `spec.nodeName`.
+fn node_name() -> Option<String> {
+    #[cfg(unix)]
+    {
+        Some(
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("COMPUTERNAME").ok()
     }
 }

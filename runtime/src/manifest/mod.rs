@@ -147,6 +147,10 @@ pub struct ContainerSpec {
     /// `stdinOnce`: only the container's first run reads it; after a
     /// restart its stdin is empty.
     pub stdin_once: bool,
+    /// Why the container cannot start, if it cannot: a ConfigMap, Secret or
+    /// key it needs that is not there and not optional (the kubelet's
+    /// `CreateContainerConfigError`).
+    pub config_error: Option<String>,
 }
 
 /// An `httpGet` action (a probe's or a hook's): `GET path` on the pod's
@@ -286,6 +290,24 @@ pub enum VolumeSource {
     },
     /// A directory or file of the host.
     HostPath { path: PathBuf, kind: HostPathType },
+    /// Files made for the pod from a ConfigMap or a Secret (`configMap`,
+    /// `secret`): read-only in every container, as in Kubernetes. `missing`
+    /// names the object or key that could not be had (not optional): the
+    /// containers that mount it cannot start (`CreateContainerConfigError`).
+    Files {
+        files: Vec<VolumeFile>,
+        missing: Option<String>,
+    },
+}
+
+/// One file of a [`VolumeSource::Files`] volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeFile {
+    /// Relative to the volume's root (`items[].path`, else the key).
+    pub path: String,
+    pub content: Vec<u8>,
+    /// `mode`, else `defaultMode` (0644).
+    pub mode: u32,
 }
 
 /// `hostPath.type`. Kinds WASI cannot express (sockets, devices) are refused
@@ -474,6 +496,7 @@ impl ContainerSpec {
             pre_stop: None,
             stdin: false,
             stdin_once: false,
+            config_error: None,
         }
     }
 

@@ -43,6 +43,13 @@ pub(crate) struct Pod {
     pub metadata: Option<ObjectMeta>,
     pub spec: Option<PodSpec>,
     pub status: Ignored,
+    // A document of kind ConfigMap or Secret has these instead of `spec`.
+    pub data: Option<BTreeMap<String, String>>,
+    pub string_data: Option<BTreeMap<String, String>>,
+    pub binary_data: Option<BTreeMap<String, String>>,
+    pub immutable: Option<bool>,
+    #[serde(rename = "type")]
+    pub kind_of_secret: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -152,7 +159,7 @@ pub(crate) struct Container {
     pub startup_probe: Option<Probe>,
     pub lifecycle: Option<Lifecycle>,
     pub security_context: Option<SecurityContext>,
-    pub env_from: Unsupported,
+    pub env_from: Option<Vec<EnvFromSource>>,
     pub stdin: Option<bool>,
     pub stdin_once: Option<bool>,
     pub tty: Option<bool>,
@@ -304,7 +311,66 @@ pub(crate) enum IntOrString {
 pub(crate) struct EnvVar {
     pub name: Option<String>,
     pub value: Option<String>,
-    pub value_from: Unsupported,
+    pub value_from: Option<EnvVarSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct EnvVarSource {
+    pub config_map_key_ref: Option<KeySelector>,
+    pub secret_key_ref: Option<KeySelector>,
+    pub field_ref: Option<FieldRef>,
+    pub resource_field_ref: Unsupported,
+    pub file_key_ref: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct KeySelector {
+    pub name: Option<String>,
+    pub key: Option<String>,
+    pub optional: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct FieldRef {
+    pub field_path: Option<String>,
+    pub api_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct EnvFromSource {
+    pub config_map_ref: Option<ObjectRef>,
+    pub secret_ref: Option<ObjectRef>,
+    pub prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ObjectRef {
+    pub name: Option<String>,
+    pub optional: Option<bool>,
+}
+
+/// A `configMap` or `secret` volume (`secretName` for a secret).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ObjectVolume {
+    pub name: Option<String>,
+    pub secret_name: Option<String>,
+    pub items: Option<Vec<KeyToPath>>,
+    pub default_mode: Option<i64>,
+    pub optional: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct KeyToPath {
+    pub key: Option<String>,
+    pub path: Option<String>,
+    pub mode: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -365,8 +431,8 @@ pub(crate) struct Volume {
     pub empty_dir: Option<EmptyDir>,
     pub host_path: Option<HostPath>,
     // Volume sources wpod does not provide yet, by their Kubernetes names.
-    pub config_map: Unsupported,
-    pub secret: Unsupported,
+    pub config_map: Option<ObjectVolume>,
+    pub secret: Option<ObjectVolume>,
     pub persistent_volume_claim: Unsupported,
     pub projected: Unsupported,
     #[serde(rename = "downwardAPI")]

@@ -225,7 +225,7 @@ impl PodRun {
     async fn run_all(self: Arc<Self>) -> PodStatus {
         let mut sidecars = Vec::new();
         for index in 0..self.init_count {
-            if self.plans[index].sidecar {
+            if self.plans[index].sidecar && self.plans[index].config_error.is_none() {
                 // Started in order, kept running beside the rest.
                 let terminate = self.terminating.child_token();
                 let task = tokio::spawn(self.clone().run_container(index, terminate.clone()));
@@ -333,6 +333,20 @@ impl PodRun {
         let is_init = index < self.init_count && !plan.sidecar;
         let mut backoff = self.backoff.initial;
         let mut restart_count = 0u32;
+        // A ConfigMap, Secret or key it needs is not there: it cannot start
+        // (the kubelet would wait for it; wpod's objects come with the
+        // manifest, so none will come).
+        if let Some(why) = &plan.config_error {
+            self.update(index, |status| {
+                status.state = ContainerState::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(why.clone()),
+                };
+            });
+            self.sink
+                .event(&self.pod_name, &plan.name, &format!("cannot start: {why}"));
+            return Ended::Failed;
+        }
         loop {
             if terminate.is_cancelled() || self.stop.is_cancelled() {
                 return Ended::Stopped;

@@ -108,6 +108,7 @@ impl Runtime {
                 network: network.clone(),
                 probes: super::Probes::of(spec),
                 sidecar: spec.sidecar,
+                config_error: spec.config_error.clone(),
                 stdin: options.attach_stdin && spec.stdin,
                 stdin_once: spec.stdin_once,
                 post_start: spec.post_start.clone(),
