@@ -499,3 +499,96 @@ spec:
         "{missing:?}"
     );
 }
+
+#[test]
+fn workloads_run_as_their_pods_and_other_kinds_are_skipped_with_a_warning() {
+    let workspace = Workspace::new();
+    let yaml = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: page}
+data: {index.html: from the configmap}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  strategy: {type: RollingUpdate}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      restartPolicy: Never
+      volumes: [{name: page, configMap: {name: page}}]
+      containers:
+      - {name: reader, image: busybox, command: [cat, /page/index.html], volumeMounts: [{name: page, mountPath: /page}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: db, image: busybox, command: [echo, db]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: none}
+spec:
+  replicas: 0
+  template:
+    spec:
+      containers:
+      - {name: c, image: busybox}
+";
+    let run = workspace.run_pod(yaml, &["-o", "json"]);
+    run.expect_code(0);
+    assert!(run.stderr.contains("skipped Service `web`"), "{run:?}");
+    let list = run.json();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    let web: Vec<&&str> = names.iter().filter(|n| n.starts_with("web-")).collect();
+    assert_eq!(web.len(), 3, "{names:?}");
+    // web-HASH-XXXXX: one template hash, three suffixes.
+    let hash = web[0].split('-').nth(1).unwrap();
+    assert_eq!(hash.len(), 10, "{names:?}");
+    assert!(
+        web.iter().all(|n| n.split('-').nth(1) == Some(hash)),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"db-0") && names.contains(&"db-1"),
+        "{names:?}"
+    );
+    assert_eq!(
+        run.stderr.matches("[reader] from the configmap").count(),
+        3,
+        "{run:?}"
+    );
+    // The same file, read again, names the same pods (wpod down finds them).
+    let again = workspace.run_pod(yaml, &["-o", "json"]);
+    let again_json = again.json();
+    let again_names: Vec<&str> = again_json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, again_names);
+}

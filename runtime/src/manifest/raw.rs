@@ -52,6 +52,69 @@ pub(crate) struct Pod {
     pub kind_of_secret: Option<String>,
 }
 
+/// A Deployment, ReplicaSet, StatefulSet or DaemonSet: its pod template,
+/// run as `replicas` pods (see `convert::expand_workload`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Workload {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub metadata: Option<ObjectMeta>,
+    pub spec: Option<WorkloadSpec>,
+    pub status: Ignored,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct WorkloadSpec {
+    pub replicas: Option<i64>,
+    pub template: Option<PodTemplate>,
+    // What only a controller in a cluster does: rollouts, history,
+    // selection, ordering, claims. One run of the template has no use for it.
+    pub selector: Ignored,
+    pub strategy: Ignored,
+    pub update_strategy: Ignored,
+    pub min_ready_seconds: Ignored,
+    pub revision_history_limit: Ignored,
+    pub progress_deadline_seconds: Ignored,
+    pub paused: Ignored,
+    pub service_name: Ignored,
+    pub pod_management_policy: Ignored,
+    pub persistent_volume_claim_retention_policy: Ignored,
+    pub ordinals: Ignored,
+    pub volume_claim_templates: Unsupported,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct PodTemplate {
+    pub metadata: Option<ObjectMeta>,
+    pub spec: Option<PodSpec>,
+}
+
+impl ObjectMeta {
+    /// Metadata with only a name (or none).
+    pub(crate) fn named(name: Option<String>) -> ObjectMeta {
+        ObjectMeta {
+            name,
+            generate_name: None,
+            namespace: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            uid: None,
+            resource_version: None,
+            generation: None,
+            creation_timestamp: None,
+            deletion_timestamp: None,
+            deletion_grace_period_seconds: None,
+            owner_references: None,
+            finalizers: None,
+            managed_fields: None,
+            self_link: None,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct ObjectMeta {
