@@ -300,30 +300,12 @@ fn expand_workload(value: serde_yaml_ng::Value, kind: &str) -> Vec<Document> {
                 _ => format!("{name}-{}", suffix(&replica.to_string(), 5)),
             };
             // Each replica reads the template afresh: a pod of its own.
-            let read = |field: &str| {
-                template
-                    .get(field)
-                    .cloned()
-                    .unwrap_or(serde_yaml_ng::Value::Null)
+            let meta = template_part::<Option<raw::ObjectMeta>>(&template, "metadata");
+            let pod_spec = template_part::<Option<raw::PodSpec>>(&template, "spec");
+            let (meta, pod_spec) = match (meta, pod_spec) {
+                (Ok(meta), Ok(spec)) => (meta, spec),
+                (Err(problem), _) | (_, Err(problem)) => return (None, vec![problem]),
             };
-            let meta: Option<raw::ObjectMeta> =
-                match serde_path_to_error::deserialize(read("metadata")) {
-                    Ok(meta) => meta,
-                    Err(error) => {
-                        let mut problem = schema_problem(error);
-                        problem.path = format!("spec.template.metadata.{}", problem.path);
-                        return (None, vec![problem]);
-                    }
-                };
-            let pod_spec: Option<raw::PodSpec> =
-                match serde_path_to_error::deserialize(read("spec")) {
-                    Ok(spec) => spec,
-                    Err(error) => {
-                        let mut problem = schema_problem(error);
-                        problem.path = format!("spec.template.spec.{}", problem.path);
-                        return (None, vec![problem]);
-                    }
-                };
             let mut meta = meta.unwrap_or_else(|| raw::ObjectMeta::named(None));
             meta.name = Some(pod_name);
             meta.namespace = metadata.namespace.clone().or(meta.namespace);
@@ -346,6 +328,23 @@ fn expand_workload(value: serde_yaml_ng::Value, kind: &str) -> Vec<Document> {
             (Some(pod), Vec::new())
         })
         .collect()
+}
+
+/// The `field` of a workload's pod template, read as `T`; its problem with
+/// its path under `spec.template`.
+fn template_part<T: serde::de::DeserializeOwned>(
+    template: &serde_yaml_ng::Value,
+    field: &str,
+) -> Result<T, Problem> {
+    let value = template
+        .get(field)
+        .cloned()
+        .unwrap_or(serde_yaml_ng::Value::Null);
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let mut problem = schema_problem(error);
+        problem.path = format!("spec.template.{field}.{}", problem.path);
+        problem
+    })
 }
 
 /// Takes the node at `path` out of `value`; `false` if there is none (the
