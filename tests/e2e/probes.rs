@@ -97,7 +97,7 @@ metadata: {name: sick}
 spec:
   restartPolicy: Always
   activeDeadlineSeconds: 8
-  terminationGracePeriodSeconds: 1
+  terminationGracePeriodSeconds: 3
   containers:
   - name: app
     image: busybox
@@ -107,6 +107,7 @@ spec:
       exec: {command: [cat, /tmp/healthy]}
       periodSeconds: 1
       failureThreshold: 2
+      terminationGracePeriodSeconds: 1
   volumes: [{name: tmp, emptyDir: {}}]
 ",
         &["-o", "json", "--restart-backoff", "100ms"],
@@ -120,6 +121,12 @@ spec:
     assert!(
         run.stderr
             .contains("[app] killed: liveness probe failed: cat: /tmp/healthy"),
+        "{run:?}"
+    );
+    // The probe's own grace period, not the pod's.
+    assert!(
+        run.stderr
+            .contains("[app] asked to end: 1s to do so, then interrupted"),
         "{run:?}"
     );
     let status: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");

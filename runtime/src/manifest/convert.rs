@@ -1167,6 +1167,26 @@ impl Converter<'_> {
             timeout: timeout?,
             success_threshold: success_threshold?,
             failure_threshold: failure_threshold?,
+            termination_grace_period: match probe.termination_grace_period_seconds {
+                None => None,
+                Some(_) if kind == ProbeKind::Readiness => {
+                    self.problem(
+                        format!("{path}.terminationGracePeriodSeconds"),
+                        "a readiness probe stops nothing",
+                        "leave it out (it is for liveness and startup probes)",
+                    );
+                    return None;
+                }
+                Some(seconds) if seconds >= 1 => Some(Duration::from_secs(seconds as u64)),
+                Some(seconds) => {
+                    self.problem(
+                        format!("{path}.terminationGracePeriodSeconds"),
+                        format!("{seconds} is less than 1"),
+                        "give 1 or more seconds, or leave it out for the pod's",
+                    );
+                    return None;
+                }
+            },
         })
     }
 

@@ -185,6 +185,9 @@ pub struct Probe {
     pub timeout: Duration,
     pub success_threshold: u32,
     pub failure_threshold: u32,
+    /// `terminationGracePeriodSeconds` of a liveness or startup probe: the
+    /// grace a container it stops gets, instead of the pod's.
+    pub termination_grace_period: Option<Duration>,
 }
 
 impl Probe {
@@ -198,6 +201,7 @@ impl Probe {
             timeout: Duration::from_secs(1),
             success_threshold: 1,
             failure_threshold: 3,
+            termination_grace_period: None,
         }
     }
 }

@@ -242,7 +242,7 @@ pub(crate) struct Probe {
     pub timeout_seconds: Option<i64>,
     pub success_threshold: Option<i64>,
     pub failure_threshold: Option<i64>,
-    pub termination_grace_period_seconds: Unsupported,
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 /// `spec.securityContext`: what holds in a Wasm sandbox is read and

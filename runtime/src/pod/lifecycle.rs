@@ -138,15 +138,16 @@ impl PodRun {
     }
 
     /// Asks a running container to end (its `/run/wpod/terminating` file
-    /// appears) and waits for it up to the pod's grace period: its outcome
+    /// appears) and waits for it up to `grace`: its outcome
     /// if it ended by itself, `None` once it is interrupted (the grace
     /// period passed, or the pod was stopped at once meanwhile).
     async fn end_gracefully<F: std::future::Future>(
         &self,
         plan: &ContainerPlan,
         mut run: std::pin::Pin<&mut F>,
+        grace: Duration,
     ) -> Option<F::Output> {
-        let deadline = tokio::time::Instant::now() + self.grace;
+        let deadline = tokio::time::Instant::now() + grace;
         // preStop first, within the grace period, while the guest runs on.
         if let Some(hook) = &plan.pre_stop {
             let target = self.hook_target(plan);
@@ -405,6 +406,7 @@ impl PodRun {
                 index,
                 restart: CancellationToken::new(),
                 why: std::sync::Mutex::new(None),
+                grace: std::sync::Mutex::new(None),
             });
             let probing = probes.any().then(|| {
                 let target = probe::Target {
@@ -443,7 +445,12 @@ impl PodRun {
             // itself first, within the grace period.
             let outcome = match cause {
                 Cause::Probe | Cause::Terminate => {
-                    let grace = humantime::format_duration(self.grace);
+                    let grace_period = match cause {
+                        Cause::Probe => *reporter.grace.lock().expect("probe lock"),
+                        _ => None,
+                    }
+                    .unwrap_or(self.grace);
+                    let grace = humantime::format_duration(grace_period);
                     let why = if cause == Cause::Probe {
                         format!("asked to end: {grace} to do so, then interrupted")
                     } else if self.terminating.is_cancelled() {
@@ -454,7 +461,7 @@ impl PodRun {
                         format!("the app containers are done: asked to end within {grace}")
                     };
                     self.sink.event(&self.pod_name, &plan.name, &why);
-                    self.end_gracefully(plan, run.as_mut()).await
+                    self.end_gracefully(plan, run.as_mut(), grace_period).await
                 }
                 Cause::Exited | Cause::Interrupt => outcome,
             };
@@ -624,6 +631,8 @@ struct Reporter {
     restart: CancellationToken,
     /// Why, for the termination's message.
     why: std::sync::Mutex<Option<String>>,
+    /// The failing probe's own grace period, if it has one.
+    grace: std::sync::Mutex<Option<Duration>>,
 }
 
 impl Reporter {
@@ -674,7 +683,8 @@ impl ProbeReport for Reporter {
         }
     }
 
-    fn restart(&self, kind: ProbeKind, why: &str) {
+    fn restart(&self, kind: ProbeKind, why: &str, grace: Option<Duration>) {
+        *self.grace.lock().expect("probe lock") = grace;
         let _ = self.run.events.send(PodEvent::ProbeFailed {
             container: self.name().to_owned(),
             probe: kind,

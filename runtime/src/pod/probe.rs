@@ -70,8 +70,9 @@ pub(super) trait ProbeReport: Send + Sync {
     fn ready(&self, ready: bool, why: Option<&str>);
     /// One attempt failed (not yet past the threshold, or readiness).
     fn failed(&self, kind: ProbeKind, why: &str, in_a_row: u32, threshold: u32);
-    /// The container must be restarted: `kind` failed past its threshold.
-    fn restart(&self, kind: ProbeKind, why: &str);
+    /// The container must be restarted: `kind` failed past its threshold;
+    /// `grace` is the probe's own grace period, if it has one.
+    fn restart(&self, kind: ProbeKind, why: &str, grace: Option<std::time::Duration>);
 }
 
 /// Where the probes of one container run.
@@ -97,7 +98,7 @@ pub(super) async fn watch(probes: Probes, target: Target, report: Arc<dyn ProbeR
                 Err(why) => {
                     failures += 1;
                     if failures >= startup.failure_threshold {
-                        report.restart(ProbeKind::Startup, &why);
+                        report.restart(ProbeKind::Startup, &why, startup.termination_grace_period);
                         return;
                     }
                     report.failed(
@@ -177,7 +178,7 @@ async fn liveness_loop(probe: &Probe, target: &Target, report: &dyn ProbeReport)
             Err(why) => {
                 failures += 1;
                 if failures >= probe.failure_threshold {
-                    report.restart(ProbeKind::Liveness, &why);
+                    report.restart(ProbeKind::Liveness, &why, probe.termination_grace_period);
                     return;
                 }
                 report.failed(ProbeKind::Liveness, &why, failures, probe.failure_threshold);
