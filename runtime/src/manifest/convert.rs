@@ -2,8 +2,10 @@
 //! enumerations and quantities are checked here, then `validate` checks the
 //! model as a whole.
 
+use super::objects::{Objects, node_name, not_found};
 use super::raw;
 use super::validate::Problem;
+use super::workload::expand_workload;
 use super::{
     ContainerSpec, Dns, EnvVar, Hook, HostPathType, HttpGet, ManifestError, PodSpec, PortSpec,
     Probe, ProbeAction, Protocol, PullPolicy, Resources, RestartPolicy, VolumeFile, VolumeMount,
@@ -139,7 +141,7 @@ fn follows_from(path: &str, message: &str, broken: &str) -> bool {
 
 /// One document of a manifest as read: its pod, if the schema let it be
 /// read, and the schema's problems.
-type Document = (Option<raw::Pod>, Vec<Problem>);
+pub(super) type Document = (Option<raw::Pod>, Vec<Problem>);
 
 /// The most schema problems reported for one document.
 const MAX_SCHEMA_PROBLEMS: usize = 50;
@@ -209,144 +211,6 @@ fn parse_in_two_steps(text: &str, file: &Path) -> Result<Vec<Document>, Manifest
     Ok(documents)
 }
 
-/// A Deployment, ReplicaSet, StatefulSet or DaemonSet as the pods its
-/// controller would make of its template: `replicas` of them (1 when not
-/// given; a DaemonSet's one, for this one node), named as the controller
-/// names them (`web-0`, `web-1` for a StatefulSet; `web-HASH-XXXXX` for a
-/// Deployment, `web-XXXXX` otherwise), with suffixes derived from the
-/// template, so that a second read (`wpod down`) finds the same names.
-/// Problems are the workload's, with their paths (`spec.template.spec...`).
-fn expand_workload(value: serde_yaml_ng::Value, kind: &str) -> Vec<Document> {
-    let failed = |problems: Vec<Problem>| vec![(None, problems)];
-    let workload: raw::Workload = match serde_path_to_error::deserialize(value.clone()) {
-        Ok(workload) => workload,
-        Err(error) => return failed(vec![schema_problem(error)]),
-    };
-    let mut problems = Vec::new();
-    if workload.api_version.as_deref() != Some("apps/v1") {
-        problems.push(Problem::new(
-            "apiVersion",
-            format!("a {kind}'s API version is apps/v1"),
-            "write `apiVersion: apps/v1`",
-        ));
-    }
-    let metadata = workload
-        .metadata
-        .unwrap_or_else(|| raw::ObjectMeta::named(None));
-    let Some(name) = metadata.name else {
-        problems.push(Problem::new(
-            "metadata.name",
-            "required field is missing",
-            format!("name the {kind}: its pods are named after it"),
-        ));
-        return failed(problems);
-    };
-    let Some(spec) = workload.spec else {
-        problems.push(Problem::new(
-            "spec",
-            "required field is missing",
-            "add `spec.template`",
-        ));
-        return failed(problems);
-    };
-    let replicas = match (kind, spec.replicas) {
-        ("DaemonSet", _) | (_, None) => 1,
-        (_, Some(n)) if (0..=1000).contains(&n) => n as usize,
-        (_, Some(n)) => {
-            problems.push(Problem::new(
-                "spec.replicas",
-                format!("{n} replicas cannot be run"),
-                "give 0 to 1000",
-            ));
-            return failed(problems);
-        }
-    };
-    if spec.template.is_none() {
-        problems.push(Problem::new(
-            "spec.template",
-            "required field is missing",
-            "give the pod template: metadata.labels and spec.containers",
-        ));
-    }
-    if !problems.is_empty() {
-        return failed(problems);
-    }
-    let template = value
-        .get("spec")
-        .and_then(|s| s.get("template"))
-        .cloned()
-        .unwrap_or(serde_yaml_ng::Value::Null);
-    // The template's text names it: its hash, as the controller's
-    // pod-template-hash, and from it each pod's suffix.
-    let template_text = serde_yaml_ng::to_string(&template).unwrap_or_default();
-    let suffix = |seed: &str, length: usize| {
-        use sha2::Digest as _;
-        // The controllers' alphabet: no vowels, no look-alikes.
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        sha2::Sha256::digest(format!("{name}\n{template_text}\n{seed}"))
-            .iter()
-            .take(length)
-            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-            .collect::<String>()
-    };
-    let template_hash = suffix("pod-template-hash", 10);
-    (0..replicas)
-        .map(|replica| {
-            let pod_name = match kind {
-                "StatefulSet" => format!("{name}-{replica}"),
-                "Deployment" => {
-                    format!("{name}-{template_hash}-{}", suffix(&replica.to_string(), 5))
-                }
-                _ => format!("{name}-{}", suffix(&replica.to_string(), 5)),
-            };
-            // Each replica reads the template afresh: a pod of its own.
-            let meta = template_part::<Option<raw::ObjectMeta>>(&template, "metadata");
-            let pod_spec = template_part::<Option<raw::PodSpec>>(&template, "spec");
-            let (meta, pod_spec) = match (meta, pod_spec) {
-                (Ok(meta), Ok(spec)) => (meta, spec),
-                (Err(problem), _) | (_, Err(problem)) => return (None, vec![problem]),
-            };
-            let mut meta = meta.unwrap_or_else(|| raw::ObjectMeta::named(None));
-            meta.name = Some(pod_name);
-            meta.namespace = metadata.namespace.clone().or(meta.namespace);
-            if kind == "Deployment" {
-                meta.labels
-                    .insert("pod-template-hash".into(), template_hash.clone());
-            }
-            let pod = raw::Pod {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                metadata: Some(meta),
-                spec: pod_spec,
-                status: None,
-                data: None,
-                string_data: None,
-                binary_data: None,
-                immutable: None,
-                kind_of_secret: None,
-            };
-            (Some(pod), Vec::new())
-        })
-        .collect()
-}
-
-/// The `field` of a workload's pod template, read as `T`; its problem with
-/// its path under `spec.template`.
-fn template_part<T: serde::de::DeserializeOwned>(
-    template: &serde_yaml_ng::Value,
-    field: &str,
-) -> Result<T, Problem> {
-    let value = template
-        .get(field)
-        .cloned()
-        .unwrap_or(serde_yaml_ng::Value::Null);
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let mut problem = schema_problem(error);
-        problem.path = format!("spec.template.{field}.{}", problem.path);
-        problem
-    })
-}
-
 /// Takes the node at `path` out of `value`; `false` if there is none (the
 /// problem is the whole document, or the path cannot be followed).
 fn remove_at(value: &mut serde_yaml_ng::Value, path: &[serde_path_to_error::Segment]) -> bool {
@@ -392,7 +256,7 @@ fn syntax_error(file: &Path, index: usize, error: &serde_yaml_ng::Error) -> Mani
     }
 }
 
-fn schema_problem(error: serde_path_to_error::Error<serde_yaml_ng::Error>) -> Problem {
+pub(super) fn schema_problem(error: serde_path_to_error::Error<serde_yaml_ng::Error>) -> Problem {
     let path = match error.path().to_string() {
         root if root == "." => String::new(),
         path => path,
@@ -495,116 +359,6 @@ struct PodFacts {
     namespace: String,
     labels: std::collections::BTreeMap<String, String>,
     annotations: std::collections::BTreeMap<String, String>,
-}
-
-/// The ConfigMaps and Secrets of a manifest: by kind and name, their keys
-/// and values (a Secret's decoded).
-#[derive(Default)]
-pub(crate) struct Objects {
-    maps: std::collections::HashMap<
-        (&'static str, String),
-        std::collections::BTreeMap<String, Vec<u8>>,
-    >,
-}
-
-impl Objects {
-    /// Reads a ConfigMap or Secret document, its problems into `problems`.
-    fn read(&mut self, document: raw::Pod, problems: &mut Vec<Problem>) {
-        use base64::Engine as _;
-        let kind: &'static str = if document.kind.as_deref() == Some("Secret") {
-            "Secret"
-        } else {
-            "ConfigMap"
-        };
-        if document.api_version.as_deref() != Some("v1") {
-            problems.push(Problem::new(
-                "apiVersion",
-                format!("a {kind}'s API version is v1"),
-                "write `apiVersion: v1`",
-            ));
-        }
-        if document.spec.is_some() {
-            problems.push(Problem::new(
-                "spec",
-                format!("a {kind} has no spec"),
-                "give its keys under `data`",
-            ));
-        }
-        let Some(name) = document.metadata.and_then(|m| m.name) else {
-            problems.push(Problem::new(
-                "metadata.name",
-                "required field is missing",
-                format!("name the {kind}, as the pods refer to it"),
-            ));
-            return;
-        };
-        let mut keys = std::collections::BTreeMap::new();
-        let decode = |field: &str, key: &str, text: &str, problems: &mut Vec<Problem>| {
-            base64::engine::general_purpose::STANDARD
-                .decode(text.trim())
-                .map_err(|_| {
-                    problems.push(Problem::new(
-                        format!("{field}.{key}"),
-                        "is not base64",
-                        "encode the value with base64, or give it as text (stringData)",
-                    ));
-                })
-                .ok()
-        };
-        match kind {
-            "Secret" => {
-                for (key, text) in document.data.unwrap_or_default() {
-                    if let Some(bytes) = decode("data", &key, &text, problems) {
-                        keys.insert(key, bytes);
-                    }
-                }
-                for (key, text) in document.string_data.unwrap_or_default() {
-                    keys.insert(key, text.into_bytes());
-                }
-                if document.binary_data.is_some() {
-                    problems.push(Problem::new(
-                        "binaryData",
-                        "a Secret has no binaryData",
-                        "put base64 values under `data`",
-                    ));
-                }
-            }
-            _ => {
-                for (key, text) in document.data.unwrap_or_default() {
-                    keys.insert(key, text.into_bytes());
-                }
-                for (key, text) in document.binary_data.unwrap_or_default() {
-                    if let Some(bytes) = decode("binaryData", &key, &text, problems) {
-                        keys.insert(key, bytes);
-                    }
-                }
-                if document.string_data.is_some() || document.kind_of_secret.is_some() {
-                    problems.push(Problem::new(
-                        "stringData",
-                        "a ConfigMap has only data and binaryData",
-                        "put the values under `data`",
-                    ));
-                }
-            }
-        }
-        self.maps.insert((kind, name), keys);
-    }
-
-    fn get(
-        &self,
-        kind: &'static str,
-        name: &str,
-    ) -> Option<&std::collections::BTreeMap<String, Vec<u8>>> {
-        self.maps.get(&(kind, name.to_owned()))
-    }
-}
-
-/// The kubelet's words for an object or key that is not there.
-fn not_found(kind: &str, namespace: &str, name: &str, key: Option<&str>) -> String {
-    match key {
-        None => format!("{} \"{name}\" not found", kind.to_lowercase()),
-        Some(key) => format!("couldn't find key {key} in {kind} {namespace}/{name}"),
-    }
 }
 
 impl Converter<'_> {
@@ -1838,22 +1592,5 @@ impl Converter<'_> {
             name: name?,
             source,
         })
-    }
-}
-
-/// This host's name: the node's, for `spec.nodeName`.
-fn node_name() -> Option<String> {
-    #[cfg(unix)]
-    {
-        Some(
-            rustix::system::uname()
-                .nodename()
-                .to_string_lossy()
-                .into_owned(),
-        )
-    }
-    #[cfg(not(unix))]
-    {
-        std::env::var("COMPUTERNAME").ok()
     }
 }

@@ -10,9 +10,11 @@ mod annotations;
 mod bounds;
 mod convert;
 mod egress;
+mod objects;
 pub(crate) mod quantity;
 mod raw;
 mod validate;
+mod workload;
 
 use std::collections::BTreeMap;
 use std::fmt;
