@@ -27,7 +27,7 @@ use super::{
 use crate::image::ImagePath;
 use crate::manifest::{PodSpec, VolumeSource};
 use crate::pod::{PodOptions, RuntimeConfig};
-use crate::status::{ContainerState, ContainerStatus, PodPhase, PodStatus, Termination, Timestamp};
+use crate::status::{ContainerState, PodPhase, PodStatus, Termination, Timestamp};
 use crate::volume::Volumes;
 use rustix::fd::{AsFd, OwnedFd};
 use std::io::Write as _;
@@ -419,7 +419,7 @@ fn prepare(
         request,
         cgroup,
         folder,
-        initial: initial_status(pod),
+        initial: crate::pod::initial_status(pod),
         broker,
         dns_upstreams,
     })
@@ -742,23 +742,6 @@ impl Drop for Running {
             let _ = sys::wait_for_pid(self.process);
         }
     }
-}
-
-fn initial_status(pod: &PodSpec) -> PodStatus {
-    let waiting = |spec: &crate::manifest::ContainerSpec| {
-        ContainerStatus::waiting(&spec.name, &spec.image, "PodInitializing")
-    };
-    let mut status = PodStatus {
-        phase: PodPhase::Pending,
-        start_time: Some(Timestamp::now()),
-        reason: None,
-        message: None,
-        conditions: Vec::new(),
-        init_container_statuses: pod.init_containers.iter().map(waiting).collect(),
-        container_statuses: pod.containers.iter().map(waiting).collect(),
-    };
-    status.refresh_conditions();
-    status
 }
 
 /// One PID a line, written whole (a reader never sees half of it).
