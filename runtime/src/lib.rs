@@ -58,6 +58,7 @@ mod container;
 mod control;
 mod detached;
 mod image;
+mod job;
 mod log;
 mod manifest;
 mod network;
@@ -72,12 +73,13 @@ mod volume;
 pub use control::{ControlError, TopReport};
 pub use detached::{PodStore, StoredPod, run_detached};
 pub use image::{ImageError, ImagePath};
+pub use job::{JobCondition, JobOutcome};
 pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
 pub use manifest::{
     ContainerSpec, DESCRIPTOR_ANNOTATION, Dns, EGRESS_ANNOTATION, EgressRuleError, EnvVar, Hook,
-    HostPathType, HttpGet, MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError,
-    PodBuilder, PodSpec, PortSpec, Probe, ProbeAction, Problem, Protocol, PullPolicy, Resources,
-    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
+    HostPathType, HttpGet, JobSpec, MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION,
+    ManifestError, PodBuilder, PodSpec, PortSpec, Probe, ProbeAction, Problem, Protocol,
+    PullPolicy, ReadOptions, Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
 };
 pub use network::{EgressPolicy, EgressRule, PortError};
 pub use pod::{

@@ -32,6 +32,8 @@ enum Command {
         /// The Pod manifest (YAML; several documents separated by `---`), or
         /// `-` for standard input.
         manifest: PathBuf,
+        #[command(flatten)]
+        read: run::ReadArgs,
         /// Also check that every image resolves: local ones on disk (with
         /// their program), registry ones in their registry (nothing pulled).
         #[arg(long)]
@@ -89,9 +91,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate {
             manifest,
+            read,
             check_images,
             registries,
-        } => run::validate(&manifest, check_images.then(|| registries.registries())),
+        } => run::validate(
+            &manifest,
+            &read,
+            check_images.then(|| registries.registries()),
+        ),
         Command::Run(args) => run::run(args),
         Command::Ps(args) => detached::ps(&args),
         Command::Logs(args) => detached::logs(&args),

@@ -8,6 +8,7 @@
 //! gets a [`RunOutcome`]: each pod's final status, and the signal that
 //! stopped the run, if one did.
 
+use crate::job::{JobOutcome, Jobs};
 use crate::manifest::PodSpec;
 use crate::pod::{PodOptions, Runtime, RuntimeConfig};
 use crate::sandbox::{ErrorReport, Isolation, PodProcess, Sandbox, SandboxConfig, SandboxError};
@@ -86,33 +87,51 @@ impl std::fmt::Debug for RunConfig {
 /// How a run ended.
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// The pods, in manifest order.
+    /// The pods, in manifest order; a Job's pods after them, in the order
+    /// they started.
     pub pods: Vec<PodOutcome>,
     /// The signal (SIGINT 2, SIGTERM 15) that stopped the run, if one did.
     pub signal: Option<i32>,
+    /// The Jobs of the manifest, in its order.
+    pub jobs: Vec<JobOutcome>,
 }
 
 impl RunOutcome {
     /// The exit status of `wpod run`, as `docker run` and `podman run` give
-    /// theirs: 0 when every pod succeeded; 128 + the signal that stopped the
-    /// run (130 for Ctrl-C, 143 for SIGTERM); else the exit code of the
-    /// container that failed first (by finish time, then manifest order), 1
-    /// when its low 8 bits are 0 or no container failed. 125, 126 and 127
-    /// are wpod's own ([`crate::Fault::exit_code`]).
+    /// theirs: 0 when every pod succeeded and every Job is complete (the
+    /// pods a complete Job retried do not count); 128 + the signal that
+    /// stopped the run (130 for Ctrl-C, 143 for SIGTERM); else the exit code
+    /// of the container that failed first (by finish time, then manifest
+    /// order), 1 when its low 8 bits are 0 or no container failed. 125, 126
+    /// and 127 are wpod's own ([`crate::Fault::exit_code`]).
     pub fn exit_status(&self) -> u8 {
         if let Some(signal) = self.signal {
             return u8::try_from(128 + signal).unwrap_or(1);
         }
-        if self
-            .pods
+        // A complete Job's pods are its business: its failed tries count
+        // for nothing once it is complete.
+        let counted = |pod: &&PodOutcome| {
+            !self.jobs.iter().any(|job| {
+                job.condition == Some(crate::JobCondition::Complete) && job.pods.contains(&pod.name)
+            })
+        };
+        let jobs_complete = self
+            .jobs
             .iter()
-            .all(|pod| pod.status.phase == crate::PodPhase::Succeeded)
+            .all(|job| job.condition == Some(crate::JobCondition::Complete));
+        if jobs_complete
+            && self
+                .pods
+                .iter()
+                .filter(counted)
+                .all(|pod| pod.status.phase == crate::PodPhase::Succeeded)
         {
             return 0;
         }
         let first_failure = self
             .pods
             .iter()
+            .filter(counted)
             .enumerate()
             .flat_map(|(index, pod)| {
                 pod.status
@@ -143,7 +162,7 @@ impl RunOutcome {
     /// None in practice: the statuses are plain data.
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         Ok(match self.pods.as_slice() {
-            [pod] => serde_json::to_value(&pod.status)?,
+            [pod] if self.jobs.is_empty() => serde_json::to_value(&pod.status)?,
             pods => {
                 let items = pods
                     .iter()
@@ -161,6 +180,8 @@ impl RunOutcome {
                         }))
                     })
                     .collect::<Result<Vec<_>, serde_json::Error>>()?;
+                let mut items = items;
+                items.extend(self.jobs.iter().map(JobOutcome::to_json));
                 serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
             }
         })
@@ -218,6 +239,8 @@ pub struct PodOutcome {
 /// for [`Isolation::Required`] without the whole wall.
 pub fn run(pods: Vec<PodSpec>, mut config: RunConfig) -> Result<RunOutcome, SandboxError> {
     pull_images(&pods, &config.options.registries)?;
+    // A Job is its template: its first pods run, the rest as they end.
+    let (mut jobs, pods) = Jobs::new(pods);
     // Pulled now, once: neither the pod processes nor the pods below pull.
     config.options.registries.offline = true;
     let sandbox = Sandbox::new(SandboxConfig {
@@ -230,9 +253,10 @@ pub fn run(pods: Vec<PodSpec>, mut config: RunConfig) -> Result<RunOutcome, Sand
         progress: config.progress.clone(),
     })?;
     if let Some(sandbox) = sandbox
-        && let Some(run) = sandbox.run(&pods, pod_process_main)?
+        && let Some(run) = sandbox.run(&pods, &mut jobs, pod_process_main)?
     {
         return Ok(RunOutcome {
+            jobs: jobs.outcomes(),
             pods: run
                 .pods
                 .into_iter()
@@ -245,7 +269,7 @@ pub fn run(pods: Vec<PodSpec>, mut config: RunConfig) -> Result<RunOutcome, Sand
             signal: run.signal,
         });
     }
-    run_in_process(pods, config)
+    run_in_process(pods, jobs, config)
 }
 
 /// The images the pods pull from registries, before anything else, in a
@@ -322,8 +346,13 @@ impl From<ErrorReport> for PullFailed {
     }
 }
 
-/// The pods in this process, on one tokio runtime.
-fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, SandboxError> {
+/// The pods in this process, on one tokio runtime; a Job's next pods
+/// start as its pods end.
+fn run_in_process(
+    pods: Vec<PodSpec>,
+    mut jobs: Jobs,
+    config: RunConfig,
+) -> Result<RunOutcome, SandboxError> {
     let app_containers = pods.iter().map(|pod| pod.containers.len()).sum();
     let tokio = async_runtime(app_containers).map_err(|e| {
         SandboxError::Pod(crate::Error::Engine(format!(
@@ -345,66 +374,84 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
         // The signal, once one came; the pods started so far stop with it:
         // gracefully, and at once on a second signal.
         let (signalled_tx, mut signalled) = tokio::sync::watch::channel(None::<i32>);
-        let stoppers: Arc<std::sync::Mutex<Vec<(Stopper, Stopper)>>> = Arc::default();
+        let stoppers: Arc<std::sync::Mutex<Vec<(String, Stopper, Stopper)>>> = Arc::default();
         let signal = signals.map(|mut signals| {
             let stoppers = stoppers.clone();
             tokio::spawn(async move {
                 let signal = signals.wait().await;
                 let _ = signalled_tx.send(Some(signal));
-                for (terminate, _) in stoppers.lock().expect("stoppers").iter() {
+                for (_, terminate, _) in stoppers.lock().expect("stoppers").iter() {
                     terminate();
                 }
                 let stoppers = stoppers.clone();
                 tokio::spawn(async move {
                     signals.wait().await;
-                    for (_, stop) in stoppers.lock().expect("stoppers").iter() {
+                    for (_, _, stop) in stoppers.lock().expect("stoppers").iter() {
                         stop();
                     }
                 });
                 signal
             })
         });
-        let mut handles = Vec::new();
-        for pod in pods {
-            // A signal while programs compile (seconds, the first time)
-            // ends the run at once: what started stops, the rest never does.
-            let started = tokio::select! {
-                started = runtime.start(pod, config.options.clone()) => Some(started?),
-                _ = signalled.wait_for(Option::is_some) => None,
-            };
-            let Some(handle) = started else { break };
-            stoppers
-                .lock()
-                .expect("stoppers")
-                .push((Box::new(handle.terminator()), Box::new(handle.stopper())));
+        // A Job's pods report their changes here (restarts count against
+        // its backoff limit); every pod's task ends with its outcome.
+        let (changes_tx, mut changes) =
+            tokio::sync::mpsc::unbounded_channel::<(String, PodStatus)>();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut queue: std::collections::VecDeque<PodSpec> = pods.into();
+        let mut order = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut pid_file_written = false;
+        loop {
             if signalled.borrow().is_some() {
-                handle.terminate();
+                jobs.stop();
+                queue.clear();
             }
-            let control = config.pod_files.as_ref().and_then(|dir| {
-                serve_control(
-                    &dir.join(handle.name()).join(crate::control::SOCKET),
-                    &handle,
-                )
-            });
-            handles.push((handle, control));
-        }
-        if let Some(path) = &config.pid_file
-            && let Err(error) = std::fs::write(path, format!("{}\n", std::process::id()))
-        {
-            tracing::warn!(path = %path.display(), %error, "could not write the pid file");
-        }
-        // One task a pod, so that every pod's changes reach the sink as
-        // they happen.
-        let waits: Vec<_> = handles
-            .into_iter()
-            .map(|(mut handle, control)| {
+            while let Some(pod) = queue.pop_front() {
+                // A signal while programs compile (seconds, the first time)
+                // ends the run at once: what started stops, the rest never
+                // does.
+                let started = tokio::select! {
+                    started = runtime.start(pod, config.options.clone()) => Some(started?),
+                    _ = signalled.wait_for(Option::is_some) => None,
+                };
+                let Some(handle) = started else {
+                    jobs.stop();
+                    queue.clear();
+                    break;
+                };
+                let name = handle.name().to_owned();
+                stoppers.lock().expect("stoppers").push((
+                    name.clone(),
+                    Box::new(handle.terminator()),
+                    Box::new(handle.stopper()),
+                ));
+                if signalled.borrow().is_some() {
+                    handle.terminate();
+                }
+                let control = config.pod_files.as_ref().and_then(|dir| {
+                    serve_control(&dir.join(&name).join(crate::control::SOCKET), &handle)
+                });
+                let job_pod = jobs.job_of(&name).is_some();
                 let sink = config.status_sink.clone();
-                tokio::spawn(async move {
+                let changes = changes_tx.clone();
+                order.push(name);
+                // One task a pod, so that every pod's changes reach the
+                // sink as they happen.
+                tasks.spawn(async move {
+                    let mut handle = handle;
                     let name = handle.name().to_owned();
-                    if let Some(sink) = &sink {
-                        sink.status(&name, &handle.status());
+                    if sink.is_some() || job_pod {
+                        if let Some(sink) = &sink {
+                            sink.status(&name, &handle.status());
+                        }
                         while let Some(status) = handle.status_changed().await {
-                            sink.status(&name, &status);
+                            if let Some(sink) = &sink {
+                                sink.status(&name, &status);
+                            }
+                            if job_pod {
+                                let _ = changes.send((name.clone(), status));
+                            }
                         }
                     }
                     let status = handle.wait().await;
@@ -417,16 +464,42 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
                         pid: None,
                         status,
                     }
-                })
-            })
-            .collect();
-        let mut outcomes = Vec::new();
-        for wait in waits {
-            outcomes.push(
-                wait.await
-                    .map_err(|e| crate::Error::Engine(format!("a pod's task failed: {e}")))?,
-            );
+                });
+            }
+            if !pid_file_written {
+                pid_file_written = true;
+                if let Some(path) = &config.pid_file
+                    && let Err(error) = std::fs::write(path, format!("{}\n", std::process::id()))
+                {
+                    tracing::warn!(path = %path.display(), %error, "could not write the pid file");
+                }
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            let step = tokio::select! {
+                Some((pod, status)) = changes.recv() => jobs.status(&pod, &status),
+                joined = tasks.join_next() => match joined {
+                    Some(Ok(outcome)) => {
+                        let step = jobs.ended(&outcome.name, &outcome.status);
+                        outcomes.push(outcome);
+                        step
+                    }
+                    Some(Err(e)) => {
+                        return Err(crate::Error::Engine(format!("a pod's task failed: {e}")));
+                    }
+                    None => break,
+                },
+            };
+            for (name, terminate, _) in stoppers.lock().expect("stoppers").iter() {
+                if step.stop.contains(name) {
+                    terminate();
+                }
+            }
+            queue.extend(step.start);
         }
+        // In the order the pods started: the manifest's, then the Jobs'.
+        outcomes.sort_by_key(|outcome| order.iter().position(|name| *name == outcome.name));
         let signalled = match signal {
             Some(task) if task.is_finished() => task.await.ok(),
             Some(task) => {
@@ -444,6 +517,7 @@ fn run_in_process(pods: Vec<PodSpec>, config: RunConfig) -> Result<RunOutcome, S
         Ok::<_, crate::Error>(RunOutcome {
             pods: outcomes,
             signal: signalled,
+            jobs: jobs.outcomes(),
         })
     });
     if exit_after {

@@ -10,6 +10,7 @@ mod detached;
 mod examples;
 mod hardening;
 mod images;
+mod jobs;
 mod library;
 mod lifecycle;
 mod manifest;

@@ -506,7 +506,20 @@ fn workloads_run_as_their_pods_and_other_kinds_are_skipped_with_a_warning() {
     let yaml = "apiVersion: v1
 kind: ConfigMap
 metadata: {name: page}
-data: {index.html: from the configmap}
+data: {index.html: \"from the configmap\\n\"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token}
+stringData: {token: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: lone}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: lone, image: busybox, command: [echo, a pod beside them]}
 ---
 apiVersion: v1
 kind: Service
@@ -526,7 +539,11 @@ spec:
       restartPolicy: Never
       volumes: [{name: page, configMap: {name: page}}]
       containers:
-      - {name: reader, image: busybox, command: [cat, /page/index.html], volumeMounts: [{name: page, mountPath: /page}]}
+      - name: reader
+        image: busybox
+        command: [sh, -c, 'cat /page/index.html; echo \"token $TOKEN\"']
+        env: [{name: TOKEN, valueFrom: {secretKeyRef: {name: token, key: token}}}]
+        volumeMounts: [{name: page, mountPath: /page}]
 ---
 apiVersion: apps/v1
 kind: StatefulSet
@@ -562,7 +579,8 @@ spec:
         .iter()
         .map(|item| item["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert!(names.contains(&"lone"), "{names:?}");
     let web: Vec<&&str> = names.iter().filter(|n| n.starts_with("web-")).collect();
     assert_eq!(web.len(), 3, "{names:?}");
     // web-HASH-XXXXX: one template hash, three suffixes.
@@ -576,11 +594,10 @@ spec:
         names.contains(&"db-0") && names.contains(&"db-1"),
         "{names:?}"
     );
-    assert_eq!(
-        run.stderr.matches("[reader] from the configmap").count(),
-        3,
-        "{run:?}"
-    );
+    for line in ["[reader] from the configmap\n", "[reader] token s3cret\n"] {
+        assert_eq!(run.stderr.matches(line).count(), 3, "{run:?}");
+    }
+    assert!(run.stderr.contains("[lone] a pod beside them"), "{run:?}");
     // The same file, read again, names the same pods (wpod down finds them).
     let again = workspace.run_pod(yaml, &["-o", "json"]);
     let again_json = again.json();
@@ -591,4 +608,13 @@ spec:
         .map(|item| item["metadata"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, again_names);
+    // --strict refuses what would be skipped.
+    let strict = workspace.run_pod(yaml, &["--strict"]);
+    strict.expect_code(125);
+    assert!(
+        strict
+            .stderr
+            .contains("(document 4) kind: a Service (`web`) has no meaning on one host"),
+        "{strict:?}"
+    );
 }

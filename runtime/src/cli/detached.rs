@@ -486,7 +486,7 @@ pub fn inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
 /// Stops and removes the detached pods of a manifest.
 pub fn down(args: &DownArgs) -> anyhow::Result<ExitCode> {
     let store = store();
-    let (pods, _) = crate::run::read_manifest(&args.manifest)?;
+    let (pods, _) = crate::run::read_manifest(&args.manifest, &wpod::ReadOptions::default())?;
     for spec in pods {
         let Some(pod) = store.pod(&spec.name) else {
             continue;

@@ -15,11 +15,34 @@ use wpod::{
     PodPhase, PodSpec, RunConfig, RunOutcome, RuntimeConfig, Stream,
 };
 
+/// How the manifest is read: `run` and `validate` share these.
+#[derive(clap::Args, Clone, Default)]
+pub struct ReadArgs {
+    /// A file of ConfigMaps and Secrets the pods refer to (repeatable, as
+    /// podman kube play's); the manifest's own objects of the same name win.
+    #[arg(long = "configmap", value_name = "FILE")]
+    configmaps: Vec<PathBuf>,
+    /// Refuse what would be skipped with a warning (a Service, an Ingress ...).
+    #[arg(long)]
+    strict: bool,
+}
+
+impl ReadArgs {
+    pub fn options(&self) -> wpod::ReadOptions {
+        wpod::ReadOptions {
+            config_files: self.configmaps.clone(),
+            strict: self.strict,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// The Pod manifest (YAML; several documents separated by `---`), or
     /// `-` for standard input.
     manifest: PathBuf,
+    #[command(flatten)]
+    read: ReadArgs,
     /// Print the final status: json or yaml, in the shape of a Kubernetes PodStatus.
     #[arg(short, long, value_enum)]
     output: Option<Format>,
@@ -75,9 +98,10 @@ pub enum Format {
 
 pub fn validate(
     manifest: &std::path::Path,
+    read: &ReadArgs,
     check_images: Option<wpod::Registries>,
 ) -> anyhow::Result<ExitCode> {
-    let (pods, _) = read_manifest(manifest)?;
+    let (pods, _) = read_manifest(manifest, &read.options())?;
     if let Some(registries) = check_images {
         let tokio = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -89,10 +113,20 @@ pub fn validate(
         ))?;
     }
     for pod in &pods {
+        let what = match &pod.job {
+            Some(job) => format!(
+                "job `{}` is valid ({} completions, parallelism {}, backoffLimit {}; ",
+                pod.name,
+                job.completions
+                    .map_or_else(|| "a work queue: no".into(), |n| n.to_string()),
+                job.parallelism,
+                job.backoff_limit
+            ),
+            None => format!("pod `{}` is valid (", pod.name),
+        };
         println!(
-            "{}: pod `{}` is valid ({} init, {} app containers)",
+            "{}: {what}{} init, {} app containers)",
             manifest.display(),
-            pod.name,
             pod.init_containers.len(),
             pod.containers.len()
         );
@@ -103,10 +137,13 @@ pub fn validate(
 /// The pods of `manifest`, and its text: the file, or standard input for
 /// `-` (image paths then relative to the current folder, errors naming
 /// `<stdin>`), as `kubectl apply -f -` reads it.
-pub fn read_manifest(manifest: &std::path::Path) -> anyhow::Result<(Vec<PodSpec>, Vec<u8>)> {
+pub fn read_manifest(
+    manifest: &std::path::Path,
+    options: &wpod::ReadOptions,
+) -> anyhow::Result<(Vec<PodSpec>, Vec<u8>)> {
     use std::io::Read as _;
     if manifest.as_os_str() != "-" {
-        let pods = PodSpec::from_yaml_file(manifest)?;
+        let pods = PodSpec::from_yaml_file_with(manifest, options)?;
         return Ok((pods, std::fs::read(manifest).unwrap_or_default()));
     }
     // One byte past the limit tells input that is too large.
@@ -117,7 +154,7 @@ pub fn read_manifest(manifest: &std::path::Path) -> anyhow::Result<(Vec<PodSpec>
         .map_err(|e| BadInput(format!("reading the manifest from standard input: {e}")))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| BadInput("<stdin>: the manifest is not UTF-8 text".into()))?;
-    let pods = PodSpec::from_yaml_str(&text, "<stdin>")?;
+    let pods = PodSpec::from_yaml_str_with(&text, "<stdin>", options)?;
     Ok((pods, text.into_bytes()))
 }
 
@@ -148,7 +185,17 @@ fn check_one_stdin(manifest: &std::path::Path, pods: &[PodSpec]) -> anyhow::Resu
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (pods, text) = read_manifest(&args.manifest)?;
+    let (pods, text) = read_manifest(&args.manifest, &args.read.options())?;
+    if args.detach
+        && let Some(job) = pods.iter().find(|pod| pod.job.is_some())
+    {
+        return Err(BadInput(format!(
+            "{}: Job `{}`: a Job runs in the foreground for now (wpod run without -d); detached Jobs are not supported yet",
+            args.manifest.display(),
+            job.name
+        ))
+        .into());
+    }
     if args.interactive && args.manifest.as_os_str() == "-" {
         return Err(BadInput(
             "-i with a manifest from standard input: the input cannot be both; give the manifest as a file".into(),
@@ -212,7 +259,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             // Nothing ran: with -o, the pods as they stand (Pending, the
             // container waiting with ErrImagePull), then the error.
             if let Some(format) = args.output {
-                print_statuses(&RunOutcome { pods, signal: None }, format)?;
+                print_statuses(
+                    &RunOutcome {
+                        pods,
+                        signal: None,
+                        jobs: Vec::new(),
+                    },
+                    format,
+                )?;
             }
             return Err(wpod::SandboxError::Pulling {
                 report,
@@ -246,6 +300,21 @@ fn report(outcome: &RunOutcome, format: Option<Format>) -> anyhow::Result<()> {
         } else if status.phase != PodPhase::Succeeded {
             let message = status.message.as_deref().unwrap_or_default();
             eprintln!("wpod: pod `{name}` {:?}: {message}", status.phase);
+        }
+    }
+    for job in &outcome.jobs {
+        let counts = format!("{} succeeded, {} failed", job.succeeded, job.failed);
+        match &job.condition {
+            Some(wpod::JobCondition::Complete) => {
+                eprintln!("wpod: job `{}` complete ({counts})", job.name);
+            }
+            Some(wpod::JobCondition::Failed { reason, message }) => {
+                eprintln!(
+                    "wpod: job `{}` failed: {reason}: {message} ({counts})",
+                    job.name
+                );
+            }
+            None => eprintln!("wpod: job `{}` stopped ({counts})", job.name),
         }
     }
     match format {

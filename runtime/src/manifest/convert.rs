@@ -5,22 +5,33 @@
 use super::objects::{Objects, node_name, not_found};
 use super::raw;
 use super::validate::Problem;
-use super::workload::expand_workload;
+use super::workload::{expand_job, expand_workload};
+use downward::Reader;
+
+mod downward;
 use super::{
-    ContainerSpec, Dns, EnvVar, Hook, HostPathType, HttpGet, ManifestError, PodSpec, PortSpec,
-    Probe, ProbeAction, Protocol, PullPolicy, Resources, RestartPolicy, VolumeFile, VolumeMount,
-    VolumeSource, VolumeSpec, annotations, bounds, quantity,
+    ContainerSpec, Dns, EnvVar, Hook, HostPathType, HttpGet, JobSpec, ManifestError, PodSpec,
+    PortSpec, Probe, ProbeAction, Protocol, PullPolicy, ReadOptions, Resources, RestartPolicy,
+    VolumeFile, VolumeMount, VolumeSource, VolumeSpec, annotations, bounds, quantity,
 };
 use quantity::QuantityError;
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) fn pods_from_yaml(
     text: &str,
     file: &Path,
     base_dir: &Path,
+    options: &ReadOptions,
 ) -> Result<Vec<PodSpec>, ManifestError> {
+    // The ConfigMaps and Secrets of other files first (`--configmap`); the
+    // manifest's own, read after them, win over them.
+    let mut objects = Objects::default();
+    for config_file in &options.config_files {
+        read_objects(config_file, &mut objects)?;
+    }
     // Bounded before parsing: the parser's time grows with the square of the
     // nesting depth (see `bounds`).
     if text.len() > bounds::MAX_MANIFEST_BYTES {
@@ -41,12 +52,11 @@ pub(crate) fn pods_from_yaml(
     // of the parse, and every pod start parses its manifest).
     let documents = match parse_directly(text) {
         Some(documents) => documents.into_iter().map(|pod| (pod, Vec::new())).collect(),
-        None => parse_in_two_steps(text, file)?,
+        None => parse_in_two_steps(text, file, options.strict)?,
     };
     // Every problem of every document, reported together.
     let several = documents.len() > 1;
     // ConfigMaps and Secrets first: the pods of the file refer to them.
-    let mut objects = Objects::default();
     let mut documents: Vec<(Option<raw::Pod>, Vec<Problem>)> = documents
         .into_iter()
         .map(|(document, mut problems)| match document {
@@ -57,6 +67,7 @@ pub(crate) fn pods_from_yaml(
             other => (other, problems),
         })
         .collect();
+    let objects = Arc::new(objects);
     let mut pods = Vec::new();
     let mut all_problems = Vec::new();
     for (index, (pod, mut problems)) in documents.drain(..).enumerate() {
@@ -111,6 +122,49 @@ pub(crate) fn pods_from_yaml(
     Ok(pods)
 }
 
+/// Reads the ConfigMaps and Secrets of `file` (`--configmap`) into
+/// `objects`; any other kind is an error, as are their problems.
+fn read_objects(file: &Path, objects: &mut Objects) -> Result<(), ManifestError> {
+    let text = super::read_text(file)?;
+    let mut problems = Vec::new();
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
+        let value = serde_yaml_ng::Value::deserialize(document)
+            .map_err(|error| syntax_error(file, index, &error))?;
+        if value.is_null() {
+            continue;
+        }
+        let mut found = Vec::new();
+        match value.get("kind").and_then(serde_yaml_ng::Value::as_str) {
+            Some("ConfigMap" | "Secret") => {
+                match serde_path_to_error::deserialize::<_, raw::Pod>(value) {
+                    Ok(document) => objects.read(document, &mut found),
+                    Err(error) => found.push(schema_problem(error)),
+                }
+            }
+            other => found.push(Problem::new(
+                "kind",
+                format!(
+                    "`{}` is not a ConfigMap or a Secret",
+                    other.unwrap_or("(none)")
+                ),
+                "--configmap files hold ConfigMaps and Secrets; give pods as the manifest",
+            )),
+        }
+        problems.extend(found.into_iter().map(|mut problem| {
+            problem.path = format!("(document {}) {}", index + 1, problem.path);
+            problem
+        }));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ManifestError::Invalid {
+            file: file.to_owned(),
+            problems,
+        })
+    }
+}
+
 /// Every document of `text` as a raw Pod, or `None` at the first error.
 fn parse_directly(text: &str) -> Option<Vec<Option<raw::Pod>>> {
     serde_yaml_ng::Deserializer::from_str(text)
@@ -151,7 +205,11 @@ const MAX_SCHEMA_PROBLEMS: usize = 50;
 /// path). Every schema problem of a document is found, not only the first:
 /// the field at fault is taken out and the document read again, so that
 /// the rest is still checked (and converted, for the problems found then).
-fn parse_in_two_steps(text: &str, file: &Path) -> Result<Vec<Document>, ManifestError> {
+fn parse_in_two_steps(
+    text: &str,
+    file: &Path,
+    strict: bool,
+) -> Result<Vec<Document>, ManifestError> {
     let mut documents = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let mut value = serde_yaml_ng::Value::deserialize(document)
@@ -167,13 +225,17 @@ fn parse_in_two_steps(text: &str, file: &Path) -> Result<Vec<Document>, Manifest
                 documents.extend(expand_workload(value, &kind));
                 continue;
             }
-            "Job" | "CronJob" => {
+            "Job" => {
+                documents.extend(expand_job(value));
+                continue;
+            }
+            "CronJob" => {
                 documents.push((
                     None,
                     vec![Problem::new(
                         "kind",
-                        format!("`{kind}` is not supported yet"),
-                        "run its pod template as a Pod (kind: Pod, the template's metadata and spec)",
+                        "`CronJob` is not supported yet: wpod has no scheduler that outlives a run",
+                        "run its jobTemplate as a Job (kind: Job, apiVersion: batch/v1), from cron if it must repeat",
                     )],
                 ));
                 continue;
@@ -184,9 +246,20 @@ fn parse_in_two_steps(text: &str, file: &Path) -> Result<Vec<Document>, Manifest
                     .and_then(|m| m.get("name"))
                     .and_then(serde_yaml_ng::Value::as_str)
                     .unwrap_or("?");
+                if strict {
+                    documents.push((
+                        None,
+                        vec![Problem::new(
+                            "kind",
+                            format!("a {other} (`{name}`) has no meaning on one host, and --strict refuses what would be skipped"),
+                            "take the document out, or run without --strict to skip it with a warning",
+                        )],
+                    ));
+                    continue;
+                }
                 tracing::warn!(
                     file = %file.display(),
-                    "skipped {other} `{name}` (document {}): wpod runs Pods, and Deployments, ReplicaSets, StatefulSets and DaemonSets as their pods; a {other} has no meaning on one host",
+                    "skipped {other} `{name}` (document {}): wpod runs Pods, Jobs, and Deployments, ReplicaSets, StatefulSets and DaemonSets as their pods; a {other} has no meaning on one host",
                     index + 1
                 );
                 continue;
@@ -292,10 +365,7 @@ fn strip_location(message: &str) -> String {
 fn unsupported_hint(path: &str) -> String {
     let field = path.rsplit('.').next().unwrap_or(path);
     match field {
-        "projected" | "downwardAPI" => {
-            "mount a configMap or secret volume of the same file, or a hostPath folder".into()
-        }
-        "resourceFieldRef" | "fileKeyRef" => {
+        "fileKeyRef" => {
             "give the variable a literal `value`, or take it from a ConfigMap (configMapKeyRef)"
                 .into()
         }
@@ -335,6 +405,83 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
+/// A Job's pod template: each of the Job's pods is read from it with its
+/// own name, uid and labels, as the controller makes a pod of the template
+/// and the kubelet reads that pod (so that the downward API tells each pod
+/// its own).
+#[derive(Clone)]
+pub(crate) struct Template(Arc<TemplateParts>);
+
+struct TemplateParts {
+    /// The template as a Pod document.
+    document: serde_yaml_ng::Value,
+    objects: Arc<Objects>,
+    base_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("document", &self.0.document)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Template {
+    fn eq(&self, other: &Template) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.document == other.0.document
+    }
+}
+
+impl Template {
+    /// One pod of the template, named `name`, with `labels` and
+    /// `annotations` added to the template's.
+    ///
+    /// # Errors
+    ///
+    /// The pod's problems (none for a template that was read whole: the
+    /// Job's own pod was checked when the manifest was read).
+    pub(crate) fn pod(
+        &self,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Result<PodSpec, Vec<Problem>> {
+        use serde_yaml_ng::{Mapping, Value};
+        let mut document = self.0.document.clone();
+        if let Some(Value::Mapping(meta)) = document.get_mut("metadata") {
+            meta.insert("name".into(), name.into());
+            for (key, extra) in [("labels", labels), ("annotations", annotations)] {
+                let entry = meta
+                    .entry(key.into())
+                    .or_insert_with(|| Value::Mapping(Mapping::new()));
+                if !entry.is_mapping() {
+                    *entry = Value::Mapping(Mapping::new());
+                }
+                if let Value::Mapping(map) = entry {
+                    for (k, v) in extra {
+                        map.insert(k.as_str().into(), v.as_str().into());
+                    }
+                }
+            }
+        }
+        let raw: raw::Pod =
+            serde_path_to_error::deserialize(document).map_err(|e| vec![schema_problem(e)])?;
+        let mut problems = Vec::new();
+        let pod = Converter {
+            problems: &mut problems,
+            base_dir: &self.0.base_dir,
+            objects: &self.0.objects,
+            pod: PodFacts::default(),
+        }
+        .pod(raw);
+        match pod {
+            Some(pod) if problems.is_empty() => pod.validate().map(|()| pod),
+            _ => Err(problems),
+        }
+    }
+}
+
 /// Which probe is being read (their rules differ a little).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ProbeKind {
@@ -347,7 +494,7 @@ struct Converter<'a> {
     problems: &'a mut Vec<Problem>,
     base_dir: &'a Path,
     /// The ConfigMaps and Secrets of the file.
-    objects: &'a Objects,
+    objects: &'a Arc<Objects>,
     /// What the downward API tells of the pod being read.
     pod: PodFacts,
 }
@@ -357,6 +504,11 @@ struct Converter<'a> {
 struct PodFacts {
     name: String,
     namespace: String,
+    /// `metadata.uid`: as written (a pod read back from a cluster), else
+    /// made for this pod, as the API server makes one.
+    uid: String,
+    /// Each container's resources, for `resourceFieldRef`.
+    resources: std::collections::BTreeMap<String, Resources>,
     labels: std::collections::BTreeMap<String, String>,
     annotations: std::collections::BTreeMap<String, String>,
 }
@@ -414,6 +566,7 @@ impl Converter<'_> {
             ),
             None => self.problem("kind", "required field is missing", "write `kind: Pod`"),
         }
+        let job = pod.job;
         let metadata = self.required(pod.metadata, "metadata", "add `metadata: {name: my-pod}`");
         let spec = self.required(pod.spec, "spec", "add `spec.containers`");
         let metadata = metadata?;
@@ -438,12 +591,34 @@ impl Converter<'_> {
                 );
             }
         }
+        // Every container's resources first: a variable or a file may
+        // name another container's (their problems are found below).
+        let resources = {
+            let mut unheard = Vec::new();
+            let mut quiet = Converter {
+                problems: &mut unheard,
+                base_dir: self.base_dir,
+                objects: self.objects,
+                pod: PodFacts::default(),
+            };
+            spec.init_containers
+                .iter()
+                .flatten()
+                .chain(spec.containers.iter().flatten())
+                .filter_map(|c| Some((c.name.clone()?, quiet.resources(c.resources.as_ref(), ""))))
+                .collect()
+        };
         self.pod = PodFacts {
             name: name.clone().unwrap_or_default(),
             namespace: metadata
                 .namespace
                 .clone()
                 .unwrap_or_else(|| "default".into()),
+            uid: metadata
+                .uid
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            resources,
             labels: metadata.labels.clone(),
             annotations: metadata.annotations.clone(),
         };
@@ -538,6 +713,19 @@ impl Converter<'_> {
             termination_grace_period: Duration::from_secs(grace.max(0) as u64),
             active_deadline,
             base_dir: self.base_dir.to_owned(),
+            uid: self.pod.uid.clone(),
+            job: job.map(|parts| JobSpec {
+                completions: parts.completions,
+                parallelism: parts.parallelism,
+                backoff_limit: parts.backoff_limit,
+                active_deadline: parts.active_deadline,
+                indexed: parts.indexed,
+                template: Template(Arc::new(TemplateParts {
+                    document: parts.document,
+                    objects: self.objects.clone(),
+                    base_dir: self.base_dir.to_owned(),
+                })),
+            }),
         })
     }
 
@@ -662,6 +850,7 @@ impl Converter<'_> {
             &format!("{path}.image"),
             "give the path of a .wasm file or an image reference",
         );
+        let name_of_container = name.clone();
         // What keeps the container from starting (a ConfigMap, Secret or key
         // that is not there and not optional), as the kubelet reports it.
         let mut config_error = None;
@@ -696,9 +885,12 @@ impl Converter<'_> {
                     );
                     None
                 }
-                Some(source) => {
-                    self.value_from(source, &format!("{at}.valueFrom"), &mut config_error)
-                }
+                Some(source) => self.value_from(
+                    source,
+                    &format!("{at}.valueFrom"),
+                    name_of_container.as_deref().unwrap_or_default(),
+                    &mut config_error,
+                ),
             };
             if let Some(value) = value {
                 env.push(EnvVar { name, value });
@@ -736,7 +928,7 @@ impl Converter<'_> {
             .enumerate()
             .filter_map(|(i, port)| self.port(port, &format!("{path}.ports[{i}]")))
             .collect();
-        let resources = self.resources(container.resources, &format!("{path}.resources"));
+        let resources = self.resources(container.resources.as_ref(), &format!("{path}.resources"));
         let image_pull_policy = match container.image_pull_policy.as_deref() {
             None => None,
             Some("Always") => Some(PullPolicy::Always),
@@ -988,14 +1180,24 @@ impl Converter<'_> {
     }
 
     /// A file mode at `at`: 0 to 0777.
-    fn file_mode(&mut self, value: Option<i64>, at: &str) -> Option<u32> {
-        match value {
-            None => None,
+    fn file_mode(&mut self, value: Option<raw::FileMode>, at: &str) -> Option<u32> {
+        let (mode, text) = match value? {
+            raw::FileMode::Number(mode) => (Some(mode), mode.to_string()),
+            // `0644`: octal, as YAML 1.1 (and so kubectl) reads it.
+            raw::FileMode::Text(text) => (
+                text.strip_prefix("0o")
+                    .or_else(|| text.strip_prefix('0'))
+                    .and_then(|digits| i64::from_str_radix(digits, 8).ok())
+                    .or((text == "0").then_some(0)),
+                text,
+            ),
+        };
+        match mode {
             Some(mode) if (0..=0o777).contains(&mode) => Some(mode as u32),
-            Some(mode) => {
+            _ => {
                 self.problem(
                     at,
-                    format!("{mode} is not a file mode"),
+                    format!("{text} is not a file mode"),
                     "give a mode from 0 to 0777 (511), e.g. 0644 (420)",
                 );
                 None
@@ -1049,17 +1251,10 @@ impl Converter<'_> {
                         );
                         continue;
                     };
-                    if file.starts_with('/')
-                        || file.split('/').any(|part| part == ".." || part.is_empty())
-                    {
-                        self.problem(
-                            format!("{at}.path"),
-                            format!("`{file}` must stay inside the volume"),
-                            "give a relative path without `..`",
-                        );
+                    if !self.inside_volume(file, &format!("{at}.path")) {
                         continue;
                     }
-                    let item_mode = self.file_mode(item.mode, &format!("{at}.mode"));
+                    let item_mode = self.file_mode(item.mode.clone(), &format!("{at}.mode"));
                     match keys.get(key) {
                         Some(content) => files.push(VolumeFile {
                             path: file.clone(),
@@ -1128,6 +1323,7 @@ impl Converter<'_> {
         &mut self,
         source: raw::EnvVarSource,
         path: &str,
+        own: &str,
         config_error: &mut Option<String>,
     ) -> Option<String> {
         let mut key_of = |kind: &'static str, field: &str, selector: raw::KeySelector| {
@@ -1167,63 +1363,22 @@ impl Converter<'_> {
         ) {
             (Some(selector), None, None) => key_of("ConfigMap", "configMapKeyRef", selector),
             (None, Some(selector), None) => key_of("Secret", "secretKeyRef", selector),
-            (None, None, Some(field)) => self.field_ref(field, &format!("{path}.fieldRef")),
+            (None, None, Some(field)) if source.resource_field_ref.is_none() => {
+                self.field_ref(field, &format!("{path}.fieldRef"), Reader::Variable)
+            }
+            (None, None, None) if source.resource_field_ref.is_some() => {
+                let reference = source.resource_field_ref?;
+                self.resource_field_ref(reference, &format!("{path}.resourceFieldRef"), Some(own))
+            }
             _ => {
                 self.problem(
                     path,
-                    "give exactly one of configMapKeyRef, secretKeyRef and fieldRef",
+                    "give exactly one of configMapKeyRef, secretKeyRef, fieldRef and resourceFieldRef",
                     "one source per variable",
                 );
                 None
             }
         }
-    }
-
-    /// `fieldRef`: the downward API's fields of the pod. In wpod's network
-    /// model the pod's address is its own localhost, so `status.podIP` (and
-    /// `hostIP`) is 127.0.0.1; the node is this host.
-    fn field_ref(&mut self, field: raw::FieldRef, path: &str) -> Option<String> {
-        let at = format!("{path}.fieldPath");
-        let wanted = self.required(field.field_path, &at, "e.g. metadata.name")?;
-        let quoted = |prefix: &str| {
-            wanted
-                .strip_prefix(prefix)
-                .and_then(|rest| rest.strip_prefix("['").or_else(|| rest.strip_prefix("[\"")))
-                .and_then(|rest| rest.strip_suffix("']").or_else(|| rest.strip_suffix("\"]")))
-                .map(str::to_owned)
-        };
-        let value = match wanted.as_str() {
-            "metadata.name" => Some(self.pod.name.clone()),
-            "metadata.namespace" => Some(self.pod.namespace.clone()),
-            "spec.nodeName" => Some(node_name().unwrap_or_else(|| "localhost".into())),
-            "spec.serviceAccountName" => Some("default".into()),
-            "status.podIP" | "status.hostIP" | "status.podIPs" | "status.hostIPs" => {
-                Some("127.0.0.1".into())
-            }
-            _ => {
-                if let Some(label) = quoted("metadata.labels") {
-                    Some(self.pod.labels.get(&label).cloned().unwrap_or_default())
-                } else if let Some(annotation) = quoted("metadata.annotations") {
-                    Some(
-                        self.pod
-                            .annotations
-                            .get(&annotation)
-                            .cloned()
-                            .unwrap_or_default(),
-                    )
-                } else {
-                    None
-                }
-            }
-        };
-        if value.is_none() {
-            self.problem(
-                at,
-                format!("`{wanted}` is not a field the downward API gives"),
-                "use metadata.name, metadata.namespace, metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, status.podIP or status.hostIP",
-            );
-        }
-        value
     }
 
     /// A container's `securityContext`: what holds for a Wasm guest, which
@@ -1439,16 +1594,16 @@ impl Converter<'_> {
         }
     }
 
-    fn resources(&mut self, resources: Option<raw::Resources>, path: &str) -> Resources {
+    fn resources(&mut self, resources: Option<&raw::Resources>, path: &str) -> Resources {
         let mut result = Resources::default();
         let Some(resources) = resources else {
             return result;
         };
         for (kind, map) in [
-            ("limits", resources.limits),
-            ("requests", resources.requests),
+            ("limits", &resources.limits),
+            ("requests", &resources.requests),
         ] {
-            for (name, value) in map.unwrap_or_default() {
+            for (name, value) in map.iter().flatten() {
                 let field = format!("{path}.{kind}.{name}");
                 let text = value.text();
                 let (parsed, example) = match name.as_str() {
@@ -1484,6 +1639,45 @@ impl Converter<'_> {
 
     fn volume(&mut self, volume: raw::Volume, path: &str) -> Option<VolumeSpec> {
         let name = self.required(volume.name, &format!("{path}.name"), "name the volume");
+        let sources = [
+            volume.empty_dir.is_some(),
+            volume.host_path.is_some(),
+            volume.config_map.is_some(),
+            volume.secret.is_some(),
+            volume.downward_api.is_some(),
+            volume.projected.is_some(),
+        ];
+        if sources.iter().filter(|set| **set).count() > 1 {
+            self.problem(path, "the volume has two sources", "keep one of them");
+            return None;
+        }
+        if let Some(downward) = volume.downward_api {
+            let default_mode = self
+                .file_mode(
+                    downward.default_mode,
+                    &format!("{path}.downwardAPI.defaultMode"),
+                )
+                .unwrap_or(0o644);
+            let files = self.downward_files(
+                downward.items.unwrap_or_default(),
+                default_mode,
+                &format!("{path}.downwardAPI"),
+            );
+            return Some(VolumeSpec {
+                name: name?,
+                source: VolumeSource::Files {
+                    files,
+                    missing: None,
+                },
+            });
+        }
+        if let Some(projected) = volume.projected {
+            let source = self.projected(projected, &format!("{path}.projected"))?;
+            return Some(VolumeSpec {
+                name: name?,
+                source,
+            });
+        }
         let object = match (volume.config_map, volume.secret) {
             (Some(source), None) => Some(("ConfigMap", source, "configMap")),
             (None, Some(source)) => Some(("Secret", source, "secret")),

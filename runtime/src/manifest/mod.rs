@@ -48,6 +48,10 @@ pub struct PodSpec {
     pub name: String,
     /// `metadata.namespace`, `default` when absent.
     pub namespace: String,
+    /// `metadata.uid`: as written (a pod read back from a cluster), else a
+    /// random UUID made when the pod is read or built, as the API server
+    /// makes one.
+    pub uid: String,
     pub labels: BTreeMap<String, String>,
     /// `metadata.annotations` as written. Those wpod reads are parsed into
     /// the typed fields below when the pod is read or built, and checked by
@@ -84,6 +88,35 @@ pub struct PodSpec {
     /// The folder that relative image paths are resolved against: the
     /// manifest's folder, or the current directory for pods built in code.
     pub base_dir: PathBuf,
+    /// Set when this is a Job (`kind: Job`): the Job read as its pod
+    /// template, named after the Job. It is not run as a pod: the run
+    /// makes the Job's pods of it, as the Job controller does.
+    pub job: Option<JobSpec>,
+}
+
+/// A Job (`kind: Job`), as the Job controller runs it: pods made from its
+/// template, at most `parallelism` at once, until `completions` of them
+/// succeeded (the Job is `Complete`), or more than `backoff_limit` failed,
+/// or `active_deadline` passed (the Job `Failed`). Without `completions`,
+/// a work queue: the Job is complete once one pod succeeded and the rest
+/// ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    /// `spec.completions`.
+    pub completions: Option<u32>,
+    /// `spec.parallelism` (default 1).
+    pub parallelism: u32,
+    /// `spec.backoffLimit` (default 6): with `restartPolicy: Never`, the
+    /// pods that may fail; with `OnFailure`, the restarts of their
+    /// containers, in all.
+    pub backoff_limit: u32,
+    /// `spec.activeDeadlineSeconds`, from the Job's start.
+    pub active_deadline: Option<Duration>,
+    /// `completionMode: Indexed`: each pod has its index (0 to
+    /// completions - 1) in `JOB_COMPLETION_INDEX` and the annotation
+    /// `batch.kubernetes.io/job-completion-index`.
+    pub indexed: bool,
+    pub(crate) template: convert::Template,
 }
 
 /// How a pod resolves names: `spec.dnsPolicy` and `spec.dnsConfig`.
@@ -347,6 +380,44 @@ impl fmt::Display for RestartPolicy {
     }
 }
 
+/// How a manifest is read, beyond its own text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Files of ConfigMaps and Secrets that the manifest's pods may refer
+    /// to (`--configmap`, as podman's), read before the manifest; the
+    /// manifest's own objects of the same name win.
+    pub config_files: Vec<PathBuf>,
+    /// `--strict`: what would be skipped with a warning (a Service, an
+    /// Ingress ...) is an error.
+    pub strict: bool,
+}
+
+/// The text of a manifest file: at most [`MAX_MANIFEST_BYTES`], UTF-8.
+fn read_text(path: &Path) -> Result<String, ManifestError> {
+    use std::io::Read as _;
+    let read_error = |source| ManifestError::Read {
+        file: path.to_owned(),
+        source,
+    };
+    // One byte past the limit tells a file that is too large, without
+    // reading it whole.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(MAX_MANIFEST_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(read_error)?;
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge {
+            file: path.to_owned(),
+            limit: MAX_MANIFEST_BYTES,
+        });
+    }
+    String::from_utf8(bytes)
+        .map_err(|error| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, error)))
+}
+
 /// A manifest that could not be read or is not a valid Pod.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -408,35 +479,27 @@ impl PodSpec {
     ///
     /// [`ManifestError`] naming the file and, for invalid pods, each field path.
     pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Vec<PodSpec>, ManifestError> {
-        use std::io::Read as _;
+        PodSpec::from_yaml_file_with(path, &ReadOptions::default())
+    }
+
+    /// As [`PodSpec::from_yaml_file`], with the ConfigMaps and Secrets of
+    /// other files, or strictly ([`ReadOptions`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError`] naming the file (the manifest, or the file of
+    /// ConfigMaps at fault) and, for invalid pods, each field path.
+    pub fn from_yaml_file_with(
+        path: impl AsRef<Path>,
+        options: &ReadOptions,
+    ) -> Result<Vec<PodSpec>, ManifestError> {
         let path = path.as_ref();
-        let read_error = |source| ManifestError::Read {
-            file: path.to_owned(),
-            source,
-        };
-        // One byte past the limit tells a file that is too large, without
-        // reading it whole.
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|file| {
-                file.take(MAX_MANIFEST_BYTES as u64 + 1)
-                    .read_to_end(&mut bytes)
-            })
-            .map_err(read_error)?;
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge {
-                file: path.to_owned(),
-                limit: MAX_MANIFEST_BYTES,
-            });
-        }
-        let text = String::from_utf8(bytes).map_err(|error| {
-            read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
-        })?;
+        let text = read_text(path)?;
         let base_dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
             _ => PathBuf::from("."),
         };
-        convert::pods_from_yaml(&text, path, &base_dir)
+        convert::pods_from_yaml(&text, path, &base_dir, options)
     }
 
     /// Reads every Pod of a YAML text; `origin` names it in errors. Relative
@@ -451,7 +514,20 @@ impl PodSpec {
         text: &str,
         origin: impl AsRef<Path>,
     ) -> Result<Vec<PodSpec>, ManifestError> {
-        convert::pods_from_yaml(text, origin.as_ref(), Path::new("."))
+        PodSpec::from_yaml_str_with(text, origin, &ReadOptions::default())
+    }
+
+    /// As [`PodSpec::from_yaml_str`], with [`ReadOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PodSpec::from_yaml_file_with`].
+    pub fn from_yaml_str_with(
+        text: &str,
+        origin: impl AsRef<Path>,
+        options: &ReadOptions,
+    ) -> Result<Vec<PodSpec>, ManifestError> {
+        convert::pods_from_yaml(text, origin.as_ref(), Path::new("."), options)
     }
 
     /// Starts a pod in code; see [`PodBuilder`].
@@ -627,6 +703,8 @@ impl PodBuilder {
                 termination_grace_period: Duration::from_secs(30),
                 active_deadline: None,
                 base_dir: PathBuf::from("."),
+                uid: uuid::Uuid::new_v4().to_string(),
+                job: None,
             },
         }
     }

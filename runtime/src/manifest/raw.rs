@@ -50,6 +50,10 @@ pub(crate) struct Pod {
     pub immutable: Option<bool>,
     #[serde(rename = "type")]
     pub kind_of_secret: Option<String>,
+    /// Set for a Job's pod template (see `workload::expand_job`), never
+    /// read from YAML.
+    #[serde(skip)]
+    pub job: Option<super::workload::JobParts>,
 }
 
 /// A Deployment, ReplicaSet, StatefulSet or DaemonSet: its pod template,
@@ -83,6 +87,42 @@ pub(crate) struct WorkloadSpec {
     pub persistent_volume_claim_retention_policy: Ignored,
     pub ordinals: Ignored,
     pub volume_claim_templates: Unsupported,
+}
+
+/// A Job: its pod template, run as the Job controller runs it (see
+/// `workload::expand_job`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Job {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub metadata: Option<ObjectMeta>,
+    pub spec: Option<JobSpec>,
+    pub status: Ignored,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct JobSpec {
+    pub completions: Option<i64>,
+    pub parallelism: Option<i64>,
+    pub backoff_limit: Option<i64>,
+    pub active_deadline_seconds: Option<i64>,
+    pub completion_mode: Option<String>,
+    pub template: Option<PodTemplate>,
+    // Selection and clean-up of API objects: nothing to select or keep
+    // here. A failed pod is replaced once it has ended (podReplacementPolicy
+    // Failed, which is also what TerminatingOrFailed comes to here).
+    pub selector: Ignored,
+    pub manual_selector: Ignored,
+    pub ttl_seconds_after_finished: Ignored,
+    pub pod_replacement_policy: Ignored,
+    pub managed_by: Ignored,
+    pub suspend: Unsupported,
+    pub pod_failure_policy: Unsupported,
+    pub backoff_limit_per_index: Unsupported,
+    pub max_failed_indexes: Unsupported,
+    pub success_policy: Unsupported,
 }
 
 #[derive(Deserialize)]
@@ -125,7 +165,7 @@ pub(crate) struct ObjectMeta {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    pub uid: Ignored,
+    pub uid: Option<String>,
     pub resource_version: Ignored,
     pub generation: Ignored,
     pub creation_timestamp: Ignored,
@@ -383,8 +423,57 @@ pub(crate) struct EnvVarSource {
     pub config_map_key_ref: Option<KeySelector>,
     pub secret_key_ref: Option<KeySelector>,
     pub field_ref: Option<FieldRef>,
-    pub resource_field_ref: Unsupported,
+    pub resource_field_ref: Option<ResourceFieldRef>,
     pub file_key_ref: Unsupported,
+}
+
+/// `resourceFieldRef`: a container's limit or request, as a number of
+/// `divisor`s.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ResourceFieldRef {
+    pub container_name: Option<String>,
+    pub resource: Option<String>,
+    pub divisor: Option<Quantity>,
+}
+
+/// A `downwardAPI` volume (or a projected volume's `downwardAPI` source,
+/// which has no `defaultMode`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DownwardApiVolume {
+    pub items: Option<Vec<DownwardApiFile>>,
+    pub default_mode: Option<FileMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DownwardApiFile {
+    pub path: Option<String>,
+    pub field_ref: Option<FieldRef>,
+    pub resource_field_ref: Option<ResourceFieldRef>,
+    pub mode: Option<FileMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ProjectedVolume {
+    pub sources: Option<Vec<ProjectedSource>>,
+    pub default_mode: Option<FileMode>,
+}
+
+/// One source of a `projected` volume. Its `secret` names the Secret with
+/// `name` (not `secretName`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ProjectedSource {
+    pub config_map: Option<ObjectVolume>,
+    pub secret: Option<ObjectVolume>,
+    #[serde(rename = "downwardAPI")]
+    pub downward_api: Option<DownwardApiVolume>,
+    pub service_account_token: Unsupported,
+    pub cluster_trust_bundle: Unsupported,
+    pub pod_certificate: Unsupported,
 }
 
 #[derive(Deserialize)]
@@ -424,7 +513,7 @@ pub(crate) struct ObjectVolume {
     pub name: Option<String>,
     pub secret_name: Option<String>,
     pub items: Option<Vec<KeyToPath>>,
-    pub default_mode: Option<i64>,
+    pub default_mode: Option<FileMode>,
     pub optional: Option<bool>,
 }
 
@@ -433,7 +522,7 @@ pub(crate) struct ObjectVolume {
 pub(crate) struct KeyToPath {
     pub key: Option<String>,
     pub path: Option<String>,
-    pub mode: Option<i64>,
+    pub mode: Option<FileMode>,
 }
 
 #[derive(Deserialize)]
@@ -467,6 +556,15 @@ pub(crate) struct Resources {
     pub claims: Unsupported,
 }
 
+/// A file mode as people write it: a number (`420`, YAML 1.2's `0o644`),
+/// or YAML 1.1's octal `0644`, which a YAML 1.2 reader takes for a string.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub(crate) enum FileMode {
+    Number(i64),
+    Text(String),
+}
+
 /// Kubernetes quantities are written both as strings (`"64Mi"`) and as bare
 /// numbers (`1`, `0.5`); both mean the same.
 #[derive(Deserialize)]
@@ -493,13 +591,13 @@ pub(crate) struct Volume {
     pub name: Option<String>,
     pub empty_dir: Option<EmptyDir>,
     pub host_path: Option<HostPath>,
-    // Volume sources wpod does not provide yet, by their Kubernetes names.
     pub config_map: Option<ObjectVolume>,
     pub secret: Option<ObjectVolume>,
-    pub persistent_volume_claim: Unsupported,
-    pub projected: Unsupported,
+    pub projected: Option<ProjectedVolume>,
     #[serde(rename = "downwardAPI")]
-    pub downward_api: Unsupported,
+    pub downward_api: Option<DownwardApiVolume>,
+    // Volume sources wpod does not provide yet, by their Kubernetes names.
+    pub persistent_volume_claim: Unsupported,
     pub ephemeral: Unsupported,
     pub csi: Unsupported,
     pub image: Unsupported,

@@ -85,12 +85,14 @@ pub(super) fn explain_namespaces(error: &str) -> (String, String, String) {
 pub(super) fn run(
     sandbox: &Sandbox,
     pods: &[PodSpec],
+    jobs: &mut crate::job::Jobs,
     pod_main: PodMain,
 ) -> Result<Option<SandboxedRun>, SandboxError> {
     super::supervisor::run(
         &sandbox.config,
         sandbox.state.cgroups.as_ref(),
         pods,
+        jobs,
         pod_main,
     )
 }

@@ -233,7 +233,8 @@ impl Sandbox {
     /// Runs the pods of a manifest, each in its own pod process behind the
     /// wall, until they end. `pods` are the manifest's pods, in order; each
     /// pod process calls `pod_main` with its pod, behind its wall, and exits
-    /// with the code it returns.
+    /// with the code it returns. As `jobs`' pods end, their next pods start
+    /// in pod processes of their own.
     ///
     /// Call it while the process has one thread (before any tokio runtime
     /// or other thread exists): the pod processes are forks of this one, and
@@ -251,9 +252,10 @@ impl Sandbox {
     pub fn run(
         &self,
         pods: &[PodSpec],
+        jobs: &mut crate::job::Jobs,
         pod_main: PodMain,
     ) -> Result<Option<SandboxedRun>, SandboxError> {
-        imp::run(self, pods, pod_main)
+        imp::run(self, pods, jobs, pod_main)
     }
 }
 

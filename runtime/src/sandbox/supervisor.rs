@@ -25,6 +25,7 @@ use super::{
     Isolation, PlanInputs, PodMain, SandboxConfig, SandboxError, SandboxedPod, SandboxedRun, sys,
 };
 use crate::image::ImagePath;
+use crate::job::{Jobs, Step};
 use crate::manifest::{PodSpec, VolumeSource};
 use crate::pod::{PodOptions, RuntimeConfig};
 use crate::status::{ContainerState, PodPhase, PodStatus, Termination, Timestamp};
@@ -44,6 +45,7 @@ pub(super) fn run(
     config: &SandboxConfig,
     cgroups: Option<&Hierarchies>,
     pods: &[PodSpec],
+    jobs: &mut Jobs,
     pod_main: PodMain,
 ) -> Result<Option<SandboxedRun>, SandboxError> {
     // Errors before any pod is prepared are told against the first.
@@ -99,7 +101,19 @@ pub(super) fn run(
         running.push(pod);
     }
     let sink = config.status_sink.as_deref();
-    let signal = supervise(&mut running, &signals, config.pid_file.as_deref(), sink);
+    // A Job's next pod: prepared and started as the first ones were (its
+    // programs are compiled: they are its first pods' programs).
+    let mut spawn = |pod: &PodSpec| prepare(config, cgroups, pod).and_then(|p| start(p, pod_main));
+    let signal = supervise(
+        &mut running,
+        &signals,
+        config.pid_file.as_deref(),
+        sink,
+        Controller {
+            jobs,
+            spawn: &mut spawn,
+        },
+    );
     if let Some(pid_file) = &config.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
@@ -112,7 +126,7 @@ pub(super) fn run(
     let pods = running
         .iter_mut()
         .map(|pod| {
-            let status = pod.final_status(signal.is_some());
+            let status = pod.final_status(signal.is_some()).clone();
             // The last word, also for a pod process that was killed.
             if let Some(sink) = sink {
                 sink.status(&pod.name, &status);
@@ -438,6 +452,8 @@ struct Running {
     ready: bool,
     last: PodStatus,
     ended: Option<PodStatus>,
+    /// The final status, once taken (see [`Running::final_status`]).
+    outcome: Option<PodStatus>,
     failed: Option<ErrorReport>,
     /// Killed before it could handle signals.
     killed: bool,
@@ -491,6 +507,7 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
         ready: false,
         last: prepared.initial,
         ended: None,
+        outcome: None,
         failed: None,
         killed: false,
         broker,
@@ -500,17 +517,67 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
     })
 }
 
+/// The Jobs of a run, and how to start their next pods.
+struct Controller<'a> {
+    jobs: &'a mut Jobs,
+    spawn: &'a mut dyn FnMut(&PodSpec) -> Result<Running, SandboxError>,
+}
+
+impl Controller<'_> {
+    /// Carries out what a Job decided: its failed pods' siblings stop
+    /// gracefully, its next pods start.
+    fn carry_out(&mut self, pods: &mut Vec<Running>, mut step: Step) {
+        loop {
+            for name in &step.stop {
+                if let Some(pod) = pods.iter_mut().find(|p| p.name == *name) {
+                    stop_one(pod, libc::SIGTERM);
+                }
+            }
+            let mut next = Step::default();
+            for pod in std::mem::take(&mut step.start) {
+                match (self.spawn)(&pod) {
+                    Ok(running) => pods.push(running),
+                    Err(error) => {
+                        let more = self.jobs.not_started(&pod.name, &error.to_string());
+                        next.start.extend(more.start);
+                        next.stop.extend(more.stop);
+                    }
+                }
+            }
+            if next.start.is_empty() && next.stop.is_empty() {
+                return;
+            }
+            step = next;
+        }
+    }
+}
+
 /// The poll loop (step 5). Returns the signal that stopped the run.
 fn supervise(
-    pods: &mut [Running],
+    pods: &mut Vec<Running>,
     signals: &sys::SignalFd,
     pid_file: Option<&Path>,
     sink: Option<&dyn crate::StatusSink>,
+    mut controller: Controller<'_>,
 ) -> Option<i32> {
     let mut signal = None;
     let mut signals_seen = 0;
     let mut pid_file_written = false;
     loop {
+        // A Job's pod that ended: the Job decides what comes next.
+        if !controller.jobs.is_empty() {
+            let stopped = signal.is_some();
+            let mut steps = Vec::new();
+            for pod in pods.iter_mut() {
+                if pod.exited.is_some() && pod.messages.is_none() && pod.outcome.is_none() {
+                    let status = pod.final_status(stopped).clone();
+                    steps.push(controller.jobs.ended(&pod.name, &status));
+                }
+            }
+            for step in steps {
+                controller.carry_out(pods, step);
+            }
+        }
         if pods
             .iter()
             .all(|p| p.exited.is_some() && p.messages.is_none())
@@ -558,6 +625,7 @@ fn supervise(
                     // kills them: no more waiting.
                     signals_seen += 1;
                     signal.get_or_insert(number);
+                    controller.jobs.stop();
                     if signals_seen <= 2 {
                         stop_all(pods, number);
                     } else {
@@ -569,6 +637,7 @@ fn supervise(
             }
         }
         let mut failure = false;
+        let mut job_steps = Vec::new();
         for (index, readable) in watched.into_iter().zip(&readable[1..]) {
             if !readable {
                 continue;
@@ -585,10 +654,16 @@ fn supervise(
                         {
                             sink.status(&pod.name, status);
                         }
+                        if let Message::Status(status) = &message {
+                            job_steps.push(controller.jobs.status(&pod.name, status));
+                        }
                         failure |= pod.handle(message);
                     }
                 }
             }
+        }
+        for step in job_steps {
+            controller.carry_out(pods, step);
         }
         if failure && signal.is_none() {
             // One pod could not start: stop the others at once, as the CLI
@@ -609,10 +684,18 @@ fn supervise(
 
 fn stop_all(pods: &mut [Running], signal: i32) {
     for pod in pods.iter_mut() {
-        match (pod.ready, pod.pid) {
-            (true, Some(pid)) => sys::send_signal(pid, signal),
-            _ => pod.kill(),
-        }
+        stop_one(pod, signal);
+    }
+}
+
+/// Asks one pod to stop (its pod process stops it gracefully on the first
+/// signal, at once on a second one); kills a pod process that cannot be
+/// asked yet.
+fn stop_one(pod: &mut Running, signal: i32) {
+    match (pod.ready, pod.pid, pod.exited) {
+        (_, _, Some(_)) => {}
+        (true, Some(pid), None) => sys::send_signal(pid, signal),
+        _ => pod.kill(),
     }
 }
 
@@ -669,10 +752,20 @@ impl Running {
     /// The pod's final status: as it reported it, or, if the pod process was
     /// killed (by the cgroup's OOM killer, a signal, a crash), the last one
     /// it reported with every running container terminated, and why.
-    fn final_status(&mut self, stopped: bool) -> PodStatus {
-        if let Some(status) = self.ended.take() {
-            return status;
-        }
+    fn final_status(&mut self, stopped: bool) -> &PodStatus {
+        let status = match self.outcome.take() {
+            Some(status) => status,
+            None => match self.ended.take() {
+                Some(status) => status,
+                None => self.killed_status(stopped),
+            },
+        };
+        self.outcome.insert(status)
+    }
+
+    /// The last status a killed pod process reported, with every running
+    /// container terminated, and why.
+    fn killed_status(&self, stopped: bool) -> PodStatus {
         let oom = self.cgroup.as_ref().is_some_and(PodCgroup::oom_killed);
         let ceiling = self.cgroup.as_ref().is_some_and(PodCgroup::limit_reached);
         let (reason, message, exit_code) = if oom && ceiling {

@@ -26,6 +26,7 @@ pub(super) fn probe(config: SandboxConfig) -> Result<Option<Sandbox>, SandboxErr
 pub(super) fn run(
     _sandbox: &Sandbox,
     _pods: &[PodSpec],
+    _jobs: &mut crate::job::Jobs,
     _pod_main: PodMain,
 ) -> Result<Option<SandboxedRun>, SandboxError> {
     unreachable!("no Sandbox is made on this system")
