@@ -156,6 +156,23 @@ fn share_volume_nginx_serves_what_ubuntu_wrote() {
 }
 
 #[test]
+fn deployment_serves_the_configmaps_page_from_its_pod() {
+    let workspace = Workspace::new();
+    // Its own hostPort: share-volume's test has 8080 at the same time.
+    let mut pod = Running::start(&workspace, "deployment", |yaml| {
+        yaml.replace("hostPort: 8080", "hostPort: 8090")
+    });
+    pod.wait_for_line(|l| l == "[nginx-container] listening on 0.0.0.0:80");
+    let response = curl_until(8090, "/", "served by ubuntu-and-nginx-");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("Hello from a ConfigMap\nserved by ubuntu-and-nginx-"),
+        "{response}"
+    );
+    pod.interrupt(&workspace);
+}
+
+#[test]
 fn javaweb_init_container_copies_the_war_for_tomcat() {
     let workspace = Workspace::new();
     let mut pod = Running::start(&workspace, "javaweb", |yaml| yaml);
