@@ -455,3 +455,42 @@ spec:
         "{refused:?}"
     );
 }
+
+/// `kind: List` (what `kubectl get -o yaml` prints for several objects):
+/// its items are read as documents of their own.
+#[test]
+fn a_list_of_objects_is_read_item_by_item() {
+    let workspace = Workspace::new();
+    let run = workspace.run_pod(
+        "apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: words}
+  data: {word: listed}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: skipped}
+  spec: {ports: [{port: 80}]}
+- apiVersion: batch/v1
+  kind: Job
+  metadata: {name: once}
+  spec:
+    template:
+      spec:
+        restartPolicy: Never
+        containers:
+        - {name: say, image: busybox, command: [sh, -c, 'echo $W'], env: [{name: W, valueFrom: {configMapKeyRef: {name: words, key: word}}}]}
+",
+        &[],
+    );
+    run.expect_code(0);
+    assert_eq!(run.stdout, "[say] listed\n", "{run:?}");
+    assert!(run.stderr.contains("skipped Service `skipped`"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("wpod: job `once` complete (1 succeeded, 0 failed)"),
+        "{run:?}"
+    );
+}

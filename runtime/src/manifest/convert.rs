@@ -212,76 +212,110 @@ fn parse_in_two_steps(
 ) -> Result<Vec<Document>, ManifestError> {
     let mut documents = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let mut value = serde_yaml_ng::Value::deserialize(document)
+        let value = serde_yaml_ng::Value::deserialize(document)
             .map_err(|error| syntax_error(file, index, &error))?;
-        let kind = value
-            .get("kind")
-            .and_then(serde_yaml_ng::Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        match kind.as_str() {
-            "" | "Pod" | "ConfigMap" | "Secret" => {}
-            "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
-                documents.extend(expand_workload(value, &kind));
-                continue;
+        read_document(value, file, index, strict, &mut documents);
+    }
+    Ok(documents)
+}
+
+/// One document (or one item of a `kind: List`), read into `documents`:
+/// a workload as its pods, a Job as its template, a kind wpod does not run
+/// skipped (or refused, `strict`).
+fn read_document(
+    mut value: serde_yaml_ng::Value,
+    file: &Path,
+    index: usize,
+    strict: bool,
+    documents: &mut Vec<Document>,
+) {
+    let kind = value
+        .get("kind")
+        .and_then(serde_yaml_ng::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    match kind.as_str() {
+        "" | "Pod" | "ConfigMap" | "Secret" => {}
+        "List" => {
+            match value
+                .get("items")
+                .and_then(serde_yaml_ng::Value::as_sequence)
+            {
+                Some(items) => {
+                    for item in items.clone() {
+                        read_document(item, file, index, strict, documents);
+                    }
+                }
+                None => documents.push((
+                    None,
+                    vec![Problem::new(
+                        "items",
+                        "a List holds its objects in `items`",
+                        "give `items: [...]`, or the objects as documents separated by `---`",
+                    )],
+                )),
             }
-            "Job" => {
-                documents.extend(expand_job(value));
-                continue;
-            }
-            "CronJob" => {
+            return;
+        }
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
+            documents.extend(expand_workload(value, &kind));
+            return;
+        }
+        "Job" => {
+            documents.extend(expand_job(value));
+            return;
+        }
+        "CronJob" => {
+            documents.push((
+                None,
+                vec![Problem::new(
+                    "kind",
+                    "`CronJob` is not supported yet: wpod has no scheduler that outlives a run",
+                    "run its jobTemplate as a Job (kind: Job, apiVersion: batch/v1), from cron if it must repeat",
+                )],
+            ));
+            return;
+        }
+        other => {
+            let name = value
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(serde_yaml_ng::Value::as_str)
+                .unwrap_or("?");
+            if strict {
                 documents.push((
                     None,
                     vec![Problem::new(
                         "kind",
-                        "`CronJob` is not supported yet: wpod has no scheduler that outlives a run",
-                        "run its jobTemplate as a Job (kind: Job, apiVersion: batch/v1), from cron if it must repeat",
+                        format!("a {other} (`{name}`) has no meaning on one host, and --strict refuses what would be skipped"),
+                        "take the document out, or run without --strict to skip it with a warning",
                     )],
                 ));
-                continue;
+                return;
             }
-            other => {
-                let name = value
-                    .get("metadata")
-                    .and_then(|m| m.get("name"))
-                    .and_then(serde_yaml_ng::Value::as_str)
-                    .unwrap_or("?");
-                if strict {
-                    documents.push((
-                        None,
-                        vec![Problem::new(
-                            "kind",
-                            format!("a {other} (`{name}`) has no meaning on one host, and --strict refuses what would be skipped"),
-                            "take the document out, or run without --strict to skip it with a warning",
-                        )],
-                    ));
-                    continue;
+            tracing::warn!(
+                file = %file.display(),
+                "skipped {other} `{name}` (document {}): wpod runs Pods, Jobs, and Deployments, ReplicaSets, StatefulSets and DaemonSets as their pods; a {other} has no meaning on one host",
+                index + 1
+            );
+            return;
+        }
+    }
+    let mut problems = Vec::new();
+    let pod = loop {
+        match serde_path_to_error::deserialize(value.clone()) {
+            Ok(pod) => break pod,
+            Err(error) => {
+                let path: Vec<serde_path_to_error::Segment> =
+                    error.path().iter().cloned().collect();
+                problems.push(schema_problem(error));
+                if problems.len() >= MAX_SCHEMA_PROBLEMS || !remove_at(&mut value, &path) {
+                    break None;
                 }
-                tracing::warn!(
-                    file = %file.display(),
-                    "skipped {other} `{name}` (document {}): wpod runs Pods, Jobs, and Deployments, ReplicaSets, StatefulSets and DaemonSets as their pods; a {other} has no meaning on one host",
-                    index + 1
-                );
-                continue;
             }
         }
-        let mut problems = Vec::new();
-        let pod = loop {
-            match serde_path_to_error::deserialize(value.clone()) {
-                Ok(pod) => break pod,
-                Err(error) => {
-                    let path: Vec<serde_path_to_error::Segment> =
-                        error.path().iter().cloned().collect();
-                    problems.push(schema_problem(error));
-                    if problems.len() >= MAX_SCHEMA_PROBLEMS || !remove_at(&mut value, &path) {
-                        break None;
-                    }
-                }
-            }
-        };
-        documents.push((pod, problems));
-    }
-    Ok(documents)
+    };
+    documents.push((pod, problems));
 }
 
 /// Takes the node at `path` out of `value`; `false` if there is none (the
