@@ -81,7 +81,7 @@ pub use manifest::{
     ManifestError, PodBuilder, PodSpec, PortSpec, Probe, ProbeAction, Problem, Protocol,
     PullPolicy, ReadOptions, Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
 };
-pub use network::{EgressPolicy, EgressRule, PortError};
+pub use network::{EgressPolicy, EgressRule, HostRule, PortError};
 pub use pod::{
     Backoff, ContainerUsage, DEFAULT_CONTAINER_ANNOTATION, ExecError, ExecOutcome, ExecOutput,
     ExecRequest, Execer, PodEvent, PodHandle, PodOptions, ProbeKind, Runtime, RuntimeConfig,

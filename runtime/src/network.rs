@@ -52,7 +52,7 @@ use wasmtime_wasi::p2::bindings::sockets::udp::{
 use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
 use wasmtime_wasi::sockets::WasiSocketsCtxView;
 
-pub use crate::manifest::{EgressPolicy, EgressRule};
+pub use crate::manifest::{EgressPolicy, EgressRule, HostRule};
 
 // The policy is parsed with the manifest (`crate::manifest`, which reads the
 // `wpod.dev/egress` annotation); what it allows is decided here.

@@ -1,14 +1,50 @@
-//! Egress rules (`10.0.0.0/8, 192.0.2.7:443, *`): the text of the
-//! `wpod.dev/egress` annotation and of `--allow-egress`, parsed into an
-//! [`EgressPolicy`]. `network` applies the policy to each connection.
+//! Egress rules (`10.0.0.0/8, 192.0.2.7:443, api.example.com:443,
+//! *.example.com, *`): the text of the `wpod.dev/egress` annotation and of
+//! `--allow-egress`, parsed into an [`EgressPolicy`]. `network` applies the
+//! policy to each connection.
+//!
+//! Address rules hold for every connection out. Host-name rules hold only
+//! where the name is known, that is for outgoing HTTP (`wasi:http`): a raw
+//! socket connects to an address, which no name rule can vouch for.
 
 use std::net::IpAddr;
 
 /// Where containers may connect outside their pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EgressPolicy {
-    /// Allowed destinations; empty means no egress at all.
+    /// Allowed destinations by address; with `hosts` empty too, no egress
+    /// at all.
     pub allow: Vec<EgressRule>,
+    /// Allowed destinations by host name (outgoing HTTP only).
+    pub hosts: Vec<HostRule>,
+}
+
+/// One destination allowed by name: `api.example.com` (that name) or
+/// `*.example.com` (any name below `example.com`, not `example.com` itself),
+/// with an optional port. Names are kept in lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRule {
+    /// The name, or the suffix after `*.` for a wildcard.
+    pub name: String,
+    /// Whether the rule is `*.name`.
+    pub wildcard: bool,
+    pub port: Option<u16>,
+}
+
+impl HostRule {
+    /// Whether a request to `host` (a name, any case) on `port` is allowed.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|allowed| allowed != port) {
+            return false;
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if self.wildcard {
+            host.strip_suffix(self.name.as_str())
+                .is_some_and(|label| label.len() > 1 && label.ends_with('.'))
+        } else {
+            host == self.name
+        }
+    }
 }
 
 /// One allowed destination: an address range and an optional port.
@@ -53,7 +89,7 @@ enum RuleProblem {
 }
 
 /// How to write egress rules, for messages.
-pub(crate) const EGRESS_HINT: &str = "write addresses or CIDRs with an optional port, separated by commas (10.0.0.0/8, 192.0.2.7:443, [2001:db8::1]:80), or * for all";
+pub(crate) const EGRESS_HINT: &str = "write addresses or CIDRs with an optional port, separated by commas (10.0.0.0/8, 192.0.2.7:443, [2001:db8::1]:80), host names for HTTP (api.example.com:443, *.example.com), or * for all";
 
 impl EgressPolicy {
     /// Everything allowed.
@@ -71,7 +107,19 @@ impl EgressPolicy {
                     port: None,
                 },
             ],
+            hosts: Vec::new(),
         }
+    }
+
+    /// Whether nothing at all is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.hosts.is_empty()
+    }
+
+    /// Adds `other`'s rules to these.
+    pub fn extend(&mut self, other: &EgressPolicy) {
+        self.allow.extend(other.allow.iter().cloned());
+        self.hosts.extend(other.hosts.iter().cloned());
     }
 
     /// Parses a comma-separated list of `CIDR[:port]` / `IP[:port]` rules
@@ -87,15 +135,65 @@ impl EgressPolicy {
                 policy.allow.extend(EgressPolicy::allow_all().allow);
                 continue;
             }
-            policy
-                .allow
-                .push(parse_rule(rule).map_err(|reason| EgressRuleError {
-                    rule: rule.to_owned(),
-                    reason: reason.to_string(),
-                })?);
+            let error = |reason: RuleProblem| EgressRuleError {
+                rule: rule.to_owned(),
+                reason: reason.to_string(),
+            };
+            match parse_rule(rule) {
+                Ok(parsed) => policy.allow.push(parsed),
+                Err(RuleProblem::Address(address)) => match parse_host_rule(rule) {
+                    Some(host) => policy.hosts.push(host.map_err(error)?),
+                    None => return Err(error(RuleProblem::Address(address))),
+                },
+                Err(problem) => return Err(error(problem)),
+            }
         }
         Ok(policy)
     }
+}
+
+/// A host-name rule (`api.example.com:443`, `*.example.com`), `None` if
+/// `rule` does not look like one: a host name has at least two labels of
+/// letters, digits and `-`, and its last label is not a number (so that a
+/// mistyped address is not taken for a name).
+fn parse_host_rule(rule: &str) -> Option<Result<HostRule, RuleProblem>> {
+    let (name, port) = match rule.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (rule, None),
+    };
+    let (name, wildcard) = match name.strip_prefix("*.") {
+        Some(rest) => (rest, true),
+        None => (name, false),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = name.split('.').collect();
+    let label_ok = |label: &&str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let last_is_number = labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if labels.len() < 2 || !labels.iter().all(label_ok) || last_is_number || name.len() > 253 {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) if port > 0 => Some(port),
+            _ => return Some(Err(RuleProblem::Port(text.to_owned()))),
+        },
+    };
+    Some(Ok(HostRule {
+        name,
+        wildcard,
+        port,
+    }))
 }
 
 fn parse_rule(rule: &str) -> Result<EgressRule, RuleProblem> {
@@ -147,12 +245,17 @@ fn parse_rule(rule: &str) -> Result<EgressRule, RuleProblem> {
 mod tests {
     use super::*;
 
-    /// The rules `text` parses into, each as `network/prefix:port`, or the
-    /// error's reason.
+    /// The rules `text` parses into, each as `network/prefix:port` (or
+    /// `name:port`), or the error's reason.
     #[track_caller]
     fn check(text: &str, expected: Result<&[&str], &str>) {
         let parsed = EgressPolicy::parse(text)
             .map(|policy| {
+                let hosts = policy.hosts.iter().map(|rule| {
+                    let port = rule.port.map(|p| format!(":{p}")).unwrap_or_default();
+                    let star = if rule.wildcard { "*." } else { "" };
+                    format!("{star}{}{port}", rule.name)
+                });
                 policy
                     .allow
                     .iter()
@@ -160,6 +263,7 @@ mod tests {
                         let port = rule.port.map(|p| format!(":{p}")).unwrap_or_default();
                         format!("{}/{}{port}", rule.network, rule.prefix_len)
                     })
+                    .chain(hosts)
                     .collect::<Vec<_>>()
             })
             .map_err(|error| error.reason);
@@ -184,6 +288,35 @@ mod tests {
             "10.0.0.0/8, 192.0.2.7:443",
             Ok(&["10.0.0.0/8", "192.0.2.7/32:443"]),
         );
+    }
+
+    #[test]
+    fn host_names() {
+        check("api.example.com:443", Ok(&["api.example.com:443"]));
+        check("*.Example.COM", Ok(&["*.example.com"]));
+        check("a.test., 10.0.0.1", Ok(&["10.0.0.1/32", "a.test"]));
+        check(
+            "api.example.com:https",
+            Err("`https` is not a port number from 1 to 65535"),
+        );
+        check(
+            "10.0.0.300",
+            Err("`10.0.0.300` is not an IP address or a CIDR"),
+        );
+        check(
+            "under_score.test",
+            Err("`under_score.test` is not an IP address or a CIDR"),
+        );
+        let policy = EgressPolicy::parse("api.example.com:443, *.example.org").unwrap();
+        let allowed = |host: &str, port| policy.hosts.iter().any(|rule| rule.matches(host, port));
+        assert!(allowed("api.example.com", 443));
+        assert!(allowed("API.example.com.", 443));
+        assert!(!allowed("api.example.com", 80));
+        assert!(!allowed("x.api.example.com", 443));
+        assert!(allowed("a.example.org", 80));
+        assert!(allowed("a.b.example.org", 80));
+        assert!(!allowed("example.org", 80));
+        assert!(!allowed("badexample.org", 80));
     }
 
     #[test]

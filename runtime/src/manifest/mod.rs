@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use annotations::{DESCRIPTOR_ANNOTATION, EGRESS_ANNOTATION, MEMORY_ANNOTATION};
 pub use bounds::{MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH};
-pub use egress::{EgressPolicy, EgressRule, EgressRuleError};
+pub use egress::{EgressPolicy, EgressRule, EgressRuleError, HostRule};
 pub use validate::Problem;
 
 /// A validated Pod: what wpod runs. Build one from YAML with

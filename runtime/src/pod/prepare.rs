@@ -200,7 +200,7 @@ pub(crate) fn image_error(pod: &PodSpec, container: &ContainerSpec, source: Imag
 /// checked with the manifest) plus the run's.
 pub(super) fn pod_egress(pod: &PodSpec, extra: &EgressPolicy) -> Result<EgressPolicy> {
     let mut egress = extra.clone();
-    egress.allow.extend(pod.egress.allow.iter().cloned());
+    egress.extend(&pod.egress);
     Ok(egress)
 }
 

@@ -9,7 +9,11 @@
 //! or `C <address>` (a fresh socket to connect to the address, which must be
 //! allowed egress or one of the pod's own published addresses), or
 //! `D <address>` (a UDP socket connected to the address, allowed egress:
-//! it can send nowhere else). The answer
+//! it can send nowhere else), or `H <address> <host>` (as `C`, for an
+//! outgoing HTTP request to `host` that the pod resolved to the address:
+//! allowed by the address's rules, or by a host-name rule for `host` if the
+//! supervisor's own lookup of `host` gives that address too, so that a pod
+//! cannot pass an address off under an allowed name). The answer
 //! is one packet: `ok` with the socket attached (`SCM_RIGHTS`), or
 //! `err <errno>`. The supervisor answers in its poll loop: making and binding
 //! a socket never blocks, and the connection itself is made by the pod.
@@ -28,8 +32,9 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-/// The longest request or answer (`C [v6 address%scope]:port`).
-const PACKET: usize = 128;
+/// The longest request or answer (`H [v6 address%scope]:port`, then a host
+/// name of at most 253 bytes).
+const PACKET: usize = 384;
 
 /// The supervisor's side for one pod.
 #[derive(Debug)]
@@ -72,7 +77,7 @@ impl Broker {
         )
         .map_err(|e| BrokerError::Channel(e.into()))?;
         let mut egress = extra_egress.clone();
-        egress.allow.extend(pod.egress.allow.iter().cloned());
+        egress.extend(&pod.egress);
         Ok((
             Broker {
                 channel: ours,
@@ -125,6 +130,15 @@ impl Broker {
             let socket = super::sys::inet_socket(&to, SocketType::STREAM).map_err(errno)?;
             prepare(&socket, to).map_err(errno)?;
             Ok(socket)
+        } else if let Some(rest) = request.strip_prefix("H ") {
+            let (address, host) = rest.split_once(' ').ok_or(Errno::INVAL)?;
+            let to: SocketAddr = address.parse().map_err(|_| Errno::INVAL)?;
+            if !self.egress.allows(&to) && !self.is_published(&to) && !self.named(host, &to) {
+                return Err(Errno::ACCESS);
+            }
+            let socket = super::sys::inet_socket(&to, SocketType::STREAM).map_err(errno)?;
+            prepare(&socket, to).map_err(errno)?;
+            Ok(socket)
         } else if let Some(address) = request.strip_prefix("D ") {
             // Connected here: the pod can send to this peer and no other.
             let to: SocketAddr = address.parse().map_err(|_| Errno::INVAL)?;
@@ -136,6 +150,27 @@ impl Broker {
             Ok(socket)
         } else {
             Err(Errno::INVAL)
+        }
+    }
+
+    /// Whether a host-name rule allows `host` on `to`'s port, and `host` is
+    /// `to`: the supervisor looks the name up itself (in the host's
+    /// namespace, as the pod's relay does), so the pod's word for it is not
+    /// taken. The lookup blocks this loop while it lasts (a name in
+    /// `/etc/hosts`: microseconds; DNS: up to the resolver's timeout).
+    fn named(&self, host: &str, to: &SocketAddr) -> bool {
+        use std::net::ToSocketAddrs;
+        if !self
+            .egress
+            .hosts
+            .iter()
+            .any(|rule| rule.matches(host, to.port()))
+        {
+            return false;
+        }
+        match (host, to.port()).to_socket_addrs() {
+            Ok(mut addresses) => addresses.any(|address| address.ip() == to.ip()),
+            Err(_) => false,
         }
     }
 

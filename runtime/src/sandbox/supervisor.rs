@@ -326,8 +326,8 @@ fn prepare(
     // starts) and held outside the pod's namespace, as are connections out.
     let broker = if host_network.is_none()
         && (!crate::network::published_ports(pod).is_empty()
-            || !pod.egress.allow.is_empty()
-            || !config.options.egress.allow.is_empty())
+            || !pod.egress.is_empty()
+            || !config.options.egress.is_empty())
     {
         let (broker, pod_end) = super::broker::Broker::new(pod, &config.options.egress).map_err(
             |error| match error {
