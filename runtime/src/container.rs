@@ -19,6 +19,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// The linkers, built once per engine: WASI 0.2 for components, WASI
 /// preview 1 for core modules.
@@ -43,6 +44,7 @@ impl Linkers {
         self.component.get_or_init(|| {
             let mut linker = wasmtime::component::Linker::new(&self.engine);
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
                 .and_then(|()| crate::network::shadow_sockets(&mut linker))
                 .expect("wasmtime-wasi's and wpod's definitions never clash");
             linker
@@ -61,7 +63,10 @@ impl Linkers {
     }
 
     /// Links a compiled program: every import resolved now, so a program
-    /// that is not a WASI command fails before any container starts.
+    /// that is not a WASI command fails before any container starts. A
+    /// component that exports `wasi:http/incoming-handler` is an HTTP
+    /// component, served rather than run (whether or not it also exports
+    /// `wasi:cli/run`, as a `bin` built for `wasm32-wasip2` does).
     pub(crate) fn link(&self, compiled: &Compiled) -> Result<Program, LinkError> {
         match compiled {
             Compiled::Component(component) => {
@@ -69,6 +74,9 @@ impl Linkers {
                     .component()
                     .instantiate_pre(component)
                     .map_err(|e| LinkError::Imports(format!("{e:#}")))?;
+                if let Ok(proxy) = ProxyPre::new(pre.clone()) {
+                    return Ok(Program::Http(proxy));
+                }
                 CommandPre::new(pre)
                     .map(Program::Component)
                     .map_err(|e| LinkError::NoRun(format!("{e:#}")))
@@ -96,7 +104,7 @@ pub(crate) enum LinkError {
     /// An import that neither WASI nor wpod defines, or of another type.
     #[error("{0}")]
     Imports(String),
-    #[error("it does not export wasi:cli/run ({0})")]
+    #[error("it exports neither wasi:cli/run nor wasi:http/incoming-handler ({0})")]
     NoRun(String),
     #[error("the module exports no `_start` function")]
     NoStart,
@@ -120,6 +128,8 @@ impl Linkers {}
 #[derive(Clone)]
 pub(crate) enum Program {
     Component(CommandPre<P2State>),
+    /// A `wasi:http/proxy` component: served, one instance per request.
+    Http(ProxyPre<P2State>),
     Module(wasmtime::InstancePre<P1State>),
 }
 
@@ -129,7 +139,9 @@ pub(crate) struct ContainerPlan {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub working_dir: String,
-    pub preopens: Vec<Preopen>,
+    /// Shared with the instances of an HTTP container, which outlive no
+    /// request but are made on tasks of their own.
+    pub preopens: Arc<[Preopen]>,
     /// What the container's programs (its own and what `exec` runs in it)
     /// use, against its `limits.memory`.
     pub usage: Arc<ContainerUsage>,
@@ -138,6 +150,8 @@ pub(crate) struct ContainerPlan {
     /// The most WASI resources the container may hold at once.
     pub descriptor_limit: usize,
     pub program: Program,
+    /// Where and how an HTTP component is served (`Program::Http`).
+    pub http: Option<crate::http::Serving>,
     pub network: PodNetwork,
     /// The host folder of its `/run/wpod` (see `volume::TERMINATING`).
     pub run_dir: Option<std::path::PathBuf>,
@@ -277,20 +291,196 @@ const TRAP_EXIT_CODE: i32 = 134;
 
 /// Runs the container once, to its end. Cancel by dropping the future: the
 /// store yields at every epoch tick, so even a spinning guest is dropped
-/// within a tick.
-pub(crate) async fn run<O: StdoutStream + 'static>(
+/// within a tick. An HTTP component is served until `control.asked_to_end`
+/// (then it finishes the requests it has and ends with 0).
+pub(crate) async fn run<O: StdoutStream + Clone + Sync + 'static>(
     plan: &ContainerPlan,
     engine: &Engine,
     stdin: bool,
     stdout: O,
     stderr: O,
+    control: &RunControl,
 ) -> Result<Outcome, ContainerError> {
+    if let (Program::Http(pre), Some(serving)) = (&plan.program, &plan.http) {
+        return serve_http(plan, pre, serving, engine, stdout, stderr, control).await;
+    }
     let io = Stdio {
         stdin,
         stdout,
         stderr,
     };
     run_program(plan, &plan.program, &plan.argv, engine, io).await
+}
+
+/// What the pod gives a container's run besides its plan.
+pub(crate) struct RunControl {
+    /// Cancelled when the container is asked to end (a graceful stop).
+    pub asked_to_end: tokio_util::sync::CancellationToken,
+    /// Says something about the container on the pod's log (its events).
+    pub event: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Serves an HTTP component on its port until asked to end: each request
+/// an instance of its own (see `crate::http`).
+async fn serve_http<O: StdoutStream + Clone + Sync + 'static>(
+    plan: &ContainerPlan,
+    pre: &ProxyPre<P2State>,
+    serving: &crate::http::Serving,
+    engine: &Engine,
+    stdout: O,
+    stderr: O,
+    control: &RunControl,
+) -> Result<Outcome, ContainerError> {
+    let listener = match plan.network.listen(serving.port) {
+        Ok(listener) => listener,
+        Err(error) => {
+            return Ok(Outcome {
+                exit_code: 1,
+                reason: "Error",
+                message: Some(format!(
+                    "cannot serve HTTP on port {}: {error}",
+                    serving.port
+                )),
+            });
+        }
+    };
+    control.event(&format!("serving HTTP on port {}", serving.port));
+    let instances = Arc::new(HttpInstances {
+        engine: engine.clone(),
+        name: plan.name.as_str().into(),
+        argv: plan.argv.clone(),
+        env: plan.env.clone(),
+        working_dir: plan.working_dir.clone(),
+        preopens: plan.preopens.clone(),
+        network: plan.network.clone(),
+        descriptor_limit: plan.descriptor_limit,
+        memory_limit: plan.usage.memory.limit(),
+        usage: plan.usage.clone(),
+        pod_memory: plan.pod_memory.clone(),
+        stdout,
+        stderr,
+        event: control.event.clone(),
+    });
+    let served = crate::http::serve(
+        listener,
+        pre.clone(),
+        instances,
+        serving.concurrency,
+        control.asked_to_end.clone(),
+    )
+    .await;
+    Ok(match served {
+        Ok(()) => Outcome {
+            exit_code: 0,
+            reason: "Completed",
+            message: None,
+        },
+        Err(error) => Outcome {
+            exit_code: 1,
+            reason: "Error",
+            message: Some(format!("the HTTP server failed: {error}")),
+        },
+    })
+}
+
+impl RunControl {
+    fn event(&self, message: &str) {
+        (self.event)(message)
+    }
+}
+
+/// The instances of one HTTP container: what each request's store is made of.
+struct HttpInstances<O> {
+    engine: Engine,
+    name: Arc<str>,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    working_dir: String,
+    preopens: Arc<[Preopen]>,
+    network: PodNetwork,
+    descriptor_limit: usize,
+    /// The container's `limits.memory`, for each instance alone.
+    memory_limit: Option<u64>,
+    /// The container's usage: all its instances' memory (for `top`, not
+    /// limited here) and CPU time.
+    usage: Arc<ContainerUsage>,
+    pod_memory: Arc<PodMemory>,
+    stdout: O,
+    stderr: O,
+    event: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl<O: StdoutStream + Clone + Sync + 'static> crate::http::Service for HttpInstances<O> {
+    type Data = P2State;
+
+    fn store(&self) -> Result<Store<P2State>, String> {
+        let io = Stdio {
+            stdin: false,
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+        };
+        let setup = WasiSetup {
+            name: &self.name,
+            env: &self.env,
+            working_dir: &self.working_dir,
+            preopens: &self.preopens,
+            network: &self.network,
+        };
+        let mut wasi = build_wasi(&setup, &self.argv, io).map_err(|e| e.to_string())?;
+        let limits = MemoryBudget {
+            used: 0,
+            refused: None,
+            container: Arc::new(ContainerUsage::new(self.memory_limit)),
+            pod: self.pod_memory.clone(),
+            also: Some(self.usage.clone()),
+        };
+        let network = self.network.for_container();
+        let state = P2State {
+            wasi: wasi.build(),
+            table: descriptor_table(self.descriptor_limit),
+            limits,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: crate::http::PodHttp {
+                network: network.clone(),
+                container: self.name.clone(),
+            },
+            network,
+        };
+        Ok(new_store(&self.engine, state))
+    }
+
+    fn run(&self, instance: crate::http::Instance) -> crate::http::Instance {
+        let usage = self.usage.clone();
+        Box::pin(async move { metered(&usage.cpu_nanos, instance).await })
+    }
+
+    fn ended(
+        &self,
+        store: &Store<P2State>,
+        request: &str,
+        error: Option<wasmtime::Error>,
+        responded: bool,
+    ) {
+        let Some(error) = error else { return };
+        let refused = store.data().limits.refused.map(|whose| match whose {
+            Refused::Container => "its memory limit was reached: ".to_owned(),
+            Refused::Pod => "the pod's memory ceiling was reached: ".to_owned(),
+        });
+        let answered = if responded {
+            "after it had answered"
+        } else {
+            "answered 500"
+        };
+        let why = if is_table_full(&error) {
+            "it opened more WASI resources than its limit allows".to_owned()
+        } else {
+            error.root_cause().to_string()
+        };
+        (self.event)(&format!(
+            "request {request} failed ({answered}): {}{why}",
+            refused.unwrap_or_default()
+        ));
+    }
 }
 
 /// A run's standard streams: this process's stdin or none, and where
@@ -318,15 +508,31 @@ pub(crate) async fn run_program<O: StdoutStream + 'static>(
         refused: None,
         container: plan.usage.clone(),
         pod: plan.pod_memory.clone(),
+        also: None,
     };
     let cpu = &plan.usage.cpu_nanos;
     let result = match program {
+        Program::Http(_) => {
+            return Ok(Outcome {
+                exit_code: 126,
+                reason: "Error",
+                message: Some(
+                    "the program is an HTTP component (wasi:http/proxy): it is served, not run"
+                        .into(),
+                ),
+            });
+        }
         Program::Component(pre) => {
             let mut wasi = wasi;
             let state = P2State {
                 wasi: wasi.build(),
                 table: descriptor_table(plan.descriptor_limit),
                 limits,
+                http: wasmtime_wasi_http::WasiHttpCtx::new(),
+                http_hooks: crate::http::PodHttp {
+                    network: network.clone(),
+                    container: plan.name.as_str().into(),
+                },
                 network,
             };
             let mut store = new_store(engine, state);
@@ -440,13 +646,37 @@ fn wasi_builder<O: StdoutStream + 'static>(
     argv: &[String],
     io: Stdio<O>,
 ) -> Result<WasiCtxBuilder, ContainerError> {
+    let setup = WasiSetup {
+        name: &plan.name,
+        env: &plan.env,
+        working_dir: &plan.working_dir,
+        preopens: &plan.preopens,
+        network: &plan.network,
+    };
+    build_wasi(&setup, argv, io)
+}
+
+/// What a container's WASI context is made of, besides argv and stdio.
+struct WasiSetup<'a> {
+    name: &'a str,
+    env: &'a [(String, String)],
+    working_dir: &'a str,
+    preopens: &'a [Preopen],
+    network: &'a PodNetwork,
+}
+
+fn build_wasi<O: StdoutStream + 'static>(
+    plan: &WasiSetup<'_>,
+    argv: &[String],
+    io: Stdio<O>,
+) -> Result<WasiCtxBuilder, ContainerError> {
     let mut wasi = WasiCtxBuilder::new();
     if io.stdin {
         wasi.stdin(std::io::stdin());
     }
     wasi.args(argv)
-        .envs(&plan.env)
-        .initial_cwd(&plan.working_dir)
+        .envs(plan.env)
+        .initial_cwd(plan.working_dir)
         .stdout(io.stdout)
         .stderr(io.stderr)
         // File operations run on the calling thread instead of a blocking
@@ -456,7 +686,7 @@ fn wasi_builder<O: StdoutStream + 'static>(
         .allow_tcp(true)
         .allow_udp(true)
         .allow_ip_name_lookup(true);
-    for preopen in &plan.preopens {
+    for preopen in plan.preopens {
         let perms = if preopen.read_only {
             FsPerms::ReadOnly
         } else {
@@ -470,7 +700,7 @@ fn wasi_builder<O: StdoutStream + 'static>(
             })?;
     }
     let network = plan.network.clone();
-    let container: Arc<str> = plan.name.as_str().into();
+    let container: Arc<str> = plan.name.into();
     wasi.socket_addr_check(move |addr, used| {
         let binding = matches!(used, SocketAddrUse::TcpBind | SocketAddrUse::TcpListen | SocketAddrUse::UdpBind);
         let permitted = network.permits(&addr, binding);
@@ -492,7 +722,19 @@ pub(crate) struct P2State {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: MemoryBudget,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    http_hooks: crate::http::PodHttp,
     network: PodNetwork,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for P2State {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
 }
 
 impl crate::network::PodSockets for P2State {
@@ -589,6 +831,12 @@ impl PodMemory {
             .is_ok()
     }
 
+    /// Counts `bytes` more with no limit (what `top` shows).
+    fn take(&self, bytes: usize) {
+        self.used
+            .fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+
     fn release(&self, bytes: usize) {
         self.used
             .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
@@ -670,6 +918,9 @@ struct MemoryBudget {
     refused: Option<Refused>,
     container: Arc<ContainerUsage>,
     pod: Arc<PodMemory>,
+    /// Where this store's memory is also counted, unlimited: the container
+    /// of an HTTP instance, whose `container` is the instance's own budget.
+    also: Option<Arc<ContainerUsage>>,
 }
 
 impl ResourceLimiter for MemoryBudget {
@@ -690,6 +941,9 @@ impl ResourceLimiter for MemoryBudget {
             return Ok(false);
         }
         self.used += more;
+        if let Some(also) = &self.also {
+            also.memory.take(more);
+        }
         Ok(true)
     }
 
@@ -708,6 +962,9 @@ impl Drop for MemoryBudget {
     fn drop(&mut self) {
         self.container.memory.release(self.used);
         self.pod.release(self.used);
+        if let Some(also) = &self.also {
+            also.memory.release(self.used);
+        }
     }
 }
 

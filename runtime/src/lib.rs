@@ -57,6 +57,7 @@
 mod container;
 mod control;
 mod detached;
+mod http;
 mod image;
 mod job;
 mod log;
@@ -72,14 +73,16 @@ mod volume;
 
 pub use control::{ControlError, TopReport};
 pub use detached::{PodStore, StoredPod, run_detached};
+pub use http::DEFAULT_HTTP_CONCURRENCY;
 pub use image::{ImageError, ImagePath};
 pub use job::{JobCondition, JobOutcome};
 pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
 pub use manifest::{
-    ContainerSpec, DESCRIPTOR_ANNOTATION, Dns, EGRESS_ANNOTATION, EgressRuleError, EnvVar, Hook,
-    HostPathType, HttpGet, JobSpec, MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION,
-    ManifestError, PodBuilder, PodSpec, PortSpec, Probe, ProbeAction, Problem, Protocol,
-    PullPolicy, ReadOptions, Resources, RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
+    ContainerSpec, DESCRIPTOR_ANNOTATION, Dns, EGRESS_ANNOTATION, EgressRuleError, EnvVar,
+    HTTP_CONCURRENCY_ANNOTATION, Hook, HostPathType, HttpGet, JobSpec, MAX_MANIFEST_BYTES,
+    MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError, PodBuilder, PodSpec, PortSpec, Probe,
+    ProbeAction, Problem, Protocol, PullPolicy, ReadOptions, Resources, RestartPolicy,
+    VolumeMount, VolumeSource, VolumeSpec,
 };
 pub use network::{EgressPolicy, EgressRule, HostRule, PortError};
 pub use pod::{
@@ -123,6 +126,15 @@ pub enum Error {
         #[source]
         source: PortError,
     },
+    /// An HTTP component (`wasi:http/proxy`) whose port cannot be told: it
+    /// has no TCP `containerPort`, or several and none named `http`.
+    #[error("{field}: {problem} (pod `{pod}`, container `{container}`)")]
+    HttpPort {
+        pod: String,
+        container: String,
+        field: String,
+        problem: String,
+    },
     #[error("wasmtime: {0}")]
     Engine(String),
 }
@@ -137,7 +149,10 @@ impl Error {
     /// Whose fault it is, for the exit status.
     pub fn fault(&self) -> Fault {
         match self {
-            Error::Manifest(_) | Error::Volume { .. } | Error::Port { .. } => Fault::Input,
+            Error::Manifest(_)
+            | Error::Volume { .. }
+            | Error::Port { .. }
+            | Error::HttpPort { .. } => Fault::Input,
             Error::Image { source, .. } => source.fault(),
             Error::Engine(_) => Fault::Host,
         }

@@ -151,6 +151,13 @@ pub(crate) trait HostSockets: std::fmt::Debug + Send + Sync {
     fn connecting(&self, to: SocketAddr) -> std::io::Result<rustix::fd::OwnedFd>;
     /// A UDP socket (non-blocking) connected to `to`.
     fn datagrams_to(&self, to: SocketAddr) -> std::io::Result<rustix::fd::OwnedFd>;
+    /// As [`HostSockets::connecting`], for an outgoing HTTP request to
+    /// `host`, which the pod resolved to `to` (a host-name rule may allow it).
+    fn connecting_for_host(
+        &self,
+        to: SocketAddr,
+        host: &str,
+    ) -> std::io::Result<rustix::fd::OwnedFd>;
 }
 
 /// The container ports of `pod` published with a TCP `hostPort`, where the
@@ -314,6 +321,13 @@ impl PortSpace {
     fn lock(&self) -> std::sync::MutexGuard<'_, PortTable> {
         self.table.lock().expect("port table poisoned")
     }
+}
+
+/// `socket` listening, non-blocking (as tokio wants it).
+fn listening(socket: std::net::TcpListener) -> std::io::Result<std::net::TcpListener> {
+    rustix::net::listen(&socket, 1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 /// Holds a host port without listening on it (a bound socket, never
@@ -556,6 +570,78 @@ impl PodNetwork {
                     .await
             }
             _ => tokio::net::TcpStream::connect(target).await,
+        }
+    }
+
+    /// A listening socket for wpod's own server on the pod's port `port`
+    /// (an HTTP component's, see `crate::http`), bound as a guest's bind of
+    /// all addresses on that port would be: on loopback at a free host port,
+    /// or at the published address for a port with a `hostPort` (behind the
+    /// OS wall, the supervisor's socket of the host's namespace). Siblings
+    /// reach it at localhost:`port`, probes through [`PodNetwork::connect_to_pod`].
+    pub(crate) fn listen(&self, port: u16) -> std::io::Result<std::net::TcpListener> {
+        let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+        if self.host_network {
+            return listening(reserve(unspecified)?);
+        }
+        let published = {
+            let mut table = self.ports.lock();
+            if table.tcp.bound.contains_key(&port) && !table.tcp.released(Transport::Tcp, port) {
+                return Err(std::io::Error::from(std::io::ErrorKind::AddrInUse));
+            }
+            table
+                .published
+                .get_mut(&port)
+                .map(|(host, reservation)| (*host, reservation.take()))
+        };
+        let (socket, outside) = match (published, &self.host_sockets) {
+            (Some(_), Some(host_sockets)) => (
+                std::net::TcpListener::from(host_sockets.published(port)?),
+                true,
+            ),
+            (Some((_, Some(reserved))), None) => (reserved, false),
+            (Some((host, None)), None) => (reserve(host)?, false),
+            (None, _) => (
+                reserve(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))?,
+                false,
+            ),
+        };
+        let socket = listening(socket)?;
+        let actual = socket.local_addr()?;
+        self.ports.lock().tcp.record(port, actual, outside);
+        tracing::debug!(pod = %self.pod, port, host = %actual, outside, "http server bound");
+        Ok(socket)
+    }
+
+    /// A TCP connection from wpod itself on behalf of a guest's outgoing
+    /// HTTP request to `host` (the name in its URL) at `to`, one of the
+    /// addresses `host` resolves to. The pod's localhost reaches the pod's
+    /// own ports; anything else is egress, allowed by an address rule, or by
+    /// a host-name rule for `host` (checked by the caller, and behind the OS
+    /// wall again by the supervisor). `PermissionDenied` when refused.
+    pub(crate) async fn connect_for_http(
+        &self,
+        host: &str,
+        to: SocketAddr,
+        allowed_by_name: bool,
+    ) -> std::io::Result<tokio::net::TcpStream> {
+        if self.host_network {
+            return tokio::net::TcpStream::connect(to).await;
+        }
+        if is_pod_localhost(to.ip()) {
+            return self.connect_to_pod(to.port()).await;
+        }
+        if !allowed_by_name && !self.permits(&to, false) {
+            return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        }
+        match &self.host_sockets {
+            Some(host_sockets) => {
+                let socket = std::net::TcpStream::from(host_sockets.connecting_for_host(to, host)?);
+                tokio::net::TcpSocket::from_std_stream(socket)
+                    .connect(to)
+                    .await
+            }
+            None => tokio::net::TcpStream::connect(to).await,
         }
     }
 

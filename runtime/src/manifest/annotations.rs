@@ -26,12 +26,19 @@ pub const MEMORY_ANNOTATION: &str = "wpod.dev/memory-limit";
 /// [`PodSpec::descriptor_limit`](super::PodSpec::descriptor_limit).
 pub const DESCRIPTOR_ANNOTATION: &str = "wpod.dev/descriptor-limit";
 
+/// How many requests each HTTP container (a `wasi:http/proxy` component)
+/// of the pod serves at once, each an instance of its own:
+/// `wpod.dev/http-concurrency: "16"`, parsed into
+/// [`PodSpec::http_concurrency`](super::PodSpec::http_concurrency).
+pub const HTTP_CONCURRENCY_ANNOTATION: &str = "wpod.dev/http-concurrency";
+
 /// The typed values of the annotations wpod reads.
 #[derive(Debug, Default)]
 pub(crate) struct Parsed {
     pub egress: EgressPolicy,
     pub memory_limit: Option<u64>,
     pub descriptor_limit: Option<usize>,
+    pub http_concurrency: Option<usize>,
 }
 
 /// Parses the annotations wpod reads; a bad value is a [`Problem`] at
@@ -79,6 +86,16 @@ pub(crate) fn parse(annotations: &BTreeMap<String, String>) -> (Parsed, Vec<Prob
             )),
         }
     }
+    if let Some(text) = annotations.get(HTTP_CONCURRENCY_ANNOTATION) {
+        match text.trim().parse::<usize>() {
+            Ok(n) if (1..=100_000).contains(&n) => parsed.http_concurrency = Some(n),
+            _ => problems.push(Problem::new(
+                path(HTTP_CONCURRENCY_ANNOTATION),
+                format!("`{text}` is not a number from 1 to 100000"),
+                "write how many requests an HTTP container serves at once, e.g. \"16\"",
+            )),
+        }
+    }
     (parsed, problems)
 }
 
@@ -110,6 +127,14 @@ mod tests {
         check(MEMORY_ANNOTATION, "100M", &[]);
         check(MEMORY_ANNOTATION, "1e9", &[]);
         check(EGRESS_ANNOTATION, "", &[]);
+        check(HTTP_CONCURRENCY_ANNOTATION, "16", &[]);
+        check(
+            HTTP_CONCURRENCY_ANNOTATION,
+            "0",
+            &[
+                "metadata.annotations[wpod.dev/http-concurrency]: `0` is not a number from 1 to 100000; write how many requests an HTTP container serves at once, e.g. \"16\"",
+            ],
+        );
     }
 
     #[test]

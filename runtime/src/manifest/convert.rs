@@ -738,6 +738,7 @@ impl Converter<'_> {
             egress: annotations.egress,
             memory_limit: annotations.memory_limit,
             descriptor_limit: annotations.descriptor_limit,
+            http_concurrency: annotations.http_concurrency,
             init_containers,
             containers,
             volumes,

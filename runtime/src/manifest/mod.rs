@@ -22,7 +22,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use annotations::{DESCRIPTOR_ANNOTATION, EGRESS_ANNOTATION, MEMORY_ANNOTATION};
+pub use annotations::{
+    DESCRIPTOR_ANNOTATION, EGRESS_ANNOTATION, HTTP_CONCURRENCY_ANNOTATION, MEMORY_ANNOTATION,
+};
 pub use bounds::{MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH};
 pub use egress::{EgressPolicy, EgressRule, EgressRuleError, HostRule};
 pub use validate::Problem;
@@ -67,6 +69,10 @@ pub struct PodSpec {
     /// [`DESCRIPTOR_ANNOTATION`] (`wpod.dev/descriptor-limit`); `None`,
     /// wpod's default.
     pub descriptor_limit: Option<usize>,
+    /// How many requests each HTTP container serves at once: the
+    /// [`HTTP_CONCURRENCY_ANNOTATION`] (`wpod.dev/http-concurrency`); `None`,
+    /// wpod's default (`DEFAULT_HTTP_CONCURRENCY`).
+    pub http_concurrency: Option<usize>,
     /// `spec.initContainers`, run one at a time, in order, each to completion.
     pub init_containers: Vec<ContainerSpec>,
     /// `spec.containers`, run together once every init container succeeded.
@@ -694,6 +700,7 @@ impl PodBuilder {
                 egress: EgressPolicy::default(),
                 memory_limit: None,
                 descriptor_limit: None,
+                http_concurrency: None,
                 init_containers: Vec::new(),
                 containers: Vec::new(),
                 volumes: Vec::new(),
@@ -797,6 +804,7 @@ impl PodBuilder {
         self.pod.egress = parsed.egress;
         self.pod.memory_limit = parsed.memory_limit;
         self.pod.descriptor_limit = parsed.descriptor_limit;
+        self.pod.http_concurrency = parsed.http_concurrency;
         match self.pod.validate() {
             Ok(()) => Ok(self.pod),
             Err(problems) => Err(ManifestError::Invalid {

@@ -146,6 +146,7 @@ impl PodRun {
         plan: &ContainerPlan,
         mut run: std::pin::Pin<&mut F>,
         grace: Duration,
+        asked_to_end: &CancellationToken,
     ) -> Option<F::Output> {
         let deadline = tokio::time::Instant::now() + grace;
         // preStop first, within the grace period, while the guest runs on.
@@ -165,6 +166,8 @@ impl PodRun {
         if let Some(dir) = &plan.run_dir {
             let _ = std::fs::write(dir.join(crate::volume::TERMINATING), b"terminating\n");
         }
+        // wpod's own server of an HTTP component ends by itself.
+        asked_to_end.cancel();
         tokio::select! {
             outcome = run => Some(outcome),
             () = tokio::time::sleep_until(deadline) => None,
@@ -393,12 +396,21 @@ impl PodRun {
             };
             // stdinOnce: only the first run reads the input.
             let stdin = plan.stdin && (restart_count == 0 || !plan.stdin_once);
+            let control = container::RunControl {
+                asked_to_end: CancellationToken::new(),
+                event: {
+                    let (sink, pod, name) =
+                        (self.sink.clone(), self.pod_name.clone(), plan.name.clone());
+                    Arc::new(move |message: &str| sink.event(&pod, &name, message))
+                },
+            };
             let run = container::run(
                 plan,
                 &self.engine,
                 stdin,
                 output(Stream::Stdout),
                 output(Stream::Stderr),
+                &control,
             );
             let mut run = std::pin::pin!(run);
             let reporter = Arc::new(Reporter {
@@ -461,7 +473,8 @@ impl PodRun {
                         format!("the app containers are done: asked to end within {grace}")
                     };
                     self.sink.event(&self.pod_name, &plan.name, &why);
-                    self.end_gracefully(plan, run.as_mut(), grace_period).await
+                    self.end_gracefully(plan, run.as_mut(), grace_period, &control.asked_to_end)
+                        .await
                 }
                 Cause::Exited | Cause::Interrupt => outcome,
             };

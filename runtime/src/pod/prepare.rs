@@ -93,18 +93,28 @@ impl Runtime {
                     pod: pod.name.clone(),
                     source: Box::new(source),
                 })?;
+            let http = match &program {
+                Program::Http(_) => Some(crate::http::Serving {
+                    port: http_port(pod, spec)?,
+                    concurrency: pod
+                        .http_concurrency
+                        .unwrap_or(crate::http::DEFAULT_HTTP_CONCURRENCY),
+                }),
+                _ => None,
+            };
             plans.push(ContainerPlan {
                 name: spec.name.clone(),
                 argv,
                 env,
                 working_dir,
-                preopens,
+                preopens: preopens.into(),
                 usage: Arc::new(ContainerUsage::new(spec.resources.memory_limit)),
                 pod_memory: pod_memory.clone(),
                 descriptor_limit: pod
                     .descriptor_limit
                     .unwrap_or(container::DEFAULT_DESCRIPTOR_LIMIT),
                 program,
+                http,
                 network: network.clone(),
                 probes: super::Probes::of(spec),
                 sidecar: spec.sidecar,
@@ -120,6 +130,39 @@ impl Runtime {
         }
         Ok(plans)
     }
+}
+
+/// The port an HTTP component of `pod` is served on: its TCP
+/// `containerPort` named `http`, else its only one.
+fn http_port(pod: &PodSpec, container: &ContainerSpec) -> Result<u16> {
+    let tcp: Vec<_> = container
+        .ports
+        .iter()
+        .filter(|port| port.protocol == crate::manifest::Protocol::Tcp)
+        .collect();
+    if let Some(named) = tcp.iter().find(|port| port.name.as_deref() == Some("http")) {
+        return Ok(named.container_port);
+    }
+    let problem = match tcp.as_slice() {
+        [only] => return Ok(only.container_port),
+        [] => "the image is an HTTP component (wasi:http/proxy), which is served on a port: give the container a TCP containerPort".to_owned(),
+        several => format!(
+            "the image is an HTTP component (wasi:http/proxy), served on one port, and the container has {} TCP ports: name the one to serve `http`",
+            several.len()
+        ),
+    };
+    let position = |list: &[ContainerSpec]| list.iter().position(|c| std::ptr::eq(c, container));
+    let field = match (position(&pod.init_containers), position(&pod.containers)) {
+        (Some(index), _) => format!("spec.initContainers[{index}].ports"),
+        (_, Some(index)) => format!("spec.containers[{index}].ports"),
+        _ => "ports".into(),
+    };
+    Err(Error::HttpPort {
+        pod: pod.name.clone(),
+        container: container.name.clone(),
+        field,
+        problem,
+    })
 }
 
 /// One container's image and program, found on disk (no Wasm read yet).

@@ -299,4 +299,8 @@ impl HostSockets for BrokerClient {
     fn datagrams_to(&self, to: SocketAddr) -> std::io::Result<OwnedFd> {
         self.ask(&format!("D {to}"))
     }
+
+    fn connecting_for_host(&self, to: SocketAddr, host: &str) -> std::io::Result<OwnedFd> {
+        self.ask(&format!("H {to} {host}"))
+    }
 }

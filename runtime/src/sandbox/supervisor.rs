@@ -350,7 +350,12 @@ fn prepare(
     };
     // A pod that may reach out resolves names through a relay in its
     // namespace, to resolvers it can reach only through these sockets.
-    let may_reach_out = !pod.egress.allow.is_empty() || !config.options.egress.allow.is_empty();
+    let may_reach_out = !pod.egress.is_empty() || !config.options.egress.is_empty();
+    if may_reach_out {
+        // Outgoing HTTPS trusts the system's roots, which are not inside
+        // the wall: read them here, and the pod process inherits them.
+        crate::http::preload_tls_roots();
+    }
     let resolver = (host_network.is_none() && may_reach_out)
         .then(|| {
             let host = std::fs::read_to_string(RESOLV_CONF).unwrap_or_default();
