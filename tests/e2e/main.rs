@@ -9,6 +9,7 @@ mod containers;
 mod detached;
 mod examples;
 mod hardening;
+mod http;
 mod images;
 mod jobs;
 mod library;
