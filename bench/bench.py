@@ -350,7 +350,7 @@ spec:
         for r in range(self.http_rounds):
             for label, make in servers.items():
                 port = self.free_port()
-                rps = self.load(make(port), port)
+                rps = self.load(make(port), port)["rps"]
                 results[label].append(rps)
                 note(f"round {r + 1}: {label:28} {rps:10.0f} req/s")
         self.raw["http"] = results
@@ -360,27 +360,130 @@ spec:
         self.row("http", name, w, "req/s", "same httpd.wasm under wasmtime run", cli,
                  target=(">=", 0.9), higher=True, fmt="{:.0f}")
         self.row("http", name, w, "req/s", "native httpd", native, higher=True, fmt="{:.0f}")
+        self.bench_http_proxy()
 
-    def load(self, server, port):
-        """Starts `server` pinned to cpu 0, loads it with wrk pinned to cpu 1, stops it."""
+    def bench_http_proxy(self):
+        """The wasi:http/proxy rows (issue 16): the same http_proxy.wasm served by wpod on a
+        hostPort and by `wasmtime serve`, a fresh instance per request in both; GET / (its
+        `hello from http_proxy`), wrk with keep-alive at 1 and at 16 connections."""
+        connections = [1, 16]
+        step(f"wasi:http/proxy component: wrk -t1 -c{{{','.join(map(str, connections))}}} "
+             f"-d{self.http_seconds}s --latency, GET /, server on cpu 0, wrk on cpu 1 "
+             f"({self.http_rounds} rounds)")
+        proxy = self.guests / "http_proxy.wasm"
+        if not proxy.exists():
+            raise CannotMeasure(f"{proxy} is missing (bench/run builds it: cargo xtask images)")
+
+        def wpod_server(port):
+            pod = self.write_pod("http-proxy", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: http-proxy
+spec:
+  restartPolicy: Never
+  containers:
+  - name: web
+    image: {proxy}
+    ports:
+    - name: http
+      containerPort: 8080
+      hostPort: {port}
+      hostIP: 127.0.0.1
+""")
+            return [self.wpod, "run", str(pod)]
+
+        # `-S cli=y`: the guest is a Rust bin, so it imports wasi:cli beyond the proxy world
+        # (environment, exit), which wpod gives every component. The CLI's compile cache is
+        # warm after the first round's start (wpod's too: its cache is filled by that start).
+        serve_label = "wasmtime serve http_proxy.wasm"
+        servers = {
+            "wpod (hostPort)": wpod_server,
+            serve_label: lambda port: [
+                self.wasmtime, "serve", "-C", "cache=y",
+                "-C", f"cache-config={self.work / 'wt-cache.toml'}", "-S", "cli=y",
+                "--addr", f"127.0.0.1:{port}", str(proxy)],
+        }
+        results = {(label, c): [] for label in servers for c in connections}
+        for r in range(self.http_rounds):
+            for label, make in servers.items():
+                for c in connections:
+                    port = self.free_port()
+                    got = self.load(make(port), port, path="/", connections=c,
+                                    expect=b"hello from http_proxy")
+                    results[(label, c)].append(got)
+                    note(f"round {r + 1}: {label:32} -c{c:<3} {got['rps']:8.0f} req/s, "
+                         f"p99 {got['p99_ms']:7.3f} ms, server CPU {got['cpu_us']:6.1f} µs/req")
+        self.raw["http_proxy"] = {f"{label} -c{c}": v for (label, c), v in results.items()}
+        med = {key: {m: median([g[m] for g in v]) for m in ("rps", "p99_ms", "cpu_us")}
+               for key, v in results.items()}
+        for c in connections:
+            w, cli = med[("wpod (hostPort)", c)], med[(serve_label, c)]
+            kind = "one connection" if c == 1 else f"{c} connections"
+            name = f"wasi:http/proxy component, keep-alive, {kind} (wrk -t1 -c{c})"
+            self.row("http", f"{name}: throughput", w["rps"], "req/s",
+                     "same http_proxy.wasm under wasmtime serve", cli["rps"],
+                     target=(">=", 1.0) if c == 1 else None, higher=True, fmt="{:.0f}")
+            self.row("http", f"{name}: p99 latency", w["p99_ms"], "ms",
+                     "same http_proxy.wasm under wasmtime serve", cli["p99_ms"], fmt="{:.3f}")
+            self.row("http", f"{name}: server CPU per request", w["cpu_us"], "µs",
+                     "same http_proxy.wasm under wasmtime serve", cli["cpu_us"], fmt="{:.0f}")
+
+    def load(self, server, port, path="/index.html", connections=1, expect=None):
+        """Starts `server` pinned to cpu 0, loads it with wrk pinned to cpu 1 (keep-alive,
+        `connections` connections, one thread), stops it. Returns {"rps", "p99_ms"}. With
+        `expect`, one plain request first checks that the answer holds those bytes. Also
+        "cpu_us": the server's CPU time (utime + stime of it and its descendants, from /proc)
+        over the measured run, per request answered."""
         process = subprocess.Popen(["taskset", "-c", "0", *server], env=self.env(),
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             self.wait_for_port(port, process)
-            url = f"http://127.0.0.1:{port}/index.html"
-            wrk = ["taskset", "-c", "1", "wrk", "-t1", "-c1"]
+            if expect is not None:
+                self.check_answer(port, path, expect, server[0])
+            url = f"http://127.0.0.1:{port}{path}"
+            wrk = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", "--latency"]
             subprocess.run([*wrk, "-d1s", url], check=True, capture_output=True)  # warm-up
+            ticks = self.tree_cpu_ticks(process.pid)
             out = subprocess.run([*wrk, f"-d{self.http_seconds}s", url], check=True,
                                  capture_output=True, text=True).stdout
+            ticks = self.tree_cpu_ticks(process.pid) - ticks
         finally:
             self.stop(process)
         if "Non-2xx" in out or "Socket errors" in out:
             raise CannotMeasure(f"wrk saw errors against {server[0]}:\n{out}")
         found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        if not found:
-            raise CannotMeasure(f"no Requests/sec in wrk's output:\n{out}")
-        return float(found.group(1))
+        p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        count = re.search(r"^\s*(\d+) requests in", out, re.M)
+        if not found or not p99 or not count or int(count.group(1)) == 0:
+            raise CannotMeasure(f"no Requests/sec, 99% or request count in wrk's output:\n{out}")
+        scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
+        cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / int(count.group(1))
+        return {"rps": float(found.group(1)), "p99_ms": float(p99.group(1)) * scale,
+                "cpu_us": cpu_us}
+
+    @staticmethod
+    def check_answer(port, path, expect, who, timeout=10.0):
+        """One HTTP/1.0 GET: the server answers 200 with `expect` in the body (the proxy
+        component may listen before its first instance is ready: retried until `timeout`)."""
+        deadline = time.monotonic() + timeout
+        answer = b""
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                    answer = b""
+                    while chunk := s.recv(65536):
+                        answer += chunk
+                if answer.startswith(b"HTTP/1.") and b" 200 " in answer.split(b"\r\n")[0] \
+                        and expect in answer:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise CannotMeasure(f"{who} did not answer GET {path} with 200 and {expect!r}: "
+                            f"{answer[:300]!r}")
 
     def bench_volume(self):
         step(f"volume I/O: 64 MiB sequential write/read, 5,000 x 1 KiB files created/read "

@@ -79,10 +79,10 @@ pub use job::{JobCondition, JobOutcome};
 pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
 pub use manifest::{
     ContainerSpec, DESCRIPTOR_ANNOTATION, Dns, EGRESS_ANNOTATION, EgressRuleError, EnvVar,
-    HTTP_CONCURRENCY_ANNOTATION, Hook, HostPathType, HttpGet, JobSpec, MAX_MANIFEST_BYTES,
-    MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError, PodBuilder, PodSpec, PortSpec, Probe,
-    ProbeAction, Problem, Protocol, PullPolicy, ReadOptions, Resources, RestartPolicy,
-    VolumeMount, VolumeSource, VolumeSpec,
+    HTTP_CONCURRENCY_ANNOTATION, Hook, HostAlias, HostPathType, HttpGet, JobSpec,
+    MAX_MANIFEST_BYTES, MAX_NESTING_DEPTH, MEMORY_ANNOTATION, ManifestError, PodBuilder, PodSpec,
+    PortSpec, Probe, ProbeAction, Problem, Protocol, PullPolicy, ReadOptions, Resources,
+    RestartPolicy, VolumeMount, VolumeSource, VolumeSpec,
 };
 pub use network::{EgressPolicy, EgressRule, HostRule, PortError};
 pub use pod::{

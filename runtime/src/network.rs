@@ -116,6 +116,8 @@ pub(crate) struct PodNetwork {
     pub host_sockets: Option<Arc<dyn HostSockets>>,
     /// UDP to outside the pod's namespace: the relays, pod-wide.
     pub udp_egress: Arc<Mutex<UdpEgress>>,
+    /// The pod's `hostAliases`, which outgoing HTTP resolves first.
+    pub host_aliases: Arc<[crate::manifest::HostAlias]>,
     /// This container's outgoing datagram streams (by resource) and the
     /// guest socket's address each sends from; see [`PodNetwork::for_container`].
     pub udp_streams: Arc<Mutex<HashMap<u32, SocketAddr>>>,

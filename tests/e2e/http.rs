@@ -364,6 +364,59 @@ fn outgoing_http_follows_the_pods_egress_policy() {
     }
 }
 
+/// A host-name rule: the pod names the outside host `api.test`
+/// (`hostAliases`, its address 127.0.0.2), and `api.test:PORT` lets its
+/// outgoing HTTP reach it by that name, and by no other; without the rule,
+/// the same request is refused.
+#[test]
+fn outgoing_http_by_host_name_follows_a_host_name_rule() {
+    if !crate::support::second_loopback_address() {
+        return;
+    }
+    let upstream = upstream();
+    let port = upstream.port();
+    let aliased = |annotations: &str| {
+        web(annotations).replace(
+            "spec:\n",
+            "spec:\n  hostAliases: [{ip: 127.0.0.2, hostnames: [api.test, other.test]}]\n",
+        )
+    };
+    let by_name = format!("/fetch?url=http://api.test:{port}/");
+    for isolation in isolations() {
+        let workspace = Workspace::new();
+        let served = Served::start(&workspace, &aliased("{}"), &[isolation]);
+        let (status, body) = get(served.port, &by_name).unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (502, "fetch failed: ErrorCode::HttpRequestDenied\n"),
+            "{isolation}"
+        );
+        served.wait_for_output(&format!(
+            "egress refused: allow it with --allow-egress api.test:{port}"
+        ));
+        drop(served);
+
+        let rule = format!("{{wpod.dev/egress: 'api.test:{port}'}}");
+        let served = Served::start(&workspace, &aliased(&rule), &[isolation]);
+        let (status, body) = get(served.port, &by_name).unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "upstream says hi\n"),
+            "{isolation}:\n{}",
+            served.output()
+        );
+        // The same address under another name, or by its address, is not
+        // what the rule allows.
+        for other in [
+            format!("/fetch?url=http://other.test:{port}/"),
+            format!("/fetch?url=http://{upstream}/"),
+        ] {
+            let (status, _) = get(served.port, &other).unwrap();
+            assert_eq!(status, 502, "{isolation} {other}:\n{}", served.output());
+        }
+    }
+}
+
 #[test]
 fn an_http_component_with_two_unnamed_ports_is_refused_naming_the_field() {
     let workspace = Workspace::new();

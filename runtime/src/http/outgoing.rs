@@ -64,7 +64,9 @@ async fn send(
         .unwrap_or(DEFAULT_TIMEOUT);
 
     let literal = host.parse::<IpAddr>().ok();
-    let addresses: Vec<SocketAddr> = match literal {
+    // The pod's own names first (`hostAliases`), as its /etc/hosts has them.
+    let aliased = crate::manifest::HostAlias::lookup(&network.host_aliases, &host);
+    let addresses: Vec<SocketAddr> = match literal.or(aliased) {
         Some(ip) => vec![SocketAddr::new(ip, port)],
         None => tokio::time::timeout(
             connect_timeout,

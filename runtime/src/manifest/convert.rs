@@ -10,9 +10,10 @@ use downward::Reader;
 
 mod downward;
 use super::{
-    ContainerSpec, Dns, EnvVar, Hook, HostPathType, HttpGet, JobSpec, ManifestError, PodSpec,
-    PortSpec, Probe, ProbeAction, Protocol, PullPolicy, ReadOptions, Resources, RestartPolicy,
-    VolumeFile, VolumeMount, VolumeSource, VolumeSpec, annotations, bounds, quantity,
+    ContainerSpec, Dns, EnvVar, Hook, HostAlias, HostPathType, HttpGet, JobSpec, ManifestError,
+    PodSpec, PortSpec, Probe, ProbeAction, Protocol, PullPolicy, ReadOptions, Resources,
+    RestartPolicy, VolumeFile, VolumeMount, VolumeSource, VolumeSpec, annotations, bounds,
+    quantity,
 };
 use quantity::QuantityError;
 use serde::Deserialize;
@@ -726,6 +727,7 @@ impl Converter<'_> {
             }
         };
         let dns = self.dns(spec.dns_policy.as_deref(), spec.dns_config);
+        let host_aliases = self.host_aliases(spec.host_aliases.unwrap_or_default());
         let name = name?;
         // A bad value is reported by `validate`, with the rest.
         let (annotations, _) = annotations::parse(&metadata.annotations);
@@ -744,6 +746,7 @@ impl Converter<'_> {
             volumes,
             restart_policy,
             host_network: spec.host_network.unwrap_or(false),
+            host_aliases,
             dns,
             termination_grace_period: Duration::from_secs(grace.max(0) as u64),
             active_deadline,
@@ -762,6 +765,56 @@ impl Converter<'_> {
                 })),
             }),
         })
+    }
+
+    /// `spec.hostAliases`, checked as the API server does: an address, and
+    /// at least one name.
+    fn host_aliases(&mut self, aliases: Vec<raw::HostAlias>) -> Vec<HostAlias> {
+        let mut result = Vec::new();
+        for (i, alias) in aliases.into_iter().enumerate() {
+            let at = format!("spec.hostAliases[{i}]");
+            let ip = self.required(alias.ip, &format!("{at}.ip"), "e.g. 127.0.0.2");
+            let ip = ip.and_then(|text| match text.parse::<std::net::IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    self.problem(
+                        format!("{at}.ip"),
+                        format!("`{text}` is not an IP address"),
+                        "give an IPv4 or IPv6 address",
+                    );
+                    None
+                }
+            });
+            let hostnames = alias.hostnames.unwrap_or_default();
+            if hostnames.is_empty() {
+                self.problem(
+                    format!("{at}.hostnames"),
+                    "required field is missing",
+                    "give the names that resolve to the address",
+                );
+            }
+            for (j, name) in hostnames.iter().enumerate() {
+                let valid = name.len() <= 253
+                    && name.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                            && !label.starts_with('-')
+                            && !label.ends_with('-')
+                    });
+                if !valid {
+                    self.problem(
+                        format!("{at}.hostnames[{j}]"),
+                        format!("`{name}` is not a host name"),
+                        "give a DNS name, e.g. api.test",
+                    );
+                }
+            }
+            if let Some(ip) = ip {
+                result.push(HostAlias { ip, hostnames });
+            }
+        }
+        result
     }
 
     /// `spec.dnsPolicy` and `spec.dnsConfig`, checked as the API server does.

@@ -86,6 +86,10 @@ pub struct PodSpec {
     /// `spec.dnsPolicy` and `spec.dnsConfig`: where the pod's names are
     /// resolved.
     pub dns: Dns,
+    /// `spec.hostAliases`: names the pod resolves to these addresses
+    /// before anything else (its `/etc/hosts` behind the OS wall, and
+    /// outgoing HTTP everywhere).
+    pub host_aliases: Vec<HostAlias>,
     /// `spec.terminationGracePeriodSeconds` (default 30 s).
     pub termination_grace_period: Duration,
     /// `spec.activeDeadlineSeconds`: how long the pod may be active before
@@ -141,6 +145,37 @@ pub struct Dns {
     pub searches: Vec<String>,
     /// `dnsConfig.options`: name and optional value (`ndots`, `2`).
     pub options: Vec<(String, Option<String>)>,
+}
+
+/// One of `spec.hostAliases`: `hostnames` resolve to `ip` in the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAlias {
+    pub ip: IpAddr,
+    pub hostnames: Vec<String>,
+}
+
+impl HostAlias {
+    /// The address `host` has in `aliases`, if it has one.
+    pub fn lookup(aliases: &[HostAlias], host: &str) -> Option<IpAddr> {
+        aliases
+            .iter()
+            .find(|alias| {
+                alias
+                    .hostnames
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(host))
+            })
+            .map(|alias| alias.ip)
+    }
+
+    /// `aliases` as lines of `/etc/hosts`, as the kubelet adds them.
+    pub fn hosts_lines(aliases: &[HostAlias]) -> String {
+        let mut text = String::from("\n# Entries added by HostAliases.\n");
+        for alias in aliases {
+            text.push_str(&format!("{}\t{}\n", alias.ip, alias.hostnames.join("\t")));
+        }
+        text
+    }
 }
 
 /// One container of a pod (`spec.containers[]` or `spec.initContainers[]`).
@@ -707,6 +742,7 @@ impl PodBuilder {
                 restart_policy: RestartPolicy::Always,
                 host_network: false,
                 dns: Dns::default(),
+                host_aliases: Vec::new(),
                 termination_grace_period: Duration::from_secs(30),
                 active_deadline: None,
                 base_dir: PathBuf::from("."),

@@ -215,13 +215,13 @@ pub(crate) struct PodSpec {
     #[serde(rename = "hostIPC")]
     pub host_ipc: Unsupported,
     pub share_process_namespace: Unsupported,
-    pub host_aliases: Unsupported,
     pub ephemeral_containers: Unsupported,
     pub set_hostname_as_fqdn: Unsupported,
     pub host_users: Unsupported,
     pub resource_claims: Unsupported,
     pub resources: Unsupported,
     // Name resolution.
+    pub host_aliases: Option<Vec<HostAlias>>,
     pub dns_policy: Option<String>,
     pub dns_config: Option<DnsConfig>,
 }
@@ -554,6 +554,14 @@ pub(crate) struct Resources {
     pub limits: Option<BTreeMap<String, Quantity>>,
     pub requests: Option<BTreeMap<String, Quantity>>,
     pub claims: Unsupported,
+}
+
+/// `spec.hostAliases[]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct HostAlias {
+    pub ip: Option<String>,
+    pub hostnames: Option<Vec<String>>,
 }
 
 /// A file mode as people write it: a number (`420`, YAML 1.2's `0o644`),

@@ -329,6 +329,7 @@ impl Runtime {
             host_sockets,
             udp_egress: Arc::default(),
             udp_streams: Arc::default(),
+            host_aliases: pod.host_aliases.as_slice().into(),
         };
         let volumes = Volumes::prepare(&pod, &options.state_dir, &options.prepared_volumes)
             .map_err(|source| Error::Volume {

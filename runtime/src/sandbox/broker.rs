@@ -45,6 +45,9 @@ pub(crate) struct Broker {
     published: HashMap<u16, (SocketAddr, Option<OwnedFd>)>,
     /// The pod's annotation and the run's `--allow-egress` together.
     egress: EgressPolicy,
+    /// The pod's `hostAliases`: its names for addresses, taken before any
+    /// lookup.
+    aliases: Vec<crate::manifest::HostAlias>,
 }
 
 impl Broker {
@@ -83,6 +86,7 @@ impl Broker {
                 channel: ours,
                 published,
                 egress,
+                aliases: pod.host_aliases.clone(),
             },
             theirs,
         ))
@@ -167,6 +171,9 @@ impl Broker {
             .any(|rule| rule.matches(host, to.port()))
         {
             return false;
+        }
+        if let Some(ip) = crate::manifest::HostAlias::lookup(&self.aliases, host) {
+            return ip == to.ip();
         }
         match (host, to.port()).to_socket_addrs() {
             Ok(mut addresses) => addresses.any(|address| address.ip() == to.ip()),

@@ -215,6 +215,10 @@ fn build_wall(plan: &Plan) -> Result<Option<OwnedFd>, WallError> {
         write_resolv_conf(root, plan, text)
             .map_err(step("writing the pod's /etc/resolv.conf", HINT_KERNEL))?;
     }
+    if let Some(text) = &plan.hosts {
+        write_etc_file(root, plan, Path::new("/etc/hosts"), text)
+            .map_err(step("writing the pod's /etc/hosts", HINT_KERNEL))?;
+    }
     let proc = root.join("proc");
     make_target(&proc, false).map_err(step("creating /proc", HINT_KERNEL))?;
     sys::mount_proc(&proc).map_err(step(
@@ -272,13 +276,32 @@ fn build_wall(plan: &Plan) -> Result<Option<OwnedFd>, WallError> {
 /// unless a bind covers `/etc`: then it is the host's own folder, never
 /// written.
 fn write_resolv_conf(root: &Path, plan: &Plan, text: &str) -> Result<(), SysError> {
-    let file = Path::new("/etc/resolv.conf");
+    if !write_etc_file(root, plan, Path::new("/etc/resolv.conf"), text)? {
+        return Ok(());
+    }
+    // /etc/hosts before DNS, as hosts configure it: without this file glibc
+    // would ask DNS first.
+    let nsswitch = inside(root, Path::new("/etc/nsswitch.conf"));
+    if let Ok(mut created) = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&nsswitch)
+    {
+        let _ = std::io::Write::write_all(&mut created, b"hosts: files dns\n");
+    }
+    Ok(())
+}
+
+/// Writes `file` (under `/etc`) with `text` into the new root, unless a
+/// bind covers it (then it is the host's own, never written): whether it
+/// was written.
+fn write_etc_file(root: &Path, plan: &Plan, file: &Path, text: &str) -> Result<bool, SysError> {
     if plan
         .binds
         .iter()
         .any(|bind| file.starts_with(&bind.path) && bind.path != file)
     {
-        return Ok(());
+        return Ok(false);
     }
     let target = inside(root, file);
     let error = |source| SysError {
@@ -295,17 +318,7 @@ fn write_resolv_conf(root: &Path, plan: &Plan, text: &str) -> Result<(), SysErro
         .open(&target)
         .map_err(error)?;
     std::io::Write::write_all(&mut created, text.as_bytes()).map_err(error)?;
-    // /etc/hosts before DNS, as hosts configure it: without this file glibc
-    // would ask DNS first.
-    let nsswitch = inside(root, Path::new("/etc/nsswitch.conf"));
-    if let Ok(mut created) = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&nsswitch)
-    {
-        let _ = std::io::Write::write_all(&mut created, b"hosts: files dns\n");
-    }
-    Ok(())
+    Ok(true)
 }
 
 /// `path` under the new root.

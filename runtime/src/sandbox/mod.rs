@@ -64,7 +64,7 @@ use crate::manifest::{PodSpec, VolumeSource};
 use crate::pod::{PodOptions, RuntimeConfig};
 use crate::status::PodStatus;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// How much of the OS wall `wpod run` insists on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -374,6 +374,9 @@ pub struct Plan {
     /// The pod's `/etc/resolv.conf`, naming the DNS relay in the pod (see
     /// `dns`), written into the new root; `None` for no DNS.
     pub resolv_conf: Option<String>,
+    /// The pod's `/etc/hosts` (the host's and the pod's `hostAliases`),
+    /// written into the new root; `None`: the host's, bound.
+    pub hosts: Option<String>,
 }
 
 /// One `emptyDir` with `medium: Memory`.
@@ -472,6 +475,9 @@ pub struct PlanInputs {
     pub net_namespace: bool,
     /// The pod's `/etc/resolv.conf`, if it has a DNS relay.
     pub resolv_conf: Option<String>,
+    /// The pod's `/etc/hosts`, written instead of binding the host's, when
+    /// the pod has `hostAliases`.
+    pub hosts: Option<String>,
     /// A folder of the caller's that the pod process may write (a detached
     /// pod's logs), bound read-write.
     pub writable: Option<PathBuf>,
@@ -544,6 +550,9 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Plan {
         });
     }
     for file in &inputs.etc_files {
+        if inputs.hosts.is_some() && file.as_path() == Path::new("/etc/hosts") {
+            continue;
+        }
         add(Bind {
             path: file.clone(),
             file: true,
@@ -576,6 +585,7 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Plan {
         memory_volumes,
         limits: limits(pod),
         resolv_conf: inputs.resolv_conf.clone(),
+        hosts: inputs.hosts.clone(),
     }
 }
 
@@ -624,6 +634,7 @@ mod tests {
             etc_files: vec![],
             net_namespace: true,
             resolv_conf: None,
+            hosts: None,
             writable: None,
         }
     }

@@ -392,6 +392,13 @@ fn prepare(
         },
         net_namespace: host_network.is_none(),
         resolv_conf: resolver.map(|r| r.resolv_conf),
+        // The host's names and the pod's aliases, as the kubelet writes a
+        // pod's hosts file.
+        hosts: (!pod.host_aliases.is_empty()).then(|| {
+            let host = std::fs::read_to_string(ETC_FILES[0])
+                .unwrap_or_else(|_| "127.0.0.1\tlocalhost\n::1\tlocalhost\n".into());
+            host + &crate::manifest::HostAlias::hosts_lines(&pod.host_aliases)
+        }),
         writable: config
             .pod_files
             .as_ref()
