@@ -13,6 +13,8 @@ pub mod logship;
 pub mod shell;
 pub mod timefmt;
 pub mod war;
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+pub mod wasi_http;
 
 use std::io::{self, Write};
 

@@ -252,6 +252,23 @@ fn run_to_end(workspace: &Workspace, name: &str) -> Run {
 }
 
 #[test]
+fn http_sidecar_app_calls_its_wasi_http_sidecar_over_localhost() {
+    let workspace = Workspace::new();
+    let run = run_to_end(&workspace, "http-sidecar");
+    run.expect_code(0);
+    assert_eq!(
+        run.stdout,
+        "[app] GET http://localhost:8080/: 200\n[app] hello from http_proxy\n\
+         [app] GET http://localhost:8080/sleep?ms=20: 200\n[app] slept 20 ms\n",
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains("[greeter] serving HTTP on port 8080"),
+        "{run:?}"
+    );
+}
+
+#[test]
 fn adapter_turns_the_apps_stats_into_prometheus_text() {
     let workspace = Workspace::new();
     let run = run_to_end(&workspace, "adapter");

@@ -215,6 +215,24 @@ const RECIPES: &[ImageRecipe] = &[
         working_dir: None,
     },
     ImageRecipe {
+        name: "greeter",
+        tag: "latest",
+        programs: &[("usr/bin/greeter", "http_proxy")],
+        files: &[],
+        entrypoint: Some(&["greeter"]),
+        cmd: None,
+        working_dir: None,
+    },
+    ImageRecipe {
+        name: "fetch",
+        tag: "latest",
+        programs: &[("usr/bin/fetch", "fetch")],
+        files: &[],
+        entrypoint: Some(&["fetch"]),
+        cmd: None,
+        working_dir: None,
+    },
+    ImageRecipe {
         name: "probe",
         tag: "latest",
         programs: &[

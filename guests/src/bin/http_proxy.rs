@@ -14,12 +14,10 @@
 
 #[cfg(all(target_os = "wasi", target_env = "p2"))]
 mod proxy {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::time::Duration;
-    use wasip2::http::outgoing_handler;
     use wasip2::http::types::{
-        Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
-        ResponseOutparam, Scheme,
+        Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
     };
 
     struct Proxy;
@@ -49,7 +47,7 @@ mod proxy {
                     std::thread::sleep(Duration::from_millis(ms));
                     respond(out, 200, format!("slept {ms} ms\n").as_bytes());
                 }
-                "/fetch" => match param(query, "url").map(fetch) {
+                "/fetch" => match param(query, "url").map(wpod_guests::wasi_http::get) {
                     Some(Ok((status, body))) => respond(out, status, &body),
                     Some(Err(error)) => {
                         respond(out, 502, format!("fetch failed: {error}\n").as_bytes())
@@ -80,39 +78,6 @@ mod proxy {
         let _ = stream.flush();
         drop(stream);
         let _ = OutgoingBody::finish(outgoing, None);
-    }
-
-    /// `GET url`: the status and body, or why it could not be sent.
-    fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
-        let (scheme, rest) = match url.split_once("://") {
-            Some(("http", rest)) => (Scheme::Http, rest),
-            Some(("https", rest)) => (Scheme::Https, rest),
-            _ => return Err(format!("not an http(s) URL: {url}")),
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, "/"),
-        };
-        let request = OutgoingRequest::new(Fields::new());
-        let _ = request.set_method(&Method::Get);
-        let _ = request.set_scheme(Some(&scheme));
-        let _ = request.set_authority(Some(authority));
-        let _ = request.set_path_with_query(Some(path));
-        let body = request.body().map_err(|()| "no request body".to_owned())?;
-        OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
-        let future = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
-        future.subscribe().block();
-        let response = match future.get() {
-            Some(Ok(Ok(response))) => response,
-            Some(Ok(Err(code))) => return Err(format!("{code:?}")),
-            Some(Err(())) | None => return Err("no response".into()),
-        };
-        let status = response.status();
-        let incoming = response.consume().map_err(|()| "no response body".to_owned())?;
-        let mut stream = incoming.stream().map_err(|()| "no body stream".to_owned())?;
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-        Ok((status, bytes))
     }
 }
 
