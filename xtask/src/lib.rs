@@ -5,13 +5,29 @@
 //! Used by `cargo xtask` and by the end-to-end tests; never by the `wpod`
 //! library, whose users compile no guests.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
 
 pub type Result<T> = std::result::Result<T, String>;
 
 /// The Wasm targets the guests are built for.
 pub const TARGETS: [&str; 2] = ["wasm32-wasip2", "wasm32-wasip1"];
+
+/// Says what xtask does now, with the time since it started, on stderr.
+pub fn step(what: &str) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let elapsed = START.get_or_init(Instant::now).elapsed();
+    eprintln!("xtask: [{:>5.1} s] {what}", elapsed.as_secs_f64());
+}
+
+/// Whether cargo's own output (its progress bar, "Compiling" lines) should
+/// be hidden: when nobody watches stderr (tests, CI logs), it is noise.
+pub fn quiet() -> bool {
+    !std::io::stderr().is_terminal()
+}
 
 /// The repository's root folder.
 pub fn workspace_root() -> PathBuf {
@@ -70,6 +86,11 @@ pub fn ensure_wasm_targets() -> Result<()> {
 /// with nothing changed takes a fraction of a second.
 pub fn build_guests(root: &Path) -> Result<()> {
     ensure_wasm_targets()?;
+    if !guests_target_dir(root).join("wasm32-wasip1").exists() {
+        step(
+            "first build of the guests: about 3 minutes on 2 cores (Rust's std for two Wasm targets); later builds take a second",
+        );
+    }
     // Components report their real exit status through
     // `wasi:cli/exit#exit-with-code` (stable since WASI 0.2.12, which
     // wasmtime-wasi 48 provides); preview-1 modules need no feature for it.
@@ -80,9 +101,14 @@ pub fn build_guests(root: &Path) -> Result<()> {
         let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
         cargo
             .current_dir(root.join("guests"))
-            .args(["build", "--release", "--quiet", "--target", target])
+            .args(["build", "--release", "--target", target])
             .arg("--target-dir")
             .arg(guests_target_dir(root));
+        if quiet() {
+            cargo.arg("--quiet");
+        } else {
+            step(&format!("building the guests for {target}"));
+        }
         if let Some(features) = features {
             cargo.args(["--features", features]);
         }

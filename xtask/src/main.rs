@@ -31,6 +31,7 @@ fn main() -> ExitCode {
 
 fn images() -> xtask::Result<std::path::PathBuf> {
     let root = xtask::workspace_root();
+    xtask::step("building the guests (Wasm programs) and assembling their images");
     xtask::build_guests(&root)?;
     xtask::build_images(&root)
 }
@@ -42,17 +43,28 @@ fn run(args: &[String]) -> ExitCode {
     };
     let root = xtask::workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = Command::new(&cargo)
-        .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "wpod"])
-        .status();
-    if !built.is_ok_and(|s| s.success()) {
-        return fail("building wpod failed");
-    }
     let wpod = root
         .join("target")
         .join("release")
         .join(format!("wpod{}", std::env::consts::EXE_SUFFIX));
+    if wpod.exists() {
+        xtask::step("building wpod (release), if anything changed");
+    } else {
+        xtask::step(
+            "first build of wpod (release): about 10 minutes on 2 cores (wasmtime and Cranelift); later builds take seconds",
+        );
+    }
+    let mut build = Command::new(&cargo);
+    build
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "wpod"]);
+    if xtask::quiet() {
+        build.arg("--quiet");
+    }
+    let built = build.status();
+    if !built.is_ok_and(|s| s.success()) {
+        return fail("building wpod failed");
+    }
     eprintln!(
         "xtask: WPOD_IMAGE_PATH={} {} run {}",
         images.display(),
