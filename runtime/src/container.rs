@@ -194,18 +194,27 @@ impl ContainerPlan {
                 .map(|word| expand(word, &lookup))
                 .collect::<Vec<_>>()
         };
+        // As the kubelet and OCI runtimes: `command` replaces the image's
+        // entrypoint, `args` its cmd (a command without args drops the cmd);
+        // an image without an entrypoint runs its cmd.
         let entrypoint = match (&spec.command, &image.config.entrypoint) {
             (Some(command), _) => expand_all(command),
             (None, Some(entrypoint)) => entrypoint.clone(),
-            (None, None) => vec![image_name.to_owned()],
+            // A `.wasm` file is its own program: named after its image.
+            (None, None) if image.rootfs.is_none() => vec![image_name.to_owned()],
+            (None, None) => Vec::new(),
         };
         let args = match (&spec.args, &spec.command) {
             (Some(args), _) => expand_all(args),
-            // A command given without args drops the image's default args.
             (None, Some(_)) => Vec::new(),
             (None, None) => image.config.cmd.clone().unwrap_or_default(),
         };
-        let argv = entrypoint.into_iter().chain(args).collect();
+        let mut argv: Vec<String> = entrypoint.into_iter().chain(args).collect();
+        if argv.is_empty() {
+            // An image with neither entrypoint nor cmd: its program is
+            // looked for under the image's name.
+            argv.push(image_name.to_owned());
+        }
         let working_dir = spec
             .working_dir
             .clone()
