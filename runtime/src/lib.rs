@@ -90,8 +90,8 @@ pub use pod::{
     ExecRequest, Execer, PodEvent, PodHandle, PodOptions, ProbeKind, Runtime, RuntimeConfig,
 };
 pub use registry::{
-    Flavour, ImageStore, Pruned, PullError, PullProgress, Registries, StoredImage, check_images,
-    is_registry_reference, push_wasm,
+    Flavour, ImageStore, Pruned, PullError, PullProgress, Registries, StoredImage, check_host,
+    check_images, is_registry_reference, push_wasm,
 };
 pub use run::{CompileProgress, PodOutcome, RunConfig, RunOutcome, StatusSink, run};
 pub use sandbox::{ErrorReport, Isolation, SandboxError};
@@ -100,12 +100,23 @@ pub use status::{
 };
 pub use volume::VolumeError;
 
+impl Error {
+    /// A volume's error, with the field path of what is at fault.
+    pub(crate) fn volume(pod: &PodSpec, source: VolumeError) -> Error {
+        Error::Volume {
+            pod: pod.name.clone(),
+            field: source.field(pod),
+            source: Box::new(source),
+        }
+    }
+}
+
 /// What can go wrong in wpod itself (a guest failing is a [`PodStatus`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("{field}: {source} (pod `{pod}`, container `{container}`)")]
+    #[error("(pod `{pod}`) {field}: {source}")]
     Image {
         pod: String,
         container: String,
@@ -114,13 +125,16 @@ pub enum Error {
         #[source]
         source: Box<ImageError>,
     },
-    #[error("pod `{pod}`: {source}")]
+    #[error("(pod `{pod}`) {field}: {source}")]
     Volume {
         pod: String,
+        /// The field path of the volume or mount at fault, e.g.
+        /// `spec.volumes[0].hostPath.path` (see [`VolumeError::field`]).
+        field: String,
         #[source]
         source: Box<VolumeError>,
     },
-    #[error("pod `{pod}`: {source}")]
+    #[error("(pod `{pod}`) {source}")]
     Port {
         pod: String,
         #[source]
@@ -128,7 +142,7 @@ pub enum Error {
     },
     /// An HTTP component (`wasi:http/proxy`) whose port cannot be told: it
     /// has no TCP `containerPort`, or several and none named `http`.
-    #[error("{field}: {problem} (pod `{pod}`, container `{container}`)")]
+    #[error("(pod `{pod}`) {field}: {problem}")]
     HttpPort {
         pod: String,
         container: String,

@@ -34,9 +34,12 @@ enum Command {
         manifest: PathBuf,
         #[command(flatten)]
         read: run::ReadArgs,
-        /// Also check that every image resolves: local ones on disk (with
-        /// their program), registry ones in their registry (nothing pulled).
+        /// Check the manifest alone: not its images (on disk, or in their
+        /// registry), hostPaths and hostPorts, which are checked by default.
         #[arg(long)]
+        offline: bool,
+        /// What validate now does by default (kept for scripts).
+        #[arg(long, hide = true, conflicts_with = "offline")]
         check_images: bool,
         #[command(flatten)]
         registries: images::RegistryArgs,
@@ -92,12 +95,13 @@ fn main() -> ExitCode {
         Command::Validate {
             manifest,
             read,
-            check_images,
+            offline,
+            check_images: _,
             registries,
         } => run::validate(
             &manifest,
             &read,
-            check_images.then(|| registries.registries()),
+            (!offline).then(|| registries.registries()),
         ),
         Command::Run(args) => run::run(args),
         Command::Ps(args) => detached::ps(&args),
@@ -123,7 +127,14 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            let fault = if let Some(error) = error.downcast_ref::<wpod::Error>() {
+            let fault = if let Some(error) = error.downcast_ref::<InManifest>() {
+                eprintln!("wpod: error: {error}");
+                error.fault
+            } else if let Some(error) = error.downcast_ref::<wpod::ManifestError>() {
+                // Its message holds its cause already: once.
+                eprintln!("wpod: error: {error}");
+                Fault::Input
+            } else if let Some(error) = error.downcast_ref::<wpod::Error>() {
                 eprintln!("wpod: error: {error}");
                 error.fault()
             } else if let Some(error) = error.downcast_ref::<wpod::SandboxError>() {
@@ -142,6 +153,61 @@ fn main() -> ExitCode {
             };
             ExitCode::from(fault.exit_code())
         }
+    }
+}
+
+/// An error in what a manifest says, found when it is run or checked (an
+/// image, a volume, a port): named with the manifest's file first, as the
+/// manifest's own problems are (`FILE: (pod `x`) FIELD: what; fix`).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", file.display())]
+pub struct InManifest {
+    pub file: std::path::PathBuf,
+    pub message: String,
+    pub fault: Fault,
+}
+
+impl InManifest {
+    /// `error` with `file` before it when it is about the manifest's
+    /// content; as it is otherwise.
+    pub fn wrap(file: &std::path::Path, error: anyhow::Error) -> anyhow::Error {
+        let about_manifest = |error: &wpod::Error| {
+            matches!(
+                error,
+                wpod::Error::Image { .. }
+                    | wpod::Error::Volume { .. }
+                    | wpod::Error::Port { .. }
+                    | wpod::Error::HttpPort { .. }
+            )
+        };
+        let (message, fault) = if let Some(e) = error.downcast_ref::<wpod::Error>() {
+            if !about_manifest(e) {
+                return error;
+            }
+            (e.to_string(), e.fault())
+        } else if let Some(e) = error.downcast_ref::<wpod::SandboxError>() {
+            match e {
+                wpod::SandboxError::Pod(inner) if about_manifest(inner) => {
+                    (e.to_string(), e.fault())
+                }
+                // From a pod process: its messages about the manifest
+                // name the pod first.
+                wpod::SandboxError::Inside { report, .. }
+                    if report.message.starts_with("(pod `") =>
+                {
+                    (e.to_string(), e.fault())
+                }
+                _ => return error,
+            }
+        } else {
+            return error;
+        };
+        InManifest {
+            file: file.to_owned(),
+            message,
+            fault,
+        }
+        .into()
     }
 }
 

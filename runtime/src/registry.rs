@@ -202,6 +202,30 @@ pub async fn push_wasm(
         .map_err(failed)
 }
 
+/// What `wpod validate` checks on this host besides the images, without
+/// changing anything: each hostPath of type `Directory` or `File` is there
+/// (an error); each hostPort can be bound now (if not, a warning: it may
+/// be free by the time the pod runs).
+///
+/// # Errors
+///
+/// The first hostPath that is not there or is the wrong kind.
+pub fn check_host(pods: &[PodSpec]) -> crate::Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for pod in pods {
+        crate::volume::check_host_paths(pod).map_err(|e| crate::Error::volume(pod, e))?;
+        for port in crate::network::published_ports(pod) {
+            if let Err(error) = crate::network::reserve(port.host) {
+                warnings.push(format!(
+                    "(pod `{}`) {}: hostPort {} cannot be bound now ({error}); `wpod run` will fail unless it is free by then",
+                    pod.name, port.field, port.host
+                ));
+            }
+        }
+    }
+    Ok(warnings)
+}
+
 /// Checks that every container image of `pods` resolves, without running
 /// or pulling anything: a local image is found and its program too; an
 /// image from a registry has a manifest there for a Wasm platform (its

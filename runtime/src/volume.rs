@@ -51,16 +51,14 @@ pub(crate) struct Preopen {
 /// Why a volume could not be set up. Each names the volume and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    #[error("volume `{volume}`: hostPath {} {problem}; {hint}", path.display())]
+    #[error("hostPath {} {problem}; {hint}", path.display())]
     HostPath {
         volume: String,
         path: PathBuf,
         problem: String,
         hint: String,
     },
-    #[error(
-        "container `{container}`: volumeMounts of `{volume}` at {mount_path}: {problem}; {hint}"
-    )]
+    #[error("`{volume}` at {mount_path}: {problem}; {hint}")]
     Mount {
         container: String,
         volume: String,
@@ -74,6 +72,48 @@ pub enum VolumeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl VolumeError {
+    /// The field path in `pod` of what is at fault: the volume's
+    /// `spec.volumes[N].hostPath.path`, the mount's
+    /// `spec.containers[N].volumeMounts[M]`, else `spec.volumes`.
+    pub fn field(&self, pod: &PodSpec) -> String {
+        match self {
+            VolumeError::HostPath { volume, .. } => pod
+                .volumes
+                .iter()
+                .position(|v| v.name == *volume)
+                .map_or_else(
+                    || "spec.volumes".to_owned(),
+                    |i| format!("spec.volumes[{i}].hostPath.path"),
+                ),
+            VolumeError::Mount {
+                container,
+                mount_path,
+                ..
+            } => {
+                let found = [
+                    ("spec.initContainers", &pod.init_containers),
+                    ("spec.containers", &pod.containers),
+                ]
+                .into_iter()
+                .find_map(|(list, containers)| {
+                    let (i, spec) = containers
+                        .iter()
+                        .enumerate()
+                        .find(|(_, c)| c.name == *container)?;
+                    let j = spec
+                        .volume_mounts
+                        .iter()
+                        .position(|m| m.mount_path == *mount_path)?;
+                    Some(format!("{list}[{i}].volumeMounts[{j}]"))
+                });
+                found.unwrap_or_else(|| format!("container `{container}`"))
+            }
+            _ => "spec.volumes".to_owned(),
+        }
+    }
 }
 
 impl Volumes {
@@ -287,6 +327,27 @@ impl Preopen {
             _dir: None,
         }
     }
+}
+
+/// Checks the pod's hostPaths as `wpod run` would, without creating any:
+/// a `Directory` or `File` must be there and be one; the others only must
+/// not be the wrong kind where they exist.
+pub(crate) fn check_host_paths(pod: &PodSpec) -> Result<(), VolumeError> {
+    for volume in &pod.volumes {
+        if let VolumeSource::HostPath { path, kind } = &volume.source {
+            let creates = matches!(
+                kind,
+                HostPathType::Unchecked
+                    | HostPathType::DirectoryOrCreate
+                    | HostPathType::FileOrCreate
+            );
+            if creates && !path.exists() {
+                continue;
+            }
+            host_path(&volume.name, path, *kind)?;
+        }
+    }
+    Ok(())
 }
 
 fn host_path(volume: &str, path: &Path, kind: HostPathType) -> Result<PathBuf, VolumeError> {

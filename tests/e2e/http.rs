@@ -434,7 +434,7 @@ spec:
     );
     run.expect_code(125);
     assert!(
-        run.stderr.contains("spec.containers[0].ports: the image is an HTTP component (wasi:http/proxy), served on one port, and the container has 2 TCP ports: name the one to serve `http` (pod `web`, container `web`)"),
+        run.stderr.contains("pod.yaml: (pod `web`) spec.containers[0].ports: the image is an HTTP component (wasi:http/proxy), served on one port, and the container has 2 TCP ports; name the one to serve `http`"),
         "{}",
         run.stderr
     );

@@ -45,7 +45,14 @@ fn check_refused(image_bytes: &[u8], expected: &str) {
     let run = workspace.run_pod(&pod_with_image("image.wasm"), &[]);
     // `docker run`'s "cannot execute".
     run.expect_code(126);
-    assert!(run.stderr.contains("container `app`"), "{}", run.stderr);
+    // The manifest's file first, then the pod and the field (one error style).
+    assert!(run.stderr.contains("pod.yaml: (pod `"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("spec.containers[0].image: image `image.wasm`"),
+        "{}",
+        run.stderr
+    );
     assert!(
         run.stderr.contains(expected),
         "expected {expected:?} in:\n{}",

@@ -162,9 +162,14 @@ fn fields_that_change_nothing_pass() {
     let pod = workspace.pod(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ok\n  namespace: team\n  labels: {app: web}\n  annotations: {note: hi}\n  uid: 1234\nspec:\n  nodeSelector: {disk: ssd}\n  tolerations: []\n  dnsPolicy: ClusterFirst\n  containers:\n  - name: app\n    image: x.wasm\n    imagePullPolicy: Always\n    terminationMessagePath: /dev/termination-log\n---\n",
     );
-    let run = workspace.run(&["validate", pod.to_str().unwrap()]);
+    // The manifest alone: its image does not exist (by default, validate
+    // says so too).
+    let run = workspace.run(&["validate", "--offline", pod.to_str().unwrap()]);
     run.expect_code(0);
     assert!(run.stdout.contains("pod `ok` is valid"), "{}", run.stdout);
+    workspace
+        .run(&["validate", pod.to_str().unwrap()])
+        .expect_code(127);
 }
 
 #[test]
@@ -285,7 +290,7 @@ fn completions_and_man_pages_are_generated_and_a_bad_wpod_log_is_reported() {
     let run = workspace
         .wpod()
         .env("WPOD_LOG", "wpod=loud")
-        .args(["validate", pod.to_str().unwrap()])
+        .args(["validate", "--offline", pod.to_str().unwrap()])
         .output()
         .map(crate::support::Run::from)
         .unwrap();

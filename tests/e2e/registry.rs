@@ -534,8 +534,8 @@ fn validate_check_images_resolves_every_image_and_pulls_nothing() {
     let validate = |manifest: &std::path::Path, check: bool| {
         let mut command = workspace.wpod();
         command.arg("validate").arg(manifest);
-        if check {
-            command.arg("--check-images");
+        if !check {
+            command.arg("--offline");
         }
         Run::from(command.output().unwrap())
     };

@@ -102,7 +102,8 @@ fn host_path_types() {
     let run = workspace.run_pod(&pod("Directory", &missing), &[]);
     run.expect_code(125);
     assert!(
-        run.stderr.contains("volume `h`: hostPath")
+        run.stderr
+            .contains("(pod `hp`) spec.volumes[0].hostPath.path: hostPath")
             && run
                 .stderr
                 .contains("does not exist; create it, or use type DirectoryOrCreate"),

@@ -96,21 +96,31 @@ pub enum Format {
     Yaml,
 }
 
+/// `wpod validate`: the manifest, then (unless `--offline`, `on_host`
+/// `None`) what it needs of this host: its images resolve to runnable
+/// programs, its hostPaths are there, its hostPorts are free (a warning).
 pub fn validate(
     manifest: &std::path::Path,
     read: &ReadArgs,
-    check_images: Option<wpod::Registries>,
+    on_host: Option<wpod::Registries>,
 ) -> anyhow::Result<ExitCode> {
     let (pods, _) = read_manifest(manifest, &read.options())?;
-    if let Some(registries) = check_images {
+    if let Some(registries) = on_host {
+        let warnings =
+            wpod::check_host(&pods).map_err(|e| crate::InManifest::wrap(manifest, e.into()))?;
+        for warning in warnings {
+            eprintln!("wpod: warning: {}: {warning}", manifest.display());
+        }
         let tokio = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        tokio.block_on(wpod::check_images(
-            &pods,
-            &ImagePath::from_env(),
-            &registries,
-        ))?;
+        tokio
+            .block_on(wpod::check_images(
+                &pods,
+                &ImagePath::from_env(),
+                &registries,
+            ))
+            .map_err(|e| crate::InManifest::wrap(manifest, e.into()))?;
     }
     for pod in &pods {
         let what = match &pod.job {
@@ -248,7 +258,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     if args.detach {
         let store = wpod::PodStore::new(&PodOptions::default().state_dir);
-        for name in wpod::run_detached(&text, pods, config, &store, args.replace)? {
+        let names = wpod::run_detached(&text, pods, config, &store, args.replace)
+            .map_err(|e| crate::InManifest::wrap(&args.manifest, e.into()))?;
+        for name in names {
             println!("{name}");
         }
         return Ok(ExitCode::SUCCESS);
@@ -274,7 +286,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             .into());
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(crate::InManifest::wrap(&args.manifest, error.into())),
     };
     report(&outcome, args.output)?;
     Ok(ExitCode::from(outcome.exit_status()))

@@ -97,10 +97,54 @@ pub(crate) struct ImageConfig {
     pub working_dir: Option<String>,
 }
 
+/// `image.json`: an OCI image config. Its top-level keys are checked (a
+/// key of `config` written beside it would otherwise be ignored); inside
+/// `config`, the keys wpod reads are checked for their types and Docker's
+/// and OCI's others are left alone.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // The OCI fields are only named, so that they are accepted.
 struct ImageJson {
     #[serde(default)]
-    config: ImageConfig,
+    config: Option<ImageConfig>,
+    architecture: Option<serde::de::IgnoredAny>,
+    os: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "os.version")]
+    os_version: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "os.features")]
+    os_features: Option<serde::de::IgnoredAny>,
+    variant: Option<serde::de::IgnoredAny>,
+    rootfs: Option<serde::de::IgnoredAny>,
+    history: Option<serde::de::IgnoredAny>,
+    created: Option<serde::de::IgnoredAny>,
+    author: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads the `image.json` at `path` (its `bytes`): its config, or what is
+/// wrong with it, with the key's path.
+fn parse_image_json(reference: &str, path: &Path, bytes: &[u8]) -> Result<ImageConfig, ImageError> {
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let json: ImageJson = serde_path_to_error::deserialize(&mut reader).map_err(|error| {
+        let key = error.path().to_string();
+        let inner = error.into_inner();
+        let message = inner.to_string();
+        let message = match message.find(" at line ") {
+            Some(at) => message[..at].to_owned(),
+            None => message,
+        };
+        let hint = if message.starts_with("unknown field") {
+            "the image's settings (Entrypoint, Cmd, Env, WorkingDir) go under `config`"
+        } else {
+            "image.json holds an OCI image config: {\"config\": {\"Entrypoint\": [\"prog\"], \"Cmd\": [\"arg\"], \"Env\": [\"K=V\"], \"WorkingDir\": \"/\"}}"
+        };
+        ImageError::BadConfig {
+            reference: reference.into(),
+            path: path.to_owned(),
+            key: if key == "." { String::new() } else { format!("{key}: ") },
+            message: format!("{message}; {hint}"),
+        }
+    })?;
+    Ok(json.config.unwrap_or_default())
 }
 
 /// Why an image could not be used. Each names the image as written.
@@ -117,7 +161,7 @@ pub enum ImageError {
         path: PathBuf,
         what: &'static str,
     },
-    #[error("image `{reference}`: {} is not a valid WebAssembly program: {message}", path.display())]
+    #[error("image `{reference}`: {} is not a valid WebAssembly program: {message}; build it again (a cut-short copy, or a proposal wasmtime 48 lacks, ends this way)", path.display())]
     Invalid {
         reference: String,
         path: PathBuf,
@@ -130,7 +174,7 @@ pub enum ImageError {
         message: String,
     },
     #[error(
-        "image `{reference}`: program `{program}` not found in the image (searched {searched})"
+        "image `{reference}`: program `{program}` not found in the image (searched {searched}); name one the image has in the container's command, by its path or along the image's PATH"
     )]
     ProgramNotFound {
         reference: String,
@@ -144,8 +188,14 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("image `{reference}`: bad image.json: {message}")]
-    BadConfig { reference: String, message: String },
+    #[error("image `{reference}`: {}: {key}{message}", path.display())]
+    BadConfig {
+        reference: String,
+        path: PathBuf,
+        /// The key at fault and `: `, or nothing for the file as a whole.
+        key: String,
+        message: String,
+    },
     #[error(transparent)]
     Pull(#[from] crate::registry::PullError),
     #[error("image `{reference}` is not in the image store ({}); pull it with `wpod pull {reference}`, or let imagePullPolicy pull it", store.display())]
@@ -204,15 +254,12 @@ impl Image {
                                 source,
                             }
                         })?;
-                    let json: ImageJson =
-                        serde_json::from_slice(&bytes).map_err(|e| ImageError::BadConfig {
-                            reference: reference.into(),
-                            message: e.to_string(),
-                        })?;
+                    let config =
+                        parse_image_json(reference, &pulled.path.join("image.json"), &bytes)?;
                     Ok(Image {
                         wasm_file: None,
                         rootfs: Some(pulled.path.join("rootfs")),
-                        config: json.config,
+                        config,
                     })
                 }
             };
@@ -245,15 +292,11 @@ impl Image {
             let config_path = dir.join("image.json");
             match std::fs::read(&config_path) {
                 Ok(bytes) => {
-                    let json: ImageJson =
-                        serde_json::from_slice(&bytes).map_err(|e| ImageError::BadConfig {
-                            reference: reference.into(),
-                            message: e.to_string(),
-                        })?;
+                    let config = parse_image_json(reference, &config_path, &bytes)?;
                     return Ok(Image {
                         wasm_file: None,
                         rootfs: Some(dir.join("rootfs")),
-                        config: json.config,
+                        config,
                     });
                 }
                 Err(_) => searched.push(dir),

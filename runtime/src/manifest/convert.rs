@@ -390,11 +390,19 @@ pub(super) fn schema_problem(error: serde_path_to_error::Error<serde_yaml_ng::Er
 }
 
 /// serde_yaml_ng appends " at line L column C"; the location is kept apart.
+/// The parser's message without its ` at line L column C` (the error
+/// gives the position once, before it), wherever it stands.
 fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message.to_owned(),
-    }
+    let Some(at) = message.find(" at line ") else {
+        return message.to_owned();
+    };
+    let rest = &message[at + " at line ".len()..];
+    let after_line = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    let after = match after_line.strip_prefix(" column ") {
+        Some(column) => column.trim_start_matches(|c: char| c.is_ascii_digit()),
+        None => after_line,
+    };
+    format!("{}{after}", &message[..at])
 }
 
 fn unsupported_hint(path: &str) -> String {

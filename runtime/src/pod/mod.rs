@@ -332,10 +332,7 @@ impl Runtime {
             host_aliases: pod.host_aliases.as_slice().into(),
         };
         let volumes = Volumes::prepare(&pod, &options.state_dir, &options.prepared_volumes)
-            .map_err(|source| Error::Volume {
-                pod: pod.name.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(|source| Error::volume(&pod, source))?;
         let plans = self
             .plan_containers(&pod, &options, &volumes, &network)
             .await?;

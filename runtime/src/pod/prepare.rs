@@ -89,10 +89,7 @@ impl Runtime {
             };
             let preopens = volumes
                 .preopens(spec, image.rootfs.as_deref())
-                .map_err(|source| Error::Volume {
-                    pod: pod.name.clone(),
-                    source: Box::new(source),
-                })?;
+                .map_err(|source| Error::volume(pod, source))?;
             let http = match &program {
                 Program::Http(_) => Some(crate::http::Serving {
                     port: http_port(pod, spec)?,
@@ -145,9 +142,9 @@ fn http_port(pod: &PodSpec, container: &ContainerSpec) -> Result<u16> {
     }
     let problem = match tcp.as_slice() {
         [only] => return Ok(only.container_port),
-        [] => "the image is an HTTP component (wasi:http/proxy), which is served on a port: give the container a TCP containerPort".to_owned(),
+        [] => "the image is an HTTP component (wasi:http/proxy), which is served on a port; give the container a TCP containerPort".to_owned(),
         several => format!(
-            "the image is an HTTP component (wasi:http/proxy), served on one port, and the container has {} TCP ports: name the one to serve `http`",
+            "the image is an HTTP component (wasi:http/proxy), served on one port, and the container has {} TCP ports; name the one to serve `http`",
             several.len()
         ),
     };

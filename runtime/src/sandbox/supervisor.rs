@@ -290,12 +290,8 @@ fn prepare(
     host_paths
         .volumes
         .retain(|v| matches!(v.source, VolumeSource::HostPath { .. }));
-    Volumes::prepare(&host_paths, &config.options.state_dir, &Default::default()).map_err(
-        |source| crate::Error::Volume {
-            pod: pod.name.clone(),
-            source: Box::new(source),
-        },
-    )?;
+    Volumes::prepare(&host_paths, &config.options.state_dir, &Default::default())
+        .map_err(|source| crate::Error::volume(pod, source))?;
     let cache_dir = config.runtime.cache_dir.as_ref().map(|d| absolute(d)).filter(|dir| {
         crate::image::create_private_dir(dir)
             .map_err(|error| tracing::warn!(dir = %dir.display(), %error, "no compile cache for this run"))
