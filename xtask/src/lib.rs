@@ -5,6 +5,8 @@
 //! Used by `cargo xtask` and by the end-to-end tests; never by the `wpod`
 //! library, whose users compile no guests.
 
+pub mod readme;
+
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
