@@ -1,14 +1,17 @@
 //! The examples, end to end, as a person would try them: start the pod from
-//! its folder's manifest, wait until it is ready, check what the example's
-//! README promises (curl through the hostPort, the sidecar's output), stop
-//! it with Ctrl-C and check that nothing is left behind.
+//! its folder's manifest, wait until it is ready, compare what it prints and
+//! what curl gets through the hostPort with the samples of its README (see
+//! `docs`), stop it with Ctrl-C and check that nothing is left behind.
 
+use crate::docs::{
+    assert_prints, assert_prints_per_stream, compare, curl, run_merged, sample, wpod_args,
+};
 use crate::support::{Run, Workspace, guests};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use xtask::readme::Sample;
 
 /// A running `wpod run` of an example, its output collected as it comes.
 struct Running {
@@ -22,44 +25,64 @@ struct Running {
 const DEADLINE: Duration = Duration::from_secs(120);
 
 impl Running {
-    /// Starts `examples/NAME/pod.yaml`, with `edit` applied to its text.
-    fn start(workspace: &Workspace, name: &str, edit: impl Fn(String) -> String) -> Running {
-        let source = guests().root.join("examples").join(name).join("pod.yaml");
+    /// Starts the sample's `cargo xtask run examples/NAME/pod.yaml`, with
+    /// `edit` applied to the manifest's text (a copy in the workspace),
+    /// stdout and stderr on one pipe as on a terminal.
+    fn start(workspace: &Workspace, sample: &Sample, edit: impl Fn(String) -> String) -> Running {
+        let mut args = wpod_args(sample);
+        let name = std::path::Path::new(&args[1])
+            .parent()
+            .and_then(|p| p.file_name())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let manifest = workspace.write(
             &format!("{name}.yaml"),
-            edit(std::fs::read_to_string(source).unwrap()),
+            edit(std::fs::read_to_string(&args[1]).unwrap()),
         );
-        let mut child = workspace
-            .wpod()
-            .arg("run")
-            .arg(&manifest)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        args[1] = manifest.display().to_string();
+        let (reader, writer) = std::io::pipe().unwrap();
+        let mut command = workspace.wpod();
+        command
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().unwrap())
+            .stderr(writer);
+        let child = command.spawn().unwrap();
+        // The command holds the pipe's write end too.
+        drop(command);
         let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
+        let collected = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                collected.lock().unwrap().push(line);
+            }
+        });
         Running { child, lines }
+    }
+
+    /// Waits until wpod has printed as many lines as `sample` shows, then
+    /// compares them with it: what the terminal shows before the reader
+    /// turns to the README's next step.
+    fn expect_sample(&mut self, sample: &Sample) {
+        let count = sample.output.lines().count();
+        self.wait_for(|lines| lines.len() >= count);
+        let printed: String = self.output()[..count]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_prints(sample, &printed);
     }
 
     fn output(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
-    /// Waits until a line satisfies `ready`; fails at once if wpod exits.
-    fn wait_for_line(&mut self, ready: impl Fn(&str) -> bool) {
+    /// Waits until the lines printed so far satisfy `ready`; fails at once
+    /// if wpod exits.
+    fn wait_for(&mut self, ready: impl Fn(&[String]) -> bool) {
         let start = Instant::now();
-        while !self.output().iter().any(|l| ready(l)) {
+        while !ready(&self.output()) {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
                     "wpod exited ({status}) before it was ready; output:\n{}",
@@ -110,45 +133,49 @@ impl Running {
     }
 }
 
-/// GET `path` on 127.0.0.1:`port` until the answer contains `expected`.
-fn curl_until(port: u16, path: &str, expected: &str) -> String {
+/// Runs the sample's `curl` until its answer is the sample's (the server may
+/// not serve the page yet), and fails with the last answer's diff.
+fn expect_curl(sample: &Sample) {
     let start = Instant::now();
     loop {
-        let response = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
-            write!(
-                stream,
-                "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-            )?;
-            let mut response = String::new();
-            stream.read_to_string(&mut response)?;
-            Ok(response)
-        });
-        if let Ok(response) = &response
-            && response.contains(expected)
+        let answer = curl(sample);
+        if let Ok(answer) = &answer
+            && compare(sample, answer).is_ok()
         {
-            return response.clone();
+            return;
         }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no {expected:?} at :{port}{path}; last answer: {response:?}"
-        );
+        if start.elapsed() > DEADLINE {
+            match answer {
+                Ok(answer) => assert_prints(sample, &answer),
+                Err(e) => panic!("`{}`: {e}", sample.command),
+            }
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
+/// The examples that publish hostPort 8080 take turns: they run their
+/// README's manifests as they are.
+static PORT_8080: Mutex<()> = Mutex::new(());
+
 #[test]
 fn share_volume_nginx_serves_what_ubuntu_wrote() {
+    let readme = "examples/share-volume/README.md";
+    let _port = PORT_8080.lock().unwrap_or_else(|e| e.into_inner());
     let workspace = Workspace::new();
     // The article's hostPath, /var/data, becomes a folder of this test's.
     let data = workspace.path().join("var-data");
-    let mut pod = Running::start(&workspace, "share-volume", |yaml| {
+    let run = sample(readme, "cargo xtask run examples/share-volume/pod.yaml");
+    let mut pod = Running::start(&workspace, &run, |yaml| {
         yaml.replace("/var/data", data.to_str().unwrap())
     });
-    // Ready when this pod's server says so (not whatever answers on 8080).
-    pod.wait_for_line(|l| l == "[nginx-container] listening on 0.0.0.0:80");
-    let response = curl_until(8080, "/", "Hello from the ubuntu container");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    pod.interrupt(&workspace);
+    pod.expect_sample(&run);
+    expect_curl(&sample(readme, "curl http://127.0.0.1:8080/"));
+    let output = pod.interrupt(&workspace);
+    assert!(
+        output.iter().any(|l| l == "[nginx-container] GET / 200 32"),
+        "the README's request line: {output:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(data.join("index.html")).unwrap(),
         "Hello from the ubuntu container\n"
@@ -157,28 +184,25 @@ fn share_volume_nginx_serves_what_ubuntu_wrote() {
 
 #[test]
 fn deployment_serves_the_configmaps_page_from_its_pod() {
+    let readme = "examples/deployment/README.md";
+    // The manifest as it is: its pods' names come from its template.
+    let _port = PORT_8080.lock().unwrap_or_else(|e| e.into_inner());
     let workspace = Workspace::new();
-    // Its own hostPort: share-volume's test has 8080 at the same time.
-    let mut pod = Running::start(&workspace, "deployment", |yaml| {
-        yaml.replace("hostPort: 8080", "hostPort: 8090")
-    });
-    pod.wait_for_line(|l| l == "[nginx-container] listening on 0.0.0.0:80");
-    let response = curl_until(8090, "/", "served by ubuntu-and-nginx-");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(
-        response.contains("Hello from a ConfigMap\nserved by ubuntu-and-nginx-"),
-        "{response}"
-    );
+    let run = sample(readme, "cargo xtask run examples/deployment/pod.yaml");
+    let mut pod = Running::start(&workspace, &run, |yaml| yaml);
+    pod.expect_sample(&run);
+    expect_curl(&sample(readme, "curl http://127.0.0.1:8080/"));
     pod.interrupt(&workspace);
 }
 
 #[test]
 fn javaweb_init_container_copies_the_war_for_tomcat() {
+    let readme = "examples/javaweb/README.md";
     let workspace = Workspace::new();
-    let mut pod = Running::start(&workspace, "javaweb", |yaml| yaml);
-    pod.wait_for_line(|l| l == "[tomcat] listening on 0.0.0.0:8080");
-    let response = curl_until(8001, "/sample/", "Sample \"Hello, World\" Application");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let run = sample(readme, "cargo xtask run examples/javaweb/pod.yaml");
+    let mut pod = Running::start(&workspace, &run, |yaml| yaml);
+    pod.expect_sample(&run);
+    expect_curl(&sample(readme, "curl -i http://127.0.0.1:8001/sample/"));
     let output = pod.interrupt(&workspace);
     assert!(
         output.iter().any(|l| l == "[tomcat] GET /sample/ 200 359"),
@@ -187,124 +211,90 @@ fn javaweb_init_container_copies_the_war_for_tomcat() {
 }
 
 #[test]
-fn log_sidecar_forwards_every_line_and_the_pod_completes() {
-    let workspace = Workspace::new();
-    let mut pod = Running::start(&workspace, "log-sidecar", |yaml| yaml);
-    // The sidecar is asked to end once the app is done: it forwards the
-    // last line, and the pod completes by itself.
-    let status = pod.child.wait().unwrap();
-    // The reader thread may still hold the last lines for a moment.
-    let done = |output: &[String]| {
-        output
-            .iter()
-            .any(|l| l == "[log-collector] [app.log] app done")
-    };
-    let started = Instant::now();
-    while !done(&pod.output()) && started.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = pod.output();
-    assert_eq!(status.code(), Some(0), "{output:?}");
-    assert!(done(&output), "{output:?}");
-    assert!(
-        workspace.leftovers().is_empty(),
-        "{:?}",
-        workspace.leftovers()
-    );
-    for i in 1..=5 {
-        assert!(
-            output
-                .iter()
-                .any(|l| l.starts_with("[log-collector] [app.log] ")
-                    && l.ends_with(&format!(" request {i} handled"))),
-            "line {i} missing: {output:?}"
-        );
-    }
-}
-
-#[test]
 fn ambassador_forwards_the_apps_localhost_calls_to_the_backend() {
     if !crate::support::second_loopback_address() {
         return;
     }
     let workspace = Workspace::new();
-    let mut pod = Running::start(&workspace, "ambassador", |yaml| yaml);
-    pod.wait_for_line(|l| l == "[app] <h1>Welcome to nginx (wpod)</h1>");
-    let output = pod.interrupt(&workspace);
-    assert!(
-        output
-            .iter()
-            .any(|l| l == "[ambassador] forwarded GET / HTTP/1.1 to 127.0.0.2:18081"),
-        "{output:?}"
+    let run = sample(
+        "examples/ambassador/README.md",
+        "cargo xtask run examples/ambassador/pod.yaml",
     );
+    let mut pod = Running::start(&workspace, &run, |yaml| yaml);
+    // Its two pods, and the containers of each, run side by side: each
+    // container's lines come in order, the containers' in any.
+    let count = run.output.lines().count();
+    pod.wait_for(|lines| lines.len() >= count);
+    let printed: String = pod.output()[..count]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_prints_per_stream(&run, &printed, |line| {
+        line.split(' ').next().unwrap_or_default().to_owned()
+    });
+    pod.interrupt(&workspace);
 }
 
-/// Runs `examples/NAME/pod.yaml` as it is, to its end.
-fn run_to_end(workspace: &Workspace, name: &str) -> Run {
-    let manifest = guests().root.join("examples").join(name).join("pod.yaml");
-    workspace
-        .wpod()
-        .arg("run")
-        .arg(manifest)
-        .output()
-        .unwrap()
-        .into()
+/// Runs the sample's `cargo xtask run examples/NAME/pod.yaml` to its end.
+fn run_to_end(workspace: &Workspace, sample: &Sample) -> crate::docs::Printed {
+    let mut command = workspace.wpod();
+    command.args(wpod_args(sample));
+    run_merged(command)
+}
+
+#[test]
+fn log_sidecar_forwards_every_line_and_the_pod_completes() {
+    let workspace = Workspace::new();
+    let run = sample(
+        "examples/log-sidecar/README.md",
+        "cargo xtask run examples/log-sidecar/pod.yaml",
+    );
+    // The sidecar is asked to end once the app is done: it forwards the
+    // last line, and the pod completes by itself.
+    let printed = run_to_end(&workspace, &run);
+    assert_eq!(printed.code, 0, "{printed:?}");
+    assert_prints(&run, &printed.output);
+    assert!(
+        workspace.leftovers().is_empty(),
+        "{:?}",
+        workspace.leftovers()
+    );
 }
 
 #[test]
 fn http_sidecar_app_calls_its_wasi_http_sidecar_over_localhost() {
     let workspace = Workspace::new();
-    let run = run_to_end(&workspace, "http-sidecar");
-    run.expect_code(0);
-    assert_eq!(
-        run.stdout,
-        "[app] GET http://localhost:8080/: 200\n[app] hello from http_proxy\n\
-         [app] GET http://localhost:8080/sleep?ms=20: 200\n[app] slept 20 ms\n",
-        "{run:?}"
+    let run = sample(
+        "examples/http-sidecar/README.md",
+        "cargo xtask run examples/http-sidecar/pod.yaml",
     );
-    assert!(
-        run.stderr.contains("[greeter] serving HTTP on port 8080"),
-        "{run:?}"
-    );
+    let printed = run_to_end(&workspace, &run);
+    assert_eq!(printed.code, 0, "{printed:?}");
+    assert_prints(&run, &printed.output);
 }
 
 #[test]
 fn adapter_turns_the_apps_stats_into_prometheus_text() {
     let workspace = Workspace::new();
-    let run = run_to_end(&workspace, "adapter");
-    run.expect_code(0);
-    let adapter: Vec<&str> = run
-        .stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("[adapter] "))
-        .collect();
-    assert_eq!(
-        adapter,
-        [
-            "# TYPE app_requests gauge",
-            "app_requests 1024",
-            "# TYPE app_errors gauge",
-            "app_errors 3",
-            "# TYPE app_latency_ms gauge",
-            "app_latency_ms 12"
-        ]
+    let run = sample(
+        "examples/adapter/README.md",
+        "cargo xtask run examples/adapter/pod.yaml",
     );
+    let printed = run_to_end(&workspace, &run);
+    assert_eq!(printed.code, 0, "{printed:?}");
+    assert_prints(&run, &printed.output);
 }
 
 #[test]
-fn init_handoff_runs_as_the_readme_says() {
+fn init_handoff_prints_its_samples() {
+    let command = "cargo xtask run examples/init-handoff/pod.yaml";
     let workspace = Workspace::new();
-    let run = run_to_end(&workspace, "init-handoff");
-    run.expect_code(0);
-    let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(
-        lines[..3],
-        [
-            "[prepare] wrote /work/greeting.txt",
-            "[app] app sees:",
-            "[app] prepared by the init container"
-        ]
-    );
+    let run = sample("examples/init-handoff/README.md", command);
+    let printed = run_to_end(&workspace, &run);
+    assert_eq!(printed.code, 0, "{printed:?}");
+    assert_prints(&run, &printed.output);
+    // The repository's README shows the same run.
+    assert_prints(&sample("README.md", command), &printed.output);
     assert!(workspace.leftovers().is_empty());
 }
 
@@ -329,16 +319,19 @@ fn registry_runs_the_hello_its_readme_pushes_to_a_registry_on_loopback() {
     );
     push.expect_code(0);
     assert!(push.stdout.starts_with("sha256:"), "{}", push.stdout);
+    let run = sample(
+        "examples/registry/README.md",
+        "cargo xtask run examples/registry/pod.yaml",
+    );
     let manifest = std::fs::read_to_string(guests().root.join("examples/registry/pod.yaml"))
         .unwrap()
         .replace("localhost:5000", &registry.address);
     let manifest = workspace.write("registry.yaml", manifest);
-    let run = Run::from(workspace.wpod().arg("run").arg(&manifest).output().unwrap());
-    run.expect_code(0);
-    assert_eq!(
-        run.stdout, "[hello] hello from wpod\n",
-        "the README's output"
-    );
+    let mut command = workspace.wpod();
+    command.arg("run").arg(&manifest);
+    let printed = run_merged(command);
+    assert_eq!(printed.code, 0, "{printed:?}");
+    assert_prints(&run, &printed.output);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod support;
 
 mod containers;
 mod detached;
+mod docs;
 mod errors;
 mod examples;
 mod hardening;
