@@ -133,6 +133,31 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A test that fails before `interrupt` leaves no pod running (holding
+    /// its hostPort for the next test): Ctrl-C twice, then a kill if it is
+    /// still there.
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        #[cfg(unix)]
+        for _ in 0..2 {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let start = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs the sample's `curl` until its answer is the sample's (the server may
 /// not serve the page yet), and fails with the last answer's diff.
 fn expect_curl(sample: &Sample) {
