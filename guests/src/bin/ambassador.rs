@@ -7,7 +7,8 @@
 //! UPSTREAM` once listening, then for each connection reads one request
 //! (head and `Content-Length` body), sends it upstream with
 //! `Connection: close`, and copies the response back until the backend
-//! closes. WASI has no threads: connections are served one at a time, which
+//! closes (a refused connection to the backend, still starting, is tried
+//! again for up to 5 s). WASI has no threads: connections are served one at a time, which
 //! suits a request/response protocol.
 
 use std::io::{self, Read, Write};
@@ -76,7 +77,19 @@ fn forward(mut client: TcpStream, upstream: &str) -> io::Result<()> {
         }
         body.extend_from_slice(&chunk[..read]);
     }
-    let mut backend = TcpStream::connect(upstream)?;
+    // The backend (another pod) may still be starting: refused connections
+    // are tried again for a few seconds, as a client library would.
+    let mut tries = 0;
+    let mut backend = loop {
+        match TcpStream::connect(upstream) {
+            Ok(stream) => break stream,
+            Err(error) if error.kind() == io::ErrorKind::ConnectionRefused && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(error) => return Err(error),
+        }
+    };
     backend.write_all(head.as_bytes())?;
     backend.write_all(&body)?;
     io::copy(&mut backend, &mut client)?;
