@@ -412,10 +412,12 @@ spec:
                     got = self.load(make(port), port, path="/", connections=c,
                                     expect=b"hello from http_proxy")
                     results[(label, c)].append(got)
-                    note(f"round {r + 1}: {label:32} -c{c:<3} {got['rps']:8.0f} req/s, "
-                         f"p99 {got['p99_ms']:7.3f} ms, server CPU {got['cpu_us']:6.1f} µs/req")
+                    note(f"round {r + 1}: {label:32} -c{c:<3} {got['rps']:8.0f} req/s, p50 "
+                         f"{got['p50_ms']:6.3f} ms, p99 {got['p99_ms']:6.3f} ms, server CPU "
+                         f"{got['cpu_us']:5.1f} µs/req")
         self.raw["http_proxy"] = {f"{label} -c{c}": v for (label, c), v in results.items()}
-        med = {key: {m: median([g[m] for g in v]) for m in ("rps", "p99_ms", "cpu_us")}
+        metrics = ("rps", "p50_ms", "p99_ms", "cpu_us")
+        med = {key: {m: median([g[m] for g in v]) for m in metrics}
                for key, v in results.items()}
         for c in connections:
             w, cli = med[("wpod (hostPort)", c)], med[(serve_label, c)]
@@ -424,6 +426,8 @@ spec:
             self.row("http", f"{name}: throughput", w["rps"], "req/s",
                      "same http_proxy.wasm under wasmtime serve", cli["rps"],
                      target=(">=", 1.0) if c == 1 else None, higher=True, fmt="{:.0f}")
+            self.row("http", f"{name}: median latency (p50)", w["p50_ms"], "ms",
+                     "same http_proxy.wasm under wasmtime serve", cli["p50_ms"], fmt="{:.3f}")
             self.row("http", f"{name}: p99 latency", w["p99_ms"], "ms",
                      "same http_proxy.wasm under wasmtime serve", cli["p99_ms"], fmt="{:.3f}")
             self.row("http", f"{name}: server CPU per request", w["cpu_us"], "µs",
@@ -431,9 +435,9 @@ spec:
 
     def load(self, server, port, path="/index.html", connections=1, expect=None):
         """Starts `server` pinned to cpu 0, loads it with wrk pinned to cpu 1 (keep-alive,
-        `connections` connections, one thread), stops it. Returns {"rps", "p99_ms"}. With
-        `expect`, one plain request first checks that the answer holds those bytes. Also
-        "cpu_us": the server's CPU time (utime + stime of it and its descendants, from /proc)
+        `connections` connections, one thread), stops it. Returns {"rps", "p50_ms", "p99_ms",
+        "cpu_us"}. With `expect`, one plain request first checks that the answer holds those
+        bytes. "cpu_us": the server's CPU time (utime + stime of it and its descendants, from /proc)
         over the measured run, per request answered."""
         process = subprocess.Popen(["taskset", "-c", "0", *server], env=self.env(),
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -454,14 +458,18 @@ spec:
         if "Non-2xx" in out or "Socket errors" in out:
             raise CannotMeasure(f"wrk saw errors against {server[0]}:\n{out}")
         found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        percentiles = dict(re.findall(r"^\s*(50|99)%\s+([\d.]+(?:us|ms|s))\s*$", out, re.M))
         count = re.search(r"^\s*(\d+) requests in", out, re.M)
-        if not found or not p99 or not count or int(count.group(1)) == 0:
-            raise CannotMeasure(f"no Requests/sec, 99% or request count in wrk's output:\n{out}")
-        scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
+        if not found or len(percentiles) != 2 or not count or int(count.group(1)) == 0:
+            raise CannotMeasure(f"no Requests/sec, 50%, 99% or request count in wrk's "
+                                f"output:\n{out}")
+
+        def ms(text):
+            number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+            return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
         cpu_us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / int(count.group(1))
-        return {"rps": float(found.group(1)), "p99_ms": float(p99.group(1)) * scale,
-                "cpu_us": cpu_us}
+        return {"rps": float(found.group(1)), "p50_ms": ms(percentiles["50"]),
+                "p99_ms": ms(percentiles["99"]), "cpu_us": cpu_us}
 
     @staticmethod
     def check_answer(port, path, expect, who, timeout=10.0):
