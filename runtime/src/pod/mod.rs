@@ -264,6 +264,12 @@ impl Runtime {
         wasmtime_config
             .epoch_interruption(true)
             .wasm_component_model(true)
+            // WASI 0.3 components use the component model's async ABI
+            // (`stream`, `future`, async exports); wasmtime's default with
+            // its `component-model-async` feature, said here so that the
+            // engine's configuration (and so the compile cache's key) never
+            // changes with a dependency's defaults.
+            .wasm_component_model_async(true)
             .parallel_compilation(true);
         let engine = Engine::new(&wasmtime_config).map_err(|e| Error::Engine(format!("{e:#}")))?;
         let linkers = Linkers::new(&engine);
