@@ -21,8 +21,8 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-/// The linkers, built once per engine: WASI 0.2 for components, WASI
-/// preview 1 for core modules.
+/// The linkers, built once per engine: WASI 0.2 and 0.3 for components,
+/// WASI preview 1 for core modules.
 pub(crate) struct Linkers {
     engine: Engine,
     // Each is built on first use: a pod of components never pays for the
@@ -43,7 +43,12 @@ impl Linkers {
     fn component(&self) -> &wasmtime::component::Linker<P2State> {
         self.component.get_or_init(|| {
             let mut linker = wasmtime::component::Linker::new(&self.engine);
+            // WASI 0.2 and 0.3 side by side, as `wasmtime run` links them:
+            // their interfaces have different versions (`@0.2.x`, `@0.3.x`),
+            // and a component built for wasip3 with Rust's `wasm32-wasip2`
+            // imports both (std's own startup is WASI 0.2).
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut linker))
                 .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
                 .and_then(|()| crate::network::shadow_sockets(&mut linker))
                 .expect("wasmtime-wasi's and wpod's definitions never clash");
@@ -66,7 +71,11 @@ impl Linkers {
     /// that is not a WASI command fails before any container starts. A
     /// component that exports `wasi:http/incoming-handler` is an HTTP
     /// component, served rather than run (whether or not it also exports
-    /// `wasi:cli/run`, as a `bin` built for `wasm32-wasip2` does).
+    /// `wasi:cli/run`, as a `bin` built for `wasm32-wasip2` does). A
+    /// component that exports `wasi:cli/run@0.3.x` is a WASI 0.3 command,
+    /// run through that export even if it also exports `wasi:cli/run@0.2.x`
+    /// (as `wasmtime run` chooses; a wasip3 `bin` built for `wasm32-wasip2`
+    /// exports both, the second for its unused `main`).
     pub(crate) fn link(&self, compiled: &Compiled) -> Result<Program, LinkError> {
         match compiled {
             Compiled::Component(component) => {
@@ -76,6 +85,9 @@ impl Linkers {
                     .map_err(|e| LinkError::Imports(format!("{e:#}")))?;
                 if let Ok(proxy) = ProxyPre::new(pre.clone()) {
                     return Ok(Program::Http(proxy));
+                }
+                if let Ok(command) = wasmtime_wasi::p3::bindings::CommandPre::new(pre.clone()) {
+                    return Ok(Program::ComponentP3(command));
                 }
                 CommandPre::new(pre)
                     .map(Program::Component)
@@ -104,7 +116,7 @@ pub(crate) enum LinkError {
     /// An import that neither WASI nor wpod defines, or of another type.
     #[error("{0}")]
     Imports(String),
-    #[error("it exports neither wasi:cli/run nor wasi:http/incoming-handler ({0})")]
+    #[error("it exports neither wasi:cli/run (0.2 or 0.3) nor wasi:http/incoming-handler ({0})")]
     NoRun(String),
     #[error("the module exports no `_start` function")]
     NoStart,
@@ -128,6 +140,8 @@ impl Linkers {}
 #[derive(Clone)]
 pub(crate) enum Program {
     Component(CommandPre<P2State>),
+    /// A WASI 0.3 command (`wasi:cli/run@0.3.x`, an async export).
+    ComponentP3(wasmtime_wasi::p3::bindings::CommandPre<P2State>),
     /// A `wasi:http/proxy` component: served, one instance per request.
     Http(ProxyPre<P2State>),
     Module(wasmtime::InstancePre<P1State>),
@@ -532,22 +546,28 @@ pub(crate) async fn run_program<O: StdoutStream + 'static>(
             });
         }
         Program::Component(pre) => {
-            let mut wasi = wasi;
-            let state = P2State {
-                wasi: wasi.build(),
-                table: descriptor_table(plan.descriptor_limit),
-                limits,
-                http: wasmtime_wasi_http::WasiHttpCtx::new(),
-                http_hooks: crate::http::PodHttp {
-                    network: network.clone(),
-                    container: plan.name.as_str().into(),
-                },
-                network,
-            };
+            let state = component_state(plan, wasi, limits, network);
             let mut store = new_store(engine, state);
             let result = metered(cpu, async {
                 let command = pre.instantiate_async(&mut store).await?;
                 command.wasi_cli_run().call_run(&mut store).await
+            })
+            .await;
+            let refused = store.data().limits.refused;
+            (result.map(|r| if r.is_ok() { 0 } else { 1 }), refused)
+        }
+        Program::ComponentP3(pre) => {
+            let state = component_state(plan, wasi, limits, network);
+            let mut store = new_store(engine, state);
+            let result = metered(cpu, async {
+                let command = pre.instantiate_async(&mut store).await?;
+                // WASI 0.3's `run` is an async export: called inside the
+                // store's event loop, which also drives the streams and
+                // futures the guest hands the host (stdout, files), and
+                // ends when `run` has returned.
+                store
+                    .run_concurrent(async |store| command.wasi_cli_run().call_run(store).await)
+                    .await?
             })
             .await;
             let refused = store.data().limits.refused;
@@ -579,6 +599,26 @@ pub(crate) async fn run_program<O: StdoutStream + 'static>(
         ),
     });
     Ok(outcome(result.0, refused))
+}
+
+/// The store data of a container's component (WASI 0.2 or 0.3).
+fn component_state(
+    plan: &ContainerPlan,
+    mut wasi: WasiCtxBuilder,
+    limits: MemoryBudget,
+    network: PodNetwork,
+) -> P2State {
+    P2State {
+        wasi: wasi.build(),
+        table: descriptor_table(plan.descriptor_limit),
+        limits,
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        http_hooks: crate::http::PodHttp {
+            network: network.clone(),
+            container: plan.name.as_str().into(),
+        },
+        network,
+    }
 }
 
 fn outcome(result: wasmtime::Result<i32>, memory_refused: Option<String>) -> Outcome {
@@ -726,7 +766,8 @@ fn build_wasi<O: StdoutStream + 'static>(
     Ok(wasi)
 }
 
-/// The store data of a component.
+/// The store data of a component, WASI 0.2 or 0.3 (wasmtime-wasi's p3
+/// shares p2's `WasiCtx` and `WasiView`).
 pub(crate) struct P2State {
     wasi: WasiCtx,
     table: ResourceTable,
