@@ -24,3 +24,4 @@ mod registry;
 mod sandbox;
 mod sandbox_elsewhere;
 mod volumes;
+mod wasip3;
