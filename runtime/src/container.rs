@@ -19,7 +19,6 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// The linkers, built once per engine: WASI 0.2 and 0.3 for components,
 /// WASI preview 1 for core modules.
@@ -50,6 +49,7 @@ impl Linkers {
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)
                 .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut linker))
                 .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+                .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker))
                 .and_then(|()| crate::network::shadow_sockets(&mut linker))
                 .expect("wasmtime-wasi's and wpod's definitions never clash");
             linker
@@ -69,8 +69,9 @@ impl Linkers {
 
     /// Links a compiled program: every import resolved now, so a program
     /// that is not a WASI command fails before any container starts. A
-    /// component that exports `wasi:http/incoming-handler` is an HTTP
-    /// component, served rather than run (whether or not it also exports
+    /// component that exports `wasi:http/incoming-handler` (WASI 0.2) or
+    /// `wasi:http/handler@0.3.x` (WASI 0.3) is an HTTP component, served
+    /// rather than run (whether or not it also exports
     /// `wasi:cli/run`, as a `bin` built for `wasm32-wasip2` does). A
     /// component that exports `wasi:cli/run@0.3.x` is a WASI 0.3 command,
     /// run through that export even if it also exports `wasi:cli/run@0.2.x`
@@ -83,8 +84,12 @@ impl Linkers {
                     .component()
                     .instantiate_pre(component)
                     .map_err(|e| LinkError::Imports(format!("{e:#}")))?;
-                if let Ok(proxy) = ProxyPre::new(pre.clone()) {
-                    return Ok(Program::Http(proxy));
+                if let Ok(proxy) = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()) {
+                    return Ok(Program::Http(crate::http::HttpPre::P2(proxy)));
+                }
+                if let Ok(service) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone())
+                {
+                    return Ok(Program::Http(crate::http::HttpPre::P3(service)));
                 }
                 if let Ok(command) = wasmtime_wasi::p3::bindings::CommandPre::new(pre.clone()) {
                     return Ok(Program::ComponentP3(command));
@@ -116,7 +121,9 @@ pub(crate) enum LinkError {
     /// An import that neither WASI nor wpod defines, or of another type.
     #[error("{0}")]
     Imports(String),
-    #[error("it exports neither wasi:cli/run (0.2 or 0.3) nor wasi:http/incoming-handler ({0})")]
+    #[error(
+        "it exports neither wasi:cli/run (0.2 or 0.3) nor a wasi:http handler (0.2's incoming-handler, 0.3's handler) ({0})"
+    )]
     NoRun(String),
     #[error("the module exports no `_start` function")]
     NoStart,
@@ -142,8 +149,9 @@ pub(crate) enum Program {
     Component(CommandPre<P2State>),
     /// A WASI 0.3 command (`wasi:cli/run@0.3.x`, an async export).
     ComponentP3(wasmtime_wasi::p3::bindings::CommandPre<P2State>),
-    /// A `wasi:http/proxy` component: served, one instance per request.
-    Http(ProxyPre<P2State>),
+    /// A `wasi:http/proxy` component (WASI 0.2) or `wasi:http/service`
+    /// component (WASI 0.3): served, one instance per request.
+    Http(crate::http::HttpPre<P2State>),
     Module(wasmtime::InstancePre<P1State>),
 }
 
@@ -347,7 +355,7 @@ pub(crate) struct RunControl {
 /// an instance of its own (see `crate::http`).
 async fn serve_http<O: StdoutStream + Clone + Sync + 'static>(
     plan: &ContainerPlan,
-    pre: &ProxyPre<P2State>,
+    pre: &crate::http::HttpPre<P2State>,
     serving: &crate::http::Serving,
     engine: &Engine,
     stdout: O,

@@ -29,6 +29,23 @@ pub(crate) use outgoing::PodHttp;
 pub(crate) use outgoing::preload_tls_roots;
 pub(crate) use serve::{Instance, Service, serve};
 
+/// An HTTP component ready to instantiate, once per request: a
+/// `wasi:http/proxy` component of WASI 0.2 (`incoming-handler`) or a
+/// `wasi:http/service` component of WASI 0.3 (`handler`).
+pub(crate) enum HttpPre<T: 'static> {
+    P2(wasmtime_wasi_http::p2::bindings::ProxyPre<T>),
+    P3(wasmtime_wasi_http::p3::bindings::ServicePre<T>),
+}
+
+impl<T> Clone for HttpPre<T> {
+    fn clone(&self) -> Self {
+        match self {
+            HttpPre::P2(pre) => HttpPre::P2(pre.clone()),
+            HttpPre::P3(pre) => HttpPre::P3(pre.clone()),
+        }
+    }
+}
+
 /// How many requests one HTTP container serves at once unless the pod's
 /// `wpod.dev/http-concurrency` says otherwise; more wait their turn. Each
 /// request is an instance with its own memory, so this bounds the

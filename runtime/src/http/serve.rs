@@ -1,7 +1,17 @@
 //! The server of an HTTP component: hyper (HTTP/1.1 with keep-alive, and
 //! h2c, told apart by hyper-util's auto builder) on the container's
 //! listening socket, one fresh instance per request.
+//!
+//! A WASI 0.2 component (`wasi:http/incoming-handler@0.2.x`) is called with
+//! an outparam it answers through; a WASI 0.3 one (`wasi:http/handler@0.3.x`)
+//! is an async export, called in the store's event loop
+//! (`Store::run_concurrent`), which goes on after the response is handed to
+//! hyper: the response body is a stream the guest writes from a task that
+//! outlives its `handle`, and it only moves while the loop runs. The
+//! instance (and its concurrency permit) ends when the guest has no task
+//! left.
 
+use crate::http::HttpPre;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -14,9 +24,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use wasmtime::Store;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
+
+/// Where an instance's answer goes: the response, or `None` for "answer
+/// 500" (the guest answered with an error code).
+type Answer = tokio::sync::oneshot::Sender<Option<hyper::Response<WasiBody>>>;
 
 /// A future run for one request's instance.
 pub(crate) type Instance = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -43,7 +56,7 @@ pub(crate) trait Service: Send + Sync + 'static {
 
 /// What every request of one server shares.
 struct Shared<S: Service> {
-    pre: ProxyPre<S::Data>,
+    pre: HttpPre<S::Data>,
     service: Arc<S>,
     permits: Arc<Semaphore>,
     /// The running instances; taken (and so every instance stopped) when the
@@ -57,7 +70,7 @@ struct Shared<S: Service> {
 /// it stops at once, every instance with it.
 pub(crate) async fn serve<S: Service>(
     listener: std::net::TcpListener,
-    pre: ProxyPre<S::Data>,
+    pre: HttpPre<S::Data>,
     service: Arc<S>,
     concurrency: usize,
     asked_to_end: CancellationToken,
@@ -127,7 +140,7 @@ async fn handle<S: Service>(
     let Ok(permit) = shared.permits.clone().acquire_owned().await else {
         return Ok(answer(503));
     };
-    let (sender, response) = tokio::sync::oneshot::channel();
+    let (sender, response): (Answer, _) = tokio::sync::oneshot::channel();
     let responded = Arc::new(AtomicBool::new(false));
     let instance = {
         let shared = shared.clone();
@@ -142,20 +155,10 @@ async fn handle<S: Service>(
                 }
             };
             let answered = responded.clone();
-            let result = async {
-                let mut http = store.data_mut().http();
-                let request = http.new_incoming_request(Scheme::Http, request)?;
-                let out = http.new_response_outparam_from_callback(move |response| {
-                    answered.store(true, Ordering::Release);
-                    let _ = sender.send(response);
-                })?;
-                let proxy = shared.pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, request, out)
-                    .await
-            }
-            .await;
+            let result = match &shared.pre {
+                HttpPre::P2(pre) => handle_p2(&mut store, pre, request, sender, answered).await,
+                HttpPre::P3(pre) => handle_p3(&mut store, pre, request, sender, answered).await,
+            };
             let responded = responded.load(Ordering::Acquire);
             shared.service.ended(&store, &line, result.err(), responded);
         }
@@ -169,11 +172,75 @@ async fn handle<S: Service>(
         instances.spawn(shared.service.run(Box::pin(instance)));
     }
     Ok(match response.await {
-        Ok(Ok(response)) => response,
+        Ok(Some(response)) => response,
         // The guest answered with an error, or ended (trapped) without
         // answering: what `wasmtime serve` answers.
-        Ok(Err(_)) | Err(_) => answer(500),
+        Ok(None) | Err(_) => answer(500),
     })
+}
+
+/// One request to a WASI 0.2 component: `incoming-handler.handle` with an
+/// outparam whose answer goes to `sender`.
+async fn handle_p2<T: WasiHttpView + Send + 'static>(
+    store: &mut Store<T>,
+    pre: &wasmtime_wasi_http::p2::bindings::ProxyPre<T>,
+    request: hyper::Request<hyper::body::Incoming>,
+    sender: Answer,
+    answered: Arc<AtomicBool>,
+) -> wasmtime::Result<()> {
+    let mut http = store.data_mut().http();
+    let request = http.new_incoming_request(Scheme::Http, request)?;
+    let out = http.new_response_outparam_from_callback(move |response| {
+        answered.store(true, Ordering::Release);
+        let _ = sender.send(response.ok());
+    })?;
+    let proxy = pre.instantiate_async(&mut *store).await?;
+    proxy
+        .wasi_http_incoming_handler()
+        .call_handle(&mut *store, request, out)
+        .await
+}
+
+/// One request to a WASI 0.3 component: `handler.handle`, whose response
+/// goes to `sender`; then the store's event loop runs on until the guest
+/// has no task left (it may still be writing the body, or doing work after
+/// its answer).
+async fn handle_p3<T: WasiHttpView + Send + 'static>(
+    store: &mut Store<T>,
+    pre: &wasmtime_wasi_http::p3::bindings::ServicePre<T>,
+    request: hyper::Request<hyper::body::Incoming>,
+    sender: Answer,
+    answered: Arc<AtomicBool>,
+) -> wasmtime::Result<()> {
+    let service = pre.instantiate_async(&mut *store).await?;
+    let http = store.data_mut().http();
+    // `request_body` ends with the request body's transfer (its error, if
+    // any); the response carries it, as wasmtime-wasi-http's own handler does.
+    let (request, request_body) = wasmtime_wasi_http::p3::Request::from_http(http.hooks, request);
+    let request = http.table.push(request)?;
+    store
+        .run_concurrent(async move |accessor| {
+            let response = match service
+                .wasi_http_handler()
+                .call_handle(accessor, request)
+                .await?
+            {
+                Ok(response) => response,
+                Err(_) => {
+                    let _ = sender.send(None);
+                    return Ok(());
+                }
+            };
+            let response = accessor.with(|mut access| {
+                let response = access.get().http().table.delete(response)?;
+                response.into_http_with_getter(&mut access, request_body, T::http)
+            })?;
+            answered.store(true, Ordering::Release);
+            let _ = sender.send(Some(response));
+            std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)).await;
+            wasmtime::Result::<()>::Ok(())
+        })
+        .await?
 }
 
 /// A response of wpod's own, with an empty body.
