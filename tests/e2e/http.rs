@@ -1,8 +1,9 @@
 //! HTTP components (`wasi:http/proxy`): served on their containerPort, one
 //! instance per request, to siblings on localhost and to the host on their
 //! hostPort; concurrency, traps, memory per instance; outgoing HTTP under
-//! the pod's egress policy. The `http_proxy` guest, the `wpod` binary, real
-//! sockets; behind the OS wall (the default) and with `--isolation=none`.
+//! the pod's egress policy. WASI 0.3 services (`wasi:http/service`) alike.
+//! The `http_proxy` and `http_p3` guests, the `wpod` binary, real sockets;
+//! behind the OS wall (the default) and with `--isolation=none`.
 #![cfg(unix)]
 
 use crate::support::Workspace;
@@ -138,11 +139,21 @@ fn signal(pid: u32, signal: i32) {
 
 /// `GET path` on 127.0.0.1:`port` over HTTP/1.1: the status and body.
 fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    exchange(port, "GET", path, "")
+}
+
+/// `POST path` with `body` on 127.0.0.1:`port`: the status and body.
+fn post(port: u16, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    exchange(port, "POST", path, body)
+}
+
+fn exchange(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let length = body.len();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {length}\r\n\r\n{body}"
     )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
@@ -438,4 +449,94 @@ spec:
         "{}",
         run.stderr
     );
+}
+
+/// The `web` pod with the WASI 0.3 service `http_p3` in place of `http_proxy`.
+fn web_p3(annotations: &str) -> String {
+    web(annotations).replace("@http_proxy@", "@http_p3@")
+}
+
+#[test]
+fn a_wasip3_service_is_served_as_a_proxy_component_is() {
+    for isolation in isolations() {
+        let workspace = Workspace::new();
+        let yaml = web_p3("{}")
+            + "  - name: client
+    image: '@http_get@'
+    args: ['--retry-ms', '30000', 'http://localhost:8080/']
+";
+        let served = Served::start(&workspace, &yaml, &[isolation]);
+        let port = served.port;
+        assert_eq!(
+            get(port, "/").unwrap(),
+            (200, "hello from http_p3\n".into())
+        );
+        served.wait_for_output("[client] hello from http_p3");
+        // The request's body streamed in, and back out as the response's.
+        let body = "a body the service streams back\n".repeat(1000);
+        assert_eq!(post(port, "/echo", &body).unwrap(), (200, body));
+        // A trap answers 500, is logged, and the next request is served.
+        assert_eq!(get(port, "/trap").unwrap().0, 500);
+        served.wait_for_output(
+            "[web] request GET /trap failed (answered 500): wasm trap: wasm `unreachable` instruction executed",
+        );
+        // Instances wait (wasi:clocks 0.3) side by side.
+        let started = Instant::now();
+        let requests: Vec<_> = (0..20)
+            .map(|_| std::thread::spawn(move || get(port, "/sleep?ms=500")))
+            .collect();
+        for request in requests {
+            assert_eq!(
+                request.join().unwrap().unwrap(),
+                (200, "slept 500 ms\n".into())
+            );
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "{isolation}: 20 requests of 500 ms took {took:?}"
+        );
+        // Outgoing HTTP (wasi:http/client@0.3.0) to the pod's own server.
+        assert_eq!(
+            get(port, "/fetch?url=http://localhost:8080/").unwrap(),
+            (200, "hello from http_p3\n".into()),
+            "{isolation}:\n{}",
+            served.output()
+        );
+        let (code, output) = served.stop();
+        assert_eq!(code, 143, "{isolation}:\n{output}");
+    }
+}
+
+#[test]
+fn outgoing_http_of_a_wasip3_service_follows_the_pods_egress_policy() {
+    if !crate::support::second_loopback_address() {
+        return;
+    }
+    let upstream = upstream();
+    let fetch = format!("/fetch?url=http://{upstream}/");
+    for isolation in isolations() {
+        let workspace = Workspace::new();
+        let served = Served::start(&workspace, &web_p3("{}"), &[isolation]);
+        assert_eq!(
+            get(served.port, &fetch).unwrap(),
+            (502, "fetch failed: ErrorCode::HttpRequestDenied\n".into()),
+            "{isolation}"
+        );
+        served.wait_for_output(&format!(
+            "egress refused: allow it with --allow-egress {upstream}"
+        ));
+        drop(served);
+        let served = Served::start(
+            &workspace,
+            &web_p3(&format!("{{wpod.dev/egress: '{upstream}'}}")),
+            &[isolation],
+        );
+        assert_eq!(
+            get(served.port, &fetch).unwrap(),
+            (200, "upstream says hi\n".into()),
+            "{isolation}:\n{}",
+            served.output()
+        );
+    }
 }
