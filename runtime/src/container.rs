@@ -80,10 +80,19 @@ impl Linkers {
     pub(crate) fn link(&self, compiled: &Compiled) -> Result<Program, LinkError> {
         match compiled {
             Compiled::Component(component) => {
-                let pre = self
-                    .component()
-                    .instantiate_pre(component)
-                    .map_err(|e| LinkError::Imports(format!("{e:#}")))?;
+                let pre = self.component().instantiate_pre(component).map_err(|e| {
+                    // wasmtime's own text for an unreleased WASI 0.3 is "wrong
+                    // type: function implementation is missing"; say why.
+                    let imports = component.component_type();
+                    let candidate = imports
+                        .imports(&self.engine)
+                        .map(|(name, _)| name)
+                        .find(|name| is_wasi_p3_candidate(name));
+                    match candidate {
+                        Some(import) => LinkError::WasiCandidate(import.to_owned()),
+                        None => LinkError::Imports(format!("{e:#}")),
+                    }
+                })?;
                 if let Ok(proxy) = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre.clone()) {
                     return Ok(Program::Http(crate::http::HttpPre::P2(proxy)));
                 }
@@ -121,12 +130,30 @@ pub(crate) enum LinkError {
     /// An import that neither WASI nor wpod defines, or of another type.
     #[error("{0}")]
     Imports(String),
+    /// An import of a WASI 0.3 release candidate (`wasi:cli/environment@0.3.0-rc-2026-03-15`),
+    /// which no wasmtime of the 48 line implements.
+    #[error(
+        "it is built for a release candidate of WASI 0.3 (it imports `{0}`), and wpod (wasmtime 48) implements WASI 0.3.0 (and 0.2, and preview 1); rebuild it against WASI 0.3.0 or a later 0.3.x (Rust: the wasip3 crate 0.7 or newer)"
+    )]
+    WasiCandidate(String),
     #[error(
         "it exports neither wasi:cli/run (0.2 or 0.3) nor a wasi:http handler (0.2's incoming-handler, 0.3's handler) ({0})"
     )]
     NoRun(String),
     #[error("the module exports no `_start` function")]
     NoStart,
+}
+
+/// Whether an import names a WASI 0.3 release candidate
+/// (`wasi:cli/environment@0.3.0-rc-2025-09-16`). wasmtime's linker matches
+/// `0.3.x` versions to one another, so a component importing 0.3.2 links
+/// against wasmtime 48's 0.3.0 where the functions it uses are the same; a
+/// release candidate's does not (its interfaces are not 0.3.0's).
+fn is_wasi_p3_candidate(import: &str) -> bool {
+    import.starts_with("wasi:")
+        && import
+            .split_once('@')
+            .is_some_and(|(_, version)| version.starts_with("0.3.") && version.contains('-'))
 }
 
 /// A failure of wpod's own while starting a container (a guest failing is
@@ -1037,6 +1064,22 @@ mod tests {
             _ => None,
         };
         assert_eq!(expand(text, &lookup), expected, "{text:?}");
+    }
+
+    #[test]
+    fn wasi_p3_release_candidates() {
+        for (import, candidate) in [
+            ("wasi:cli/environment@0.3.0-rc-2026-03-15", true),
+            ("wasi:http/types@0.3.0-rc-2025-09-16", true),
+            ("wasi:cli/environment@0.3.0", false),
+            ("wasi:cli/environment@0.3.2", false),
+            ("wasi:cli/environment@0.2.0", false),
+            ("wasi:cli/environment@0.2.0-rc-2023-12-05", false),
+            ("example:app/api@0.3.0-rc-1", false),
+            ("wasi:cli/environment", false),
+        ] {
+            assert_eq!(is_wasi_p3_candidate(import), candidate, "{import}");
+        }
     }
 
     #[test]
