@@ -28,12 +28,15 @@ pub(crate) struct Linkers {
     // preview-1 linker, nor a pod of core modules for the WASI 0.2 one.
     component: std::sync::OnceLock<wasmtime::component::Linker<P2State>>,
     module: std::sync::OnceLock<wasmtime::Linker<P1State>>,
+    /// WASI 0.3 is linked (the engine has the async ABI).
+    wasip3: bool,
 }
 
 impl Linkers {
-    pub(crate) fn new(engine: &Engine) -> Linkers {
+    pub(crate) fn new(engine: &Engine, wasip3: bool) -> Linkers {
         Linkers {
             engine: engine.clone(),
+            wasip3,
             component: Default::default(),
             module: Default::default(),
         }
@@ -46,10 +49,14 @@ impl Linkers {
             // their interfaces have different versions (`@0.2.x`, `@0.3.x`),
             // and a component built for wasip3 with Rust's `wasm32-wasip2`
             // imports both (std's own startup is WASI 0.2).
+            // WASI 0.3 only when the engine has the async ABI (`--wasip3`).
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-                .and_then(|()| wasmtime_wasi::p3::add_to_linker(&mut linker))
                 .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
-                .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker))
+                .and_then(|()| match self.wasip3 {
+                    true => wasmtime_wasi::p3::add_to_linker(&mut linker)
+                        .and_then(|()| wasmtime_wasi_http::p3::add_to_linker(&mut linker)),
+                    false => Ok(()),
+                })
                 .and_then(|()| crate::network::shadow_sockets(&mut linker))
                 .expect("wasmtime-wasi's and wpod's definitions never clash");
             linker

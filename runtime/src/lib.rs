@@ -37,7 +37,7 @@
 //! use wpod::{ContainerSpec, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
 //!
 //! // One runtime per process: it owns the engine every container shares.
-//! let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+//! let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false })?;
 //! // A pod from YAML (or built in code with `PodSpec::builder`).
 //! let yaml = format!(
 //!     "apiVersion: v1\nkind: Pod\nmetadata: {{name: hello}}\nspec:\n  restartPolicy: Never\n  containers:\n  - {{name: app, image: '{}'}}\n",

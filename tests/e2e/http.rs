@@ -465,7 +465,7 @@ fn a_wasip3_service_is_served_as_a_proxy_component_is() {
     image: '@http_get@'
     args: ['--retry-ms', '30000', 'http://localhost:8080/']
 ";
-        let served = Served::start(&workspace, &yaml, &[isolation]);
+        let served = Served::start(&workspace, &yaml, &[isolation, "--wasip3"]);
         let port = served.port;
         assert_eq!(
             get(port, "/").unwrap(),
@@ -517,7 +517,7 @@ fn outgoing_http_of_a_wasip3_service_follows_the_pods_egress_policy() {
     let fetch = format!("/fetch?url=http://{upstream}/");
     for isolation in isolations() {
         let workspace = Workspace::new();
-        let served = Served::start(&workspace, &web_p3("{}"), &[isolation]);
+        let served = Served::start(&workspace, &web_p3("{}"), &[isolation, "--wasip3"]);
         assert_eq!(
             get(served.port, &fetch).unwrap(),
             (502, "fetch failed: ErrorCode::HttpRequestDenied\n".into()),
@@ -530,7 +530,7 @@ fn outgoing_http_of_a_wasip3_service_follows_the_pods_egress_policy() {
         let served = Served::start(
             &workspace,
             &web_p3(&format!("{{wpod.dev/egress: '{upstream}'}}")),
-            &[isolation],
+            &[isolation, "--wasip3"],
         );
         assert_eq!(
             get(served.port, &fetch).unwrap(),

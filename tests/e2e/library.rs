@@ -43,6 +43,7 @@ fn options(sink: Arc<Collect>) -> PodOptions {
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: Some(crate::support::cache_dir()),
+        wasip3: false,
     })
     .unwrap()
 }

@@ -13,6 +13,7 @@ use wpod::{
 fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: Some(crate::support::cache_dir()),
+        wasip3: false,
     })
     .unwrap()
 }

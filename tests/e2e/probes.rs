@@ -43,6 +43,7 @@ async fn startup_and_readiness_probes_follow_a_server_that_starts_late() {
         .unwrap();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(crate::support::cache_dir()),
+        wasip3: false,
     })
     .unwrap();
     let options = PodOptions {

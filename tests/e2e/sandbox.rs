@@ -825,7 +825,10 @@ fn the_library_refuses_to_fork_pod_processes_from_a_process_with_threads() {
     let workspace = Workspace::new();
     let config = wpod::RunConfig {
         isolation: wpod::Isolation::Auto,
-        runtime: wpod::RuntimeConfig { cache_dir: None },
+        runtime: wpod::RuntimeConfig {
+            cache_dir: None,
+            wasip3: false,
+        },
         options: wpod::PodOptions {
             state_dir: workspace.path().join("state"),
             ..wpod::PodOptions::default()

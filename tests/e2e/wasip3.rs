@@ -41,7 +41,7 @@ spec:
 {env}    volumeMounts: [{{name: data, mountPath: /data}}]
 "
         ),
-        &["-o", "json", isolation],
+        &["-o", "json", "--wasip3", isolation],
     )
 }
 
@@ -106,4 +106,20 @@ fn a_wasip3_command_that_returns_ok_completes() {
             "{isolation}"
         );
     }
+}
+
+/// Without `--wasip3` the engine has no async ABI: a WASI 0.3 component is
+/// refused, and the message says how to run it.
+#[test]
+fn a_wasip3_command_without_the_flag_says_how_to_run_it() {
+    let workspace = Workspace::new();
+    let run = workspace.run_pod(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p3}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: '@hello_p3@'}\n",
+        &["--isolation=none"],
+    );
+    run.expect_code(126);
+    assert!(
+        run.stderr.contains("is a WASI 0.3 component (it uses the component model's async ABI); run it with `wpod run --wasip3`"),
+        "{run:?}"
+    );
 }

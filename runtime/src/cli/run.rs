@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// Compile every program afresh and write nothing to the compile cache.
     #[arg(long)]
     no_cache: bool,
+    /// Run WASI 0.3 components too (wasmtime 48's experimental p3; every
+    /// program then starts a little slower). Also `WPOD_WASIP3=1`.
+    #[arg(long)]
+    wasip3: bool,
     /// First restart back-off (doubles up to 5 min), e.g. `100ms`; the kubelet's is 10s.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     restart_backoff: Duration,
@@ -225,6 +229,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.no_cache {
         runtime.cache_dir = None;
     }
+    runtime.wasip3 |= args.wasip3;
     let config = RunConfig {
         isolation: match args.isolation {
             IsolationArg::Auto => Isolation::Auto,

@@ -131,10 +131,21 @@ impl Compiler {
             }
             None => {
                 let started = std::time::Instant::now();
-                let invalid = |e: wasmtime::Error| ImageError::Invalid {
-                    reference: reference.into(),
-                    path: path.to_owned(),
-                    message: format!("{e:#}"),
+                let invalid = |e: wasmtime::Error| {
+                    let message = format!("{e:#}");
+                    // The async ABI is what WASI 0.3 is built on: say how to
+                    // turn it on, not only what is missing.
+                    if message.contains("requires the component model async feature") {
+                        return ImageError::NeedsWasip3 {
+                            reference: reference.into(),
+                            path: path.to_owned(),
+                        };
+                    }
+                    ImageError::Invalid {
+                        reference: reference.into(),
+                        path: path.to_owned(),
+                        message,
+                    }
                 };
                 let compiled = match kind {
                     Kind::Component => {

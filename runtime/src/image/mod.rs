@@ -167,6 +167,10 @@ pub enum ImageError {
         path: PathBuf,
         message: String,
     },
+    /// A WASI 0.3 component (the component model's async ABI) in a run
+    /// without `--wasip3`.
+    #[error("image `{reference}`: {} is a WASI 0.3 component (it uses the component model's async ABI); run it with `wpod run --wasip3` (or WPOD_WASIP3=1): wasmtime 48's WASI 0.3 is experimental, and turning it on slows every program a little", path.display())]
+    NeedsWasip3 { reference: String, path: PathBuf },
     #[error("image `{reference}`: {} is not a WASI command: {message}; build it as a program with a `main` (a wasi:cli/run component or a module exporting `_start`)", path.display())]
     NotCommand {
         reference: String,
@@ -211,6 +215,7 @@ impl ImageError {
             }
             ImageError::NotWasm { .. }
             | ImageError::Invalid { .. }
+            | ImageError::NeedsWasip3 { .. }
             | ImageError::NotCommand { .. }
             | ImageError::Io { .. } => crate::Fault::NotRunnable,
             ImageError::BadConfig { .. } => crate::Fault::Input,

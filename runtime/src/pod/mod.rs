@@ -45,6 +45,12 @@ pub struct RuntimeConfig {
     /// Where compiled programs are cached between runs; `None` disables the
     /// disk cache (programs are still compiled once per runtime).
     pub cache_dir: Option<PathBuf>,
+    /// Run WASI 0.3 components (`--wasip3`, `WPOD_WASIP3=1`): turns on the
+    /// component model's async ABI and the store's concurrency support,
+    /// which wasmtime 48 calls experimental and which makes every program
+    /// start and every HTTP request about 10 % slower (bench/README.md).
+    /// Off, a WASI 0.3 component is refused with a message saying so.
+    pub wasip3: bool,
 }
 
 impl RuntimeConfig {
@@ -66,7 +72,8 @@ impl RuntimeConfig {
                 }
             })
             .or_else(|| var("HOME").map(|d| d.join(".cache").join("wpod")));
-        RuntimeConfig { cache_dir }
+        let wasip3 = std::env::var_os("WPOD_WASIP3").is_some_and(|v| v == "1");
+        RuntimeConfig { cache_dir, wasip3 }
     }
 }
 
@@ -203,7 +210,7 @@ pub enum PodEvent {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use wpod::{ContainerSpec, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
 ///
-/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false })?;
 /// let pod = PodSpec::builder("demo")
 ///     .container(ContainerSpec::new("app", wasm_file("app", false)))
 ///     .restart_policy(RestartPolicy::Never)
@@ -265,14 +272,16 @@ impl Runtime {
             .epoch_interruption(true)
             .wasm_component_model(true)
             // WASI 0.3 components use the component model's async ABI
-            // (`stream`, `future`, async exports); wasmtime's default with
-            // its `component-model-async` feature, said here so that the
-            // engine's configuration (and so the compile cache's key) never
-            // changes with a dependency's defaults.
-            .wasm_component_model_async(true)
+            // (`stream`, `future`, async exports). Only on request: the
+            // store's concurrency support it needs costs every program
+            // (about 10 % of a start, and of an HTTP request). Said either
+            // way, so that the engine's configuration (and so the compile
+            // cache's key) never changes with a dependency's defaults.
+            .concurrency_support(config.wasip3)
+            .wasm_component_model_async(config.wasip3)
             .parallel_compilation(true);
         let engine = Engine::new(&wasmtime_config).map_err(|e| Error::Engine(format!("{e:#}")))?;
-        let linkers = Linkers::new(&engine);
+        let linkers = Linkers::new(&engine, config.wasip3);
         let compiler = Compiler::new(engine.clone(), config.cache_dir);
         start_epoch_ticker(&engine);
         Ok(Runtime {
@@ -433,7 +442,7 @@ impl Runtime {
     /// # std::fs::write(&wasm, b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\x00\x0b").unwrap();
     /// use wpod::{ContainerSpec, PodOptions, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
     ///
-    /// let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+    /// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false })?;
     /// let pod = PodSpec::builder("blocking")
     ///     .container(ContainerSpec::new("app", wasm.display().to_string()))
     ///     .restart_policy(RestartPolicy::Never)
@@ -487,7 +496,7 @@ fn start_epoch_ticker(engine: &Engine) {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use wpod::{ContainerSpec, PodEvent, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
 ///
-/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None })?;
+/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false })?;
 /// let pod = PodSpec::builder("spinner")
 ///     .container(ContainerSpec::new("busy", wasm_file("busy", true)))
 ///     .restart_policy(RestartPolicy::Never)

@@ -154,6 +154,7 @@ fn compile_ahead(
     progress: Option<&dyn crate::CompileProgress>,
 ) -> Option<i32> {
     let cache_dir = pods.first()?.request.runtime.cache_dir.clone()?;
+    let wasip3 = pods.first()?.request.runtime.wasip3;
     let mut missing: Vec<(String, PathBuf)> = Vec::new();
     for (reference, program) in pods.iter().flat_map(|p| &p.programs) {
         if !missing.iter().any(|(_, p)| p == program)
@@ -176,6 +177,7 @@ fn compile_ahead(
             sys::set_process_name("wpod compile");
             if let Ok(runtime) = crate::Runtime::new(crate::RuntimeConfig {
                 cache_dir: Some(cache_dir),
+                wasip3,
             }) {
                 runtime.fill_cache(&missing);
             }
@@ -429,7 +431,10 @@ fn prepare(
             state_dir: folder.path.clone(),
             ..config.options.clone()
         },
-        runtime: RuntimeConfig { cache_dir },
+        runtime: RuntimeConfig {
+            cache_dir,
+            wasip3: config.runtime.wasip3,
+        },
         control_socket: config
             .pod_files
             .as_ref()
