@@ -3,7 +3,7 @@
 #![cfg(target_os = "linux")]
 
 use crate::sandbox::{Walled, cgroups_available, wall_available};
-use crate::support::{OtherUser, Workspace, current_uid, other_user};
+use crate::support::{OtherUser, Workspace, current_uid, free_port, other_user};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
@@ -365,14 +365,6 @@ spec:
 }
 
 /// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The ports listening in the network namespace whose `/proc/PID/net/tcp`
 /// (and `tcp6`) is `table`.
 fn listening_ports(table: &str) -> Vec<u16> {

@@ -6,31 +6,12 @@
 //! behind the OS wall (the default) and with `--isolation=none`.
 #![cfg(unix)]
 
-use crate::support::Workspace;
+use crate::support::{Workspace, free_port, isolations};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// How each test runs its pods: behind the wall, where it can be had, and
-/// in wpod's own process.
-fn isolations() -> Vec<&'static str> {
-    let mut modes = vec!["--isolation=none"];
-    #[cfg(target_os = "linux")]
-    if crate::sandbox::wall_available() {
-        modes.push("--isolation=required");
-    }
-    modes
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `wpod run` in the background, its standard error collected; stopped
 /// (SIGTERM, then SIGINT) when dropped.

@@ -2,7 +2,7 @@
 //! localhost, every pod has its own port space, hostPort publishes the
 //! guest's own socket, egress follows the policy.
 
-use crate::support::{component, guests};
+use crate::support::{component, free_port, guests};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
@@ -167,14 +167,6 @@ async fn two_pods_listen_on_the_same_port_and_cannot_see_each_other() {
 }
 
 /// A port nobody listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn http_get(port: u16) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream

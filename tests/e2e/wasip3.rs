@@ -3,18 +3,7 @@
 //! and in wpod's own process: its stdout and stderr (WASI 0.3 streams), environment,
 //! arguments, a file written in a preopened hostPath, and its exit code.
 
-use crate::support::{Run, Workspace, container};
-
-/// How each test runs its pods: in wpod's own process, and behind the wall
-/// where it can be had (`wall_available` says why not).
-fn isolations() -> Vec<&'static str> {
-    let mut modes = vec!["--isolation=none"];
-    #[cfg(target_os = "linux")]
-    if crate::sandbox::wall_available() {
-        modes.push("--isolation=required");
-    }
-    modes
-}
+use crate::support::{Run, Workspace, container, isolations};
 
 /// Runs `hello_p3 ARGS` as container `app` (with `GREETING=hi` when
 /// `greeting`, and the workspace's `data/` folder at `/data`), `-o json`.

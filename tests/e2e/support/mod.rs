@@ -236,6 +236,26 @@ pub fn container<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_jso
         .unwrap_or_else(|| panic!("no status for container {name} in {status:#}"))
 }
 
+/// A TCP port of 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How a test runs its pods both ways: in wpod's own process, and behind
+/// the OS wall where it can be had.
+pub fn isolations() -> Vec<&'static str> {
+    let mut modes = vec!["--isolation=none"];
+    #[cfg(target_os = "linux")]
+    if crate::sandbox::wall_available() {
+        modes.push("--isolation=required");
+    }
+    modes
+}
+
 /// Whether 127.0.0.2 can be bound (Linux and Windows: all of 127/8 is
 /// loopback; macOS has only 127.0.0.1 unless an alias is added). Prints why
 /// when it cannot.
