@@ -22,6 +22,7 @@
 use std::io::Read as _;
 use std::process::{Command, Stdio};
 use xtask::readme::Sample;
+pub use xtask::readme::{assert_prints, assert_prints_per_stream, compare};
 
 /// Which test checks each sample: `(README, command, test)`.
 const CHECKED: &[(&str, &str, &str)] = &[
@@ -160,82 +161,6 @@ pub fn run_merged(mut command: Command) -> Printed {
     Printed {
         code: status.code().unwrap_or(-1),
         output,
-    }
-}
-
-/// What both sides of a comparison have redacted: times (`date`, log
-/// lines) and the repository's root.
-fn redactions() -> snapbox::Redactions {
-    let mut redactions = snapbox::Redactions::new();
-    redactions
-        .insert(
-            "[TIME]",
-            regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z").unwrap(),
-        )
-        .unwrap();
-    redactions
-        .insert("[ROOT]", root().display().to_string())
-        .unwrap();
-    redactions
-}
-
-/// Whether `actual` is what `sample` shows; if not, the message and diff.
-pub fn compare(sample: &Sample, actual: &str) -> Result<(), String> {
-    let redactions = redactions();
-    let expected = redactions.redact(&sample.output);
-    let actual = redactions.redact(actual);
-    let name = format!("`{}`", sample.command);
-    snapbox::Assert::new()
-        .try_eq(
-            Some(&name),
-            snapbox::Data::text(actual),
-            snapbox::Data::text(expected),
-        )
-        .map_err(|error| {
-            format!(
-                "{}:{}: the sample output of `{}` differs from what it prints \
-                 (fix the README if the program is right)\n{error}",
-                sample.readme, sample.line, sample.command
-            )
-        })
-}
-
-/// Panics with a diff unless `actual` is what `sample` shows.
-#[track_caller]
-pub fn assert_prints(sample: &Sample, actual: &str) {
-    if let Err(message) = compare(sample, actual) {
-        panic!("{message}");
-    }
-}
-
-/// [`assert_prints`] for output whose lines come from tasks that run side
-/// by side: `stream` names the task each line comes from, and each task's
-/// lines must be the sample's, in the sample's order; how the tasks'
-/// lines interleave is not checked. Every line is in one stream, so the
-/// sample holds the same lines as the output.
-#[track_caller]
-pub fn assert_prints_per_stream(sample: &Sample, actual: &str, stream: impl Fn(&str) -> String) {
-    let mut streams: Vec<String> = sample
-        .output
-        .lines()
-        .chain(actual.lines())
-        .map(&stream)
-        .collect();
-    streams.sort();
-    streams.dedup();
-    for name in streams {
-        let only = |text: &str| -> String {
-            text.lines()
-                .filter(|l| stream(l) == name)
-                .map(|l| format!("{l}\n"))
-                .collect()
-        };
-        let sample = Sample {
-            output: only(&sample.output),
-            command: format!("{} (the lines of {name})", sample.command),
-            ..sample.clone()
-        };
-        assert_prints(&sample, &only(actual));
     }
 }
 

@@ -43,36 +43,8 @@ fn prints_what_its_readme_shows() {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let mut streams: Vec<String> = sample
-        .output
-        .lines()
-        .chain(stdout.lines())
-        .map(stream)
-        .collect();
-    streams.sort();
-    streams.dedup();
-    // Every line is in one stream: the sample holds the lines printed, each
-    // stream in the order printed.
-    for name in streams {
-        let only = |text: &str| -> String {
-            text.lines()
-                .filter(|l| stream(l) == name)
-                .map(|l| format!("{l}\n"))
-                .collect()
-        };
-        let label = format!("{} ({name})", sample.command);
-        if let Err(error) = snapbox::Assert::new().try_eq(
-            Some(&label),
-            snapbox::Data::text(only(&stdout)),
-            snapbox::Data::text(only(&sample.output)),
-        ) {
-            panic!(
-                "{}:{}: the sample output differs from what `{}` prints, in {name} \
-                 (fix the README if the program is right)\n{error}",
-                sample.readme, sample.line, sample.command
-            );
-        }
-    }
+    // Each task's lines in the order printed; how they interleave varies.
+    xtask::readme::assert_prints_per_stream(&sample, &stdout, stream);
 }
 
 #[test]
