@@ -175,9 +175,8 @@ pub(crate) enum ContainerError {
     },
 }
 
-impl Linkers {}
-
-/// A program ready to instantiate, cheaply, once per container start.
+/// A program ready to instantiate, cheaply, once per container start, in
+/// the engine it was compiled for (see [`Program::engine`]).
 #[derive(Clone)]
 pub(crate) enum Program {
     Component(CommandPre<P2State>),
@@ -187,6 +186,19 @@ pub(crate) enum Program {
     /// component (WASI 0.3): served, one instance per request.
     Http(crate::http::HttpPre<P2State>),
     Module(wasmtime::InstancePre<P1State>),
+}
+
+impl Program {
+    /// The engine its stores are made in: the runtime's, or one of its
+    /// own (an HTTP container's pool, a program compiled by Winch).
+    pub(crate) fn engine(&self) -> &Engine {
+        match self {
+            Program::Component(pre) => pre.instance_pre().engine(),
+            Program::ComponentP3(pre) => pre.instance_pre().engine(),
+            Program::Http(pre) => pre.component().engine(),
+            Program::Module(pre) => pre.module().engine(),
+        }
+    }
 }
 
 /// Everything needed to start one container, worked out once per pod.
@@ -360,21 +372,20 @@ const TRAP_EXIT_CODE: i32 = 134;
 /// (then it finishes the requests it has and ends with 0).
 pub(crate) async fn run<O: StdoutStream + Clone + Sync + 'static>(
     plan: &ContainerPlan,
-    engine: &Engine,
     stdin: bool,
     stdout: O,
     stderr: O,
     control: &RunControl,
 ) -> Result<Outcome, ContainerError> {
     if let (Program::Http(pre), Some(serving)) = (&plan.program, &plan.http) {
-        return serve_http(plan, pre, serving, engine, stdout, stderr, control).await;
+        return serve_http(plan, pre, serving, stdout, stderr, control).await;
     }
     let io = Stdio {
         stdin,
         stdout,
         stderr,
     };
-    run_program(plan, &plan.program, &plan.argv, engine, io).await
+    run_program(plan, &plan.program, &plan.argv, io).await
 }
 
 /// What the pod gives a container's run besides its plan.
@@ -391,7 +402,6 @@ async fn serve_http<O: StdoutStream + Clone + Sync + 'static>(
     plan: &ContainerPlan,
     pre: &crate::http::HttpPre<P2State>,
     serving: &crate::http::Serving,
-    engine: &Engine,
     stdout: O,
     stderr: O,
     control: &RunControl,
@@ -409,9 +419,18 @@ async fn serve_http<O: StdoutStream + Clone + Sync + 'static>(
             });
         }
     };
-    control.event(&format!("serving HTTP on port {}", serving.port));
+    let instances = if serving.pooled {
+        "instances from a pool of as many"
+    } else {
+        "an instance allocated for each"
+    };
+    control.event(&format!(
+        "serving HTTP on port {}: at most {} requests at once, {instances}",
+        serving.port, serving.concurrency
+    ));
     let instances = Arc::new(HttpInstances {
-        engine: engine.clone(),
+        // The program's own: the pooled one of HTTP containers.
+        engine: pre.component().engine().clone(),
         name: plan.name.as_str().into(),
         argv: plan.argv.clone(),
         env: plan.env.clone(),
@@ -563,9 +582,9 @@ pub(crate) async fn run_program<O: StdoutStream + 'static>(
     plan: &ContainerPlan,
     program: &Program,
     argv: &[String],
-    engine: &Engine,
     io: Stdio<O>,
 ) -> Result<Outcome, ContainerError> {
+    let engine = program.engine();
     let wasi = wasi_builder(plan, argv, io)?;
     let network = plan.network.for_container();
     let limits = MemoryBudget {

@@ -246,6 +246,11 @@ fn the_concurrency_annotation_bounds_the_requests_served_at_once() {
         &web("{wpod.dev/http-concurrency: '2'}"),
         &["--isolation=none"],
     );
+    // As `wasmtime serve`, each request's instance takes a slot of a
+    // pooling allocator, sized by the annotation.
+    served.wait_for_output(
+        "[web] serving HTTP on port 8080: at most 2 requests at once, instances from a pool of as many",
+    );
     let port = served.port;
     let started = Instant::now();
     let requests: Vec<_> = (0..6)

@@ -37,6 +37,16 @@ pub(crate) enum HttpPre<T: 'static> {
     P3(wasmtime_wasi_http::p3::bindings::ServicePre<T>),
 }
 
+impl<T: 'static> HttpPre<T> {
+    /// The component it instantiates.
+    pub(crate) fn component(&self) -> &wasmtime::component::Component {
+        match self {
+            HttpPre::P2(pre) => pre.instance_pre().component(),
+            HttpPre::P3(pre) => pre.instance_pre().component(),
+        }
+    }
+}
+
 impl<T> Clone for HttpPre<T> {
     fn clone(&self) -> Self {
         match self {
@@ -59,4 +69,7 @@ pub(crate) struct Serving {
     pub port: u16,
     /// At most this many requests at once.
     pub concurrency: usize,
+    /// Its instances come from a pool of `concurrency` slots (the usual
+    /// case), not from one allocation each.
+    pub pooled: bool,
 }

@@ -81,6 +81,16 @@ impl Compiler {
         Some(compiled)
     }
 
+    /// The compile cache's file of the program compiled from `path`, if the
+    /// file is the one compiled before (as [`Compiler::cached`]).
+    pub(crate) fn artifact(&self, path: &Path) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let meta = std::fs::metadata(path).ok()?;
+        let (_, key) = FileIndex::new(dir, path, fingerprint(&meta)).read()?;
+        let file = dir.join(format!("{}.cwasm", hex::encode(key)));
+        file.exists().then_some(file)
+    }
+
     /// Reads, checks and compiles `path` (blocking: call from a blocking
     /// task), once [`Compiler::cached`] has not found it by file identity:
     /// the file is read and hashed, and found again by its content if it was

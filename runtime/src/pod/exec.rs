@@ -286,7 +286,6 @@ impl Execer {
             plan,
             &program,
             &argv,
-            &shared.runtime.engine,
             container::Stdio {
                 stdin: false,
                 stdout: stream(Stream::Stdout),

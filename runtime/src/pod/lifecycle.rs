@@ -14,13 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use wasmtime::Engine;
 
 /// The state one pod's task works on.
 pub(super) struct PodRun {
     /// Runs exec probes.
     pub(super) execer: super::Execer,
-    pub(super) engine: Engine,
     pub(super) pod_name: Arc<str>,
     pub(super) restart_policy: RestartPolicy,
     pub(super) init_count: usize,
@@ -406,7 +404,6 @@ impl PodRun {
             };
             let run = container::run(
                 plan,
-                &self.engine,
                 stdin,
                 output(Stream::Stdout),
                 output(Stream::Stderr),

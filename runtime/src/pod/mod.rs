@@ -233,12 +233,115 @@ impl std::fmt::Debug for Runtime {
 }
 
 struct RuntimeInner {
-    engine: Engine,
     linkers: Linkers,
     compiler: Compiler,
+    wasip3: bool,
+}
+
+/// wasmtime's settings, the same for every engine of a runtime (the one
+/// that compiles and runs, and the pooled ones of HTTP containers), so that
+/// a program compiled by one loads into the others.
+fn engine_config(wasip3: bool) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config
+        .epoch_interruption(true)
+        .wasm_component_model(true)
+        // WASI 0.3 components use the component model's async ABI
+        // (`stream`, `future`, async exports). Only on request: the
+        // store's concurrency support it needs costs every program
+        // (about 10 % of a start, and of an HTTP request). Said either
+        // way, so that the engine's configuration (and so the compile
+        // cache's key) never changes with a dependency's defaults.
+        .concurrency_support(wasip3)
+        .wasm_component_model_async(wasip3)
+        .parallel_compilation(true);
+    config
 }
 
 impl RuntimeInner {
+    /// An HTTP container's program in an engine of its own whose pooling
+    /// allocator holds `concurrency` instances, as `wasmtime serve` runs
+    /// its components: an instance per request then takes a ready slot
+    /// (memory, tables, fiber stack) instead of mapping, protecting and
+    /// unmapping its own (bench/README.md: about a seventh of a request's
+    /// CPU). The pool is sized from the component (its memories and tables
+    /// per instance), so only pods that serve HTTP pay for it, and only as
+    /// much as their concurrency needs. `None` (the program is served from
+    /// the runtime's own engine, one allocation per instance) when the
+    /// component's needs cannot be known or the pool cannot be made.
+    fn pooled_http(
+        &self,
+        path: &std::path::Path,
+        program: &Program,
+        concurrency: usize,
+    ) -> Option<crate::http::HttpPre<crate::container::P2State>> {
+        let Program::Http(pre) = program else {
+            return None;
+        };
+        let started = std::time::Instant::now();
+        let component = pre.component();
+        let needs = component.resources_required()?;
+        let slots = u32::try_from(concurrency).ok()?.max(1);
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(slots)
+            .total_stacks(slots)
+            // A component's core instances are not counted by wasmtime
+            // (`resources_required` has no such figure); an instance slot
+            // is a counter, not reserved memory, so be generous.
+            .total_core_instances(slots.saturating_mul(32))
+            .total_memories(slots.saturating_mul(needs.num_memories.max(1)))
+            .max_memories_per_component(needs.num_memories.max(1))
+            .total_tables(slots.saturating_mul(needs.num_tables.max(1)))
+            .max_tables_per_component(needs.num_tables.max(1));
+        let mut config = engine_config(self.wasip3);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = match Engine::new(&config) {
+            Ok(engine) => engine,
+            Err(error) => {
+                tracing::debug!(%error, "no pooling allocator for an HTTP container");
+                return None;
+            }
+        };
+        // From the compile cache's file when there is one (mapped, not
+        // copied: 1.3 ms less for a small component than serializing it
+        // again and loading the copy).
+        let component = match self.compiler.artifact(path) {
+            // SAFETY: as `Compiler::load_cached`: a wasmtime-serialized
+            // component from wpod's private cache, compiled by an engine of
+            // the same settings (wasmtime checks the header against this one).
+            Some(file) => unsafe {
+                wasmtime::component::Component::deserialize_file(&engine, file)
+            },
+            None => {
+                let bytes = component.serialize().ok()?;
+                // SAFETY: the bytes are this process's own serialization of
+                // a component compiled by an engine of the same settings (and
+                // the same wasmtime): nothing another program could have written.
+                unsafe { wasmtime::component::Component::deserialize(&engine, bytes) }
+            }
+        };
+        let pre = match component.map_err(|e| e.to_string()).and_then(|component| {
+            Linkers::new(&engine, self.wasip3)
+                .link(&crate::image::Compiled::Component(component))
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(Program::Http(pre)) => pre,
+            Ok(_) => return None,
+            Err(error) => {
+                tracing::debug!(%error, "an HTTP component does not load into its pooled engine");
+                return None;
+            }
+        };
+        start_epoch_ticker(&engine);
+        tracing::debug!(
+            instances = slots,
+            memories = needs.num_memories,
+            elapsed = ?started.elapsed(),
+            "an HTTP container's instances come from a pool"
+        );
+        Some(pre)
+    }
+
     /// Links a compiled program; a program that is not a WASI command is the
     /// image's error.
     fn link(
@@ -267,28 +370,16 @@ impl Runtime {
     ///
     /// [`Error::Engine`] if wasmtime cannot be configured on this machine.
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
-        let mut wasmtime_config = wasmtime::Config::new();
-        wasmtime_config
-            .epoch_interruption(true)
-            .wasm_component_model(true)
-            // WASI 0.3 components use the component model's async ABI
-            // (`stream`, `future`, async exports). Only on request: the
-            // store's concurrency support it needs costs every program
-            // (about 10 % of a start, and of an HTTP request). Said either
-            // way, so that the engine's configuration (and so the compile
-            // cache's key) never changes with a dependency's defaults.
-            .concurrency_support(config.wasip3)
-            .wasm_component_model_async(config.wasip3)
-            .parallel_compilation(true);
-        let engine = Engine::new(&wasmtime_config).map_err(|e| Error::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(config.wasip3))
+            .map_err(|e| Error::Engine(format!("{e:#}")))?;
         let linkers = Linkers::new(&engine, config.wasip3);
         let compiler = Compiler::new(engine.clone(), config.cache_dir);
         start_epoch_ticker(&engine);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
-                engine,
                 linkers,
                 compiler,
+                wasip3: config.wasip3,
             }),
         })
     }
@@ -366,7 +457,6 @@ impl Runtime {
         );
         let run = PodRun {
             execer: execer.clone(),
-            engine: self.inner.engine.clone(),
             pod_name: pod.name.as_str().into(),
             restart_policy: pod.restart_policy,
             init_count: pod.init_containers.len(),

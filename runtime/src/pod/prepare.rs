@@ -75,12 +75,13 @@ impl Runtime {
         });
         let mut plans = Vec::new();
         for (spec, image, argv, env, working_dir, program) in resolved {
-            let program = match programs.get(&program).expect("compiled above") {
+            let path = program;
+            let program = match programs.get(&path).expect("compiled above") {
                 Ok(program) => program.clone(),
                 Err(_) => {
                     // Report the error against the first container that uses it.
                     let error = programs
-                        .remove(&program)
+                        .remove(&path)
                         .expect("present")
                         .err()
                         .expect("an error");
@@ -90,14 +91,21 @@ impl Runtime {
             let preopens = volumes
                 .preopens(spec, image.rootfs.as_deref())
                 .map_err(|source| Error::volume(pod, source))?;
-            let http = match &program {
-                Program::Http(_) => Some(crate::http::Serving {
-                    port: http_port(pod, spec)?,
-                    concurrency: pod
+            let (program, http) = match program {
+                Program::Http(_) => {
+                    let concurrency = pod
                         .http_concurrency
-                        .unwrap_or(crate::http::DEFAULT_HTTP_CONCURRENCY),
-                }),
-                _ => None,
+                        .unwrap_or(crate::http::DEFAULT_HTTP_CONCURRENCY);
+                    let port = http_port(pod, spec)?;
+                    let pooled = self.inner.pooled_http(&path, &program, concurrency);
+                    let serving = crate::http::Serving {
+                        port,
+                        concurrency,
+                        pooled: pooled.is_some(),
+                    };
+                    (pooled.map_or(program, Program::Http), Some(serving))
+                }
+                program => (program, None),
             };
             plans.push(ContainerPlan {
                 name: spec.name.clone(),
