@@ -42,6 +42,11 @@ impl Linkers {
         }
     }
 
+    /// The engine they link for.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     fn component(&self) -> &wasmtime::component::Linker<P2State> {
         self.component.get_or_init(|| {
             let mut linker = wasmtime::component::Linker::new(&self.engine);
@@ -218,6 +223,8 @@ pub(crate) struct ContainerPlan {
     /// The most WASI resources the container may hold at once.
     pub descriptor_limit: usize,
     pub program: Program,
+    /// The Wasm file it was compiled from.
+    pub source: std::path::PathBuf,
     /// Where and how an HTTP component is served (`Program::Http`).
     pub http: Option<crate::http::Serving>,
     pub network: PodNetwork,
@@ -372,12 +379,13 @@ const TRAP_EXIT_CODE: i32 = 134;
 /// (then it finishes the requests it has and ends with 0).
 pub(crate) async fn run<O: StdoutStream + Clone + Sync + 'static>(
     plan: &ContainerPlan,
+    program: &Program,
     stdin: bool,
     stdout: O,
     stderr: O,
     control: &RunControl,
 ) -> Result<Outcome, ContainerError> {
-    if let (Program::Http(pre), Some(serving)) = (&plan.program, &plan.http) {
+    if let (Program::Http(pre), Some(serving)) = (program, &plan.http) {
         return serve_http(plan, pre, serving, stdout, stderr, control).await;
     }
     let io = Stdio {
@@ -385,7 +393,7 @@ pub(crate) async fn run<O: StdoutStream + Clone + Sync + 'static>(
         stdout,
         stderr,
     };
-    run_program(plan, &plan.program, &plan.argv, io).await
+    run_program(plan, program, &plan.argv, io).await
 }
 
 /// What the pod gives a container's run besides its plan.

@@ -74,7 +74,7 @@ mod volume;
 pub use control::{ControlError, TopReport};
 pub use detached::{PodStore, StoredPod, run_detached};
 pub use http::DEFAULT_HTTP_CONCURRENCY;
-pub use image::{ImageError, ImagePath};
+pub use image::{CompilerChoice, ImageError, ImagePath};
 pub use job::{JobCondition, JobOutcome};
 pub use log::{DiscardLogs, FileLogs, LogLine, LogSink, Stream};
 pub use manifest::{

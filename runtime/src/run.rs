@@ -33,6 +33,13 @@ pub trait CompileProgress: Send + Sync + 'static {
     fn compiling(&self, programs: &[String], elapsed: std::time::Duration);
     /// Compiling is over.
     fn done(&self);
+    /// The pods have ended and `programs`, which ran from Winch's code,
+    /// are still being compiled by Cranelift for later runs, for `elapsed`
+    /// so far (zero the first time); `done` follows. The default says
+    /// nothing.
+    fn optimising(&self, programs: &[String], elapsed: std::time::Duration) {
+        let _ = (programs, elapsed);
+    }
 }
 
 /// Everything a run needs besides its pods, typed: the same values reach
@@ -500,6 +507,35 @@ fn run_in_process(
         }
         // In the order the pods started: the manifest's, then the Jobs'.
         outcomes.sort_by_key(|outcome| order.iter().position(|name| *name == outcome.name));
+        // Cranelift's compiles of programs that ran from Winch's code end
+        // before the run does, so that the next run finds them; a signal
+        // skips them (the next run starts from Winch's code again).
+        let waited = std::time::Instant::now();
+        let mut optimising = runtime.compiling_in_background();
+        let mut first = true;
+        while !optimising.is_empty() && signalled.borrow().is_none() {
+            if let Some(progress) = &config.progress {
+                let names: Vec<String> =
+                    optimising.iter().map(|p| p.display().to_string()).collect();
+                let elapsed = if first {
+                    std::time::Duration::ZERO
+                } else {
+                    waited.elapsed()
+                };
+                progress.optimising(&names, elapsed);
+                first = false;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = signalled.wait_for(Option::is_some) => {}
+            }
+            optimising = runtime.compiling_in_background();
+        }
+        if let Some(progress) = &config.progress
+            && waited.elapsed() > std::time::Duration::from_millis(100)
+        {
+            progress.done();
+        }
         let signalled = match signal {
             Some(task) if task.is_finished() => task.await.ok(),
             Some(task) => {

@@ -44,6 +44,7 @@ fn runtime() -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: Some(crate::support::cache_dir()),
         wasip3: false,
+        compiler: wpod::CompilerChoice::Auto,
     })
     .unwrap()
 }

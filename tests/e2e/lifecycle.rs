@@ -197,8 +197,9 @@ fn sigterm_and_sigint_stop_the_pod_and_clean_up() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_during_the_first_compile_stops_at_once_and_caches_nothing_half_done() {
-    // The box image takes seconds to compile the first time (more than ten
-    // in a debug build); Ctrl-C must not wait for it, with or without the wall.
+    // The box image takes seconds to compile by Cranelift the first time
+    // (more than ten in a debug build); Ctrl-C must not wait for it, with or
+    // without the wall. (`tiered.rs` has the same for `auto`.)
     for isolation in ["--isolation=auto", "--isolation=none"] {
         let workspace = Workspace::new();
         let cache = workspace.path().join("cold-cache");
@@ -209,6 +210,7 @@ fn ctrl_c_during_the_first_compile_stops_at_once_and_caches_nothing_half_done() 
             .wpod()
             .env("WPOD_CACHE_DIR", &cache)
             .args(["run", pod.to_str().unwrap(), isolation])
+            .args(["--compiler", "cranelift"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

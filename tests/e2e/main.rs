@@ -23,5 +23,6 @@ mod probes;
 mod registry;
 mod sandbox;
 mod sandbox_elsewhere;
+mod tiered;
 mod volumes;
 mod wasip3;

@@ -44,6 +44,7 @@ async fn startup_and_readiness_probes_follow_a_server_that_starts_late() {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(crate::support::cache_dir()),
         wasip3: false,
+        compiler: wpod::CompilerChoice::Auto,
     })
     .unwrap();
     let options = PodOptions {

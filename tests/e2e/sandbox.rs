@@ -828,6 +828,7 @@ fn the_library_refuses_to_fork_pod_processes_from_a_process_with_threads() {
         runtime: wpod::RuntimeConfig {
             cache_dir: None,
             wasip3: false,
+            compiler: wpod::CompilerChoice::Auto,
         },
         options: wpod::PodOptions {
             state_dir: workspace.path().join("state"),

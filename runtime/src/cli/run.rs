@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wpod::{
-    Backoff, EgressPolicy, ImagePath, Isolation, LogLine, LogSink, PodOptions, PodOutcome,
-    PodPhase, PodSpec, RunConfig, RunOutcome, RuntimeConfig, Stream,
+    Backoff, CompilerChoice, EgressPolicy, ImagePath, Isolation, LogLine, LogSink, PodOptions,
+    PodOutcome, PodPhase, PodSpec, RunConfig, RunOutcome, RuntimeConfig, Stream,
 };
 
 /// How the manifest is read: `run` and `validate` share these.
@@ -56,6 +56,11 @@ pub struct RunArgs {
     /// program then starts a little slower). Also `WPOD_WASIP3=1`.
     #[arg(long)]
     wasip3: bool,
+    /// Which compiler makes programs' code: auto (a program never compiled
+    /// runs at once from Winch's fast compile while Cranelift compiles it
+    /// for later runs), cranelift or winch. Also `WPOD_COMPILER`.
+    #[arg(long, value_enum)]
+    compiler: Option<CompilerArg>,
     /// First restart back-off (doubles up to 5 min), e.g. `100ms`; the kubelet's is 10s.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     restart_backoff: Duration,
@@ -230,6 +235,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         runtime.cache_dir = None;
     }
     runtime.wasip3 |= args.wasip3;
+    runtime.compiler = match args.compiler {
+        Some(CompilerArg::Auto) => CompilerChoice::Auto,
+        Some(CompilerArg::Cranelift) => CompilerChoice::Cranelift,
+        Some(CompilerArg::Winch) => CompilerChoice::Winch,
+        None => match std::env::var("WPOD_COMPILER") {
+            Ok(value) if !value.is_empty() => value
+                .parse()
+                .map_err(|e| BadInput(format!("WPOD_COMPILER: {e}")))?,
+            _ => CompilerChoice::Auto,
+        },
+    };
     let config = RunConfig {
         isolation: match args.isolation {
             IsolationArg::Auto => Isolation::Auto,
@@ -351,6 +367,14 @@ fn print_statuses(outcome: &RunOutcome, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--compiler`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CompilerArg {
+    Auto,
+    Cranelift,
+    Winch,
+}
+
 /// A line on stderr (a terminal only) while programs compile for more than
 /// half a second: which, and for how long. indicatif without its ticker
 /// thread: the caller ticks it (the supervisor must keep one thread).
@@ -359,8 +383,10 @@ struct Progress {
     bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
 }
 
-impl wpod::CompileProgress for Progress {
-    fn compiling(&self, programs: &[String], elapsed: Duration) {
+impl Progress {
+    /// Shows `message` on a spinner line: a terminal only, and only once
+    /// the work has taken half a second.
+    fn show(&self, elapsed: Duration, message: impl FnOnce() -> String) {
         if elapsed < Duration::from_millis(500)
             || !std::io::IsTerminal::is_terminal(&std::io::stderr())
         {
@@ -375,12 +401,30 @@ impl wpod::CompileProgress for Progress {
             }
             bar
         });
-        bar.set_message(format!(
-            "compiling {} ({:.1} s; a second run loads it from the cache)",
-            programs.join(", "),
-            elapsed.as_secs_f64()
-        ));
+        bar.set_message(message());
         bar.tick();
+    }
+}
+
+impl wpod::CompileProgress for Progress {
+    fn compiling(&self, programs: &[String], elapsed: Duration) {
+        self.show(elapsed, || {
+            format!(
+                "compiling {} ({:.1} s; a second run loads it from the cache)",
+                programs.join(", "),
+                elapsed.as_secs_f64()
+            )
+        });
+    }
+
+    fn optimising(&self, programs: &[String], elapsed: Duration) {
+        self.show(elapsed, || {
+            format!(
+                "compiling {} with Cranelift for later runs ({:.1} s; Ctrl-C skips it)",
+                programs.join(", "),
+                elapsed.as_secs_f64()
+            )
+        });
     }
 
     fn done(&self) {

@@ -23,9 +23,10 @@ use std::path::{Path, PathBuf};
 mod cache;
 mod detect;
 
-pub(crate) use cache::{Compiled, Compiler, forget_cached};
+pub use cache::CompilerChoice;
+pub(crate) use cache::{Compiled, Compiler, Tier, forget_cached};
 #[cfg(target_os = "linux")]
-pub(crate) use cache::{create_private_dir, looks_cached};
+pub(crate) use cache::{create_private_dir, looks_cached, tiered};
 
 /// Which WASI a Wasm program's bytes are for: `wasip2` (a component) or
 /// `wasip1` (a core module); what they are instead, if not Wasm.

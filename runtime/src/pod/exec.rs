@@ -126,6 +126,19 @@ pub struct Execer {
     inner: Arc<Shared>,
 }
 
+impl Execer {
+    /// The container's program compiled by Cranelift, once its background
+    /// compile is done, if it runs from Winch's code now: a restart takes it.
+    pub(super) fn optimised(&self, plan: &ContainerPlan) -> Option<crate::container::Program> {
+        let runtime = &self.inner.runtime;
+        if plan.http.is_some() || runtime.is_cranelift(&plan.program) {
+            return None;
+        }
+        let compiled = runtime.compiler.optimised(&plan.source)?;
+        runtime.link(&plan.reference, &plan.source, &compiled).ok()
+    }
+}
+
 struct Shared {
     runtime: Arc<RuntimeInner>,
     pod: Arc<str>,

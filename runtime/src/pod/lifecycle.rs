@@ -402,8 +402,15 @@ impl PodRun {
                     Arc::new(move |message: &str| sink.event(&pod, &name, message))
                 },
             };
+            // A restart of a program that ran from Winch's code takes
+            // Cranelift's once it is compiled.
+            let optimised = self.execer.optimised(plan);
+            if optimised.is_some() {
+                (control.event)("runs from Cranelift's code from now on");
+            }
             let run = container::run(
                 plan,
+                optimised.as_ref().unwrap_or(&plan.program),
                 stdin,
                 output(Stream::Stdout),
                 output(Stream::Stderr),

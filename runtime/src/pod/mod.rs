@@ -23,7 +23,7 @@ pub use exec::{
 pub(crate) use prepare::{image_error, initial_status, resolve_container, resolve_containers};
 
 use crate::container::{Linkers, Program};
-use crate::image::{Compiler, ImageError, ImagePath};
+use crate::image::{Compiler, ImageError, ImagePath, Tier};
 use crate::log::{DiscardLogs, LogSink, LogStore};
 use crate::manifest::PodSpec;
 use crate::network::{EgressPolicy, HostSockets, PodNetwork, PortSpace};
@@ -51,6 +51,9 @@ pub struct RuntimeConfig {
     /// start and every HTTP request about 10 % slower (bench/README.md).
     /// Off, a WASI 0.3 component is refused with a message saying so.
     pub wasip3: bool,
+    /// Which compiler makes programs' code: tiered (`auto`, the default),
+    /// or one of wasmtime's two only (`--compiler`, `WPOD_COMPILER`).
+    pub compiler: crate::CompilerChoice,
 }
 
 impl RuntimeConfig {
@@ -73,7 +76,17 @@ impl RuntimeConfig {
             })
             .or_else(|| var("HOME").map(|d| d.join(".cache").join("wpod")));
         let wasip3 = std::env::var_os("WPOD_WASIP3").is_some_and(|v| v == "1");
-        RuntimeConfig { cache_dir, wasip3 }
+        // A value that is not a compiler's name is the CLI's to refuse
+        // (`wpod run` checks it); here it is the default.
+        let compiler = std::env::var("WPOD_COMPILER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
+        RuntimeConfig {
+            cache_dir,
+            wasip3,
+            compiler,
+        }
     }
 }
 
@@ -210,7 +223,7 @@ pub enum PodEvent {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use wpod::{ContainerSpec, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
 ///
-/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false })?;
+/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false, compiler: Default::default() })?;
 /// let pod = PodSpec::builder("demo")
 ///     .container(ContainerSpec::new("app", wasm_file("app", false)))
 ///     .restart_policy(RestartPolicy::Never)
@@ -234,6 +247,8 @@ impl std::fmt::Debug for Runtime {
 
 struct RuntimeInner {
     linkers: Linkers,
+    /// The linkers of the Winch engine, made with it.
+    winch_linkers: std::sync::OnceLock<Linkers>,
     compiler: Compiler,
     wasip3: bool,
 }
@@ -241,8 +256,11 @@ struct RuntimeInner {
 /// wasmtime's settings, the same for every engine of a runtime (the one
 /// that compiles and runs, and the pooled ones of HTTP containers), so that
 /// a program compiled by one loads into the others.
-fn engine_config(wasip3: bool) -> wasmtime::Config {
+fn engine_config(wasip3: bool, tier: Tier) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
+    if tier == Tier::Winch {
+        config.strategy(wasmtime::Strategy::Winch);
+    }
     config
         .epoch_interruption(true)
         .wasm_component_model(true)
@@ -259,6 +277,11 @@ fn engine_config(wasip3: bool) -> wasmtime::Config {
 }
 
 impl RuntimeInner {
+    /// Whether a program's code is Cranelift's.
+    fn is_cranelift(&self, program: &Program) -> bool {
+        Engine::same(program.engine(), self.linkers.engine())
+    }
+
     /// An HTTP container's program in an engine of its own whose pooling
     /// allocator holds `concurrency` instances, as `wasmtime serve` runs
     /// its components: an instance per request then takes a ready slot
@@ -293,7 +316,12 @@ impl RuntimeInner {
             .max_memories_per_component(needs.num_memories.max(1))
             .total_tables(slots.saturating_mul(needs.num_tables.max(1)))
             .max_tables_per_component(needs.num_tables.max(1));
-        let mut config = engine_config(self.wasip3);
+        let tier = if Engine::same(component.engine(), self.linkers.engine()) {
+            Tier::Cranelift
+        } else {
+            Tier::Winch
+        };
+        let mut config = engine_config(self.wasip3, tier);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = match Engine::new(&config) {
             Ok(engine) => engine,
@@ -305,11 +333,11 @@ impl RuntimeInner {
         // From the compile cache's file when there is one (mapped, not
         // copied: 1.3 ms less for a small component than serializing it
         // again and loading the copy).
-        let component = match self.compiler.artifact(path) {
+        let component = match self.compiler.artifact(path).filter(|(_, t)| *t == tier) {
             // SAFETY: as `Compiler::load_cached`: a wasmtime-serialized
             // component from wpod's private cache, compiled by an engine of
             // the same settings (wasmtime checks the header against this one).
-            Some(file) => unsafe {
+            Some((file, _)) => unsafe {
                 wasmtime::component::Component::deserialize_file(&engine, file)
             },
             None => {
@@ -350,7 +378,13 @@ impl RuntimeInner {
         path: &std::path::Path,
         compiled: &crate::image::Compiled,
     ) -> std::result::Result<Program, ImageError> {
-        self.linkers
+        let linkers = if Engine::same(compiled.engine(), self.linkers.engine()) {
+            &self.linkers
+        } else {
+            self.winch_linkers
+                .get_or_init(|| Linkers::new(compiled.engine(), self.wasip3))
+        };
+        linkers
             .link(compiled)
             .map_err(|error| ImageError::NotCommand {
                 reference: reference.to_owned(),
@@ -370,14 +404,20 @@ impl Runtime {
     ///
     /// [`Error::Engine`] if wasmtime cannot be configured on this machine.
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
-        let engine = Engine::new(&engine_config(config.wasip3))
+        let engine = Engine::new(&engine_config(config.wasip3, Tier::Cranelift))
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
         let linkers = Linkers::new(&engine, config.wasip3);
-        let compiler = Compiler::new(engine.clone(), config.cache_dir);
+        let compiler = Compiler::new(
+            engine.clone(),
+            engine_config(config.wasip3, Tier::Winch),
+            config.compiler,
+            config.cache_dir,
+        );
         start_epoch_ticker(&engine);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 linkers,
+                winch_linkers: std::sync::OnceLock::new(),
                 compiler,
                 wasip3: config.wasip3,
             }),
@@ -506,6 +546,19 @@ impl Runtime {
         });
     }
 
+    /// The programs Cranelift is still compiling in the background (they
+    /// ran from Winch's code: [`crate::CompilerChoice::Auto`]). A process
+    /// that ends before they are done leaves them for a later run to
+    /// compile again.
+    pub fn compiling_in_background(&self) -> Vec<PathBuf> {
+        self.inner.compiler.compiling_in_background()
+    }
+
+    /// Waits until Cranelift's background compiles are done (blocking).
+    pub fn finish_background_compiles(&self) {
+        self.inner.compiler.finish_background();
+    }
+
     /// Starts the pod and waits for its end.
     ///
     /// # Errors
@@ -532,7 +585,7 @@ impl Runtime {
     /// # std::fs::write(&wasm, b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\x00\x0b").unwrap();
     /// use wpod::{ContainerSpec, PodOptions, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
     ///
-    /// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false })?;
+    /// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false, compiler: Default::default() })?;
     /// let pod = PodSpec::builder("blocking")
     ///     .container(ContainerSpec::new("app", wasm.display().to_string()))
     ///     .restart_policy(RestartPolicy::Never)
@@ -552,7 +605,7 @@ impl Runtime {
 
 /// One thread per process advances the engines' epochs; it ends with the
 /// last runtime of its engine.
-fn start_epoch_ticker(engine: &Engine) {
+pub(crate) fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("wpod-epoch".into())
@@ -586,7 +639,7 @@ fn start_epoch_ticker(engine: &Engine) {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use wpod::{ContainerSpec, PodEvent, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
 ///
-/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false })?;
+/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false, compiler: Default::default() })?;
 /// let pod = PodSpec::builder("spinner")
 ///     .container(ContainerSpec::new("busy", wasm_file("busy", true)))
 ///     .restart_policy(RestartPolicy::Never)

@@ -119,6 +119,7 @@ impl Runtime {
                     .descriptor_limit
                     .unwrap_or(container::DEFAULT_DESCRIPTOR_LIMIT),
                 program,
+                source: path,
                 http,
                 network: network.clone(),
                 probes: super::Probes::of(spec),

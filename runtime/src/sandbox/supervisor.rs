@@ -75,12 +75,15 @@ pub(super) fn run(
     for pod in pods {
         prepared.push(prepare(config, cgroups, pod)?);
     }
-    if let Some(signal) = compile_ahead(&prepared, &signals, config.progress.as_deref()) {
+    let (stopped, optimiser) = compile_ahead(&prepared, &signals, config.progress.as_deref());
+    if let Some(signal) = stopped {
         return Ok(Some(SandboxedRun {
             pods: Vec::new(),
             signal: Some(signal),
         }));
     }
+    // Killed on every way out but the end below (and with the supervisor).
+    let mut optimiser = OptimiserGuard(optimiser);
     let mut running = Vec::new();
     for prepared in prepared {
         let mut pod = start(prepared, pod_main)?;
@@ -114,6 +117,14 @@ pub(super) fn run(
             spawn: &mut spawn,
         },
     );
+    if let Some(optimiser) = optimiser.0.take() {
+        finish_optimising(
+            optimiser,
+            signal.is_some(),
+            &signals,
+            config.progress.as_deref(),
+        );
+    }
     if let Some(pid_file) = &config.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
@@ -148,24 +159,90 @@ pub(super) fn run(
 /// because compiling starts threads and the supervisor must keep one to
 /// fork the pod processes. Ctrl-C stops it at once (the child has the
 /// default handlers); the signal that did is returned.
+///
+/// Tiered (`CompilerChoice::Auto`): the child compiles with Winch, which
+/// is quick, and a second child, the optimiser, compiles the same programs
+/// with Cranelift while the pods run; it is returned, for
+/// [`finish_optimising`] once the pods have ended.
 fn compile_ahead(
     pods: &[Prepared],
     signals: &sys::SignalFd,
     progress: Option<&dyn crate::CompileProgress>,
-) -> Option<i32> {
-    let cache_dir = pods.first()?.request.runtime.cache_dir.clone()?;
-    let wasip3 = pods.first()?.request.runtime.wasip3;
+) -> (Option<i32>, Option<Optimiser>) {
+    let Some(first) = pods.first() else {
+        return (None, None);
+    };
+    let Some(cache_dir) = first.request.runtime.cache_dir.clone() else {
+        return (None, None);
+    };
+    let wasip3 = first.request.runtime.wasip3;
+    let choice = first.request.runtime.compiler;
     let mut missing: Vec<(String, PathBuf)> = Vec::new();
     for (reference, program) in pods.iter().flat_map(|p| &p.programs) {
         if !missing.iter().any(|(_, p)| p == program)
-            && !crate::image::looks_cached(&cache_dir, program)
+            && !crate::image::looks_cached(&cache_dir, program, choice)
         {
             missing.push((reference.clone(), program.clone()));
         }
     }
     if missing.is_empty() {
-        return None;
+        return (None, None);
     }
+    let tiered = crate::image::tiered(choice);
+    let first_tier = if tiered {
+        crate::CompilerChoice::Winch
+    } else {
+        choice
+    };
+    let runtime = |compiler| crate::RuntimeConfig {
+        cache_dir: Some(cache_dir.clone()),
+        wasip3,
+        compiler,
+    };
+    let references: Vec<String> = missing.iter().map(|(r, _)| r.clone()).collect();
+    match spawn_compiler(runtime(first_tier), &missing, "wpod compile") {
+        Ok(child) => {
+            let (status, signal) = wait_compiler(child, &references, signals, progress, false);
+            tracing::debug!(
+                ?status,
+                programs = missing.len(),
+                "compiled ahead of the wall"
+            );
+            if signal.is_some() {
+                return (signal, None);
+            }
+        }
+        Err(error) => {
+            // The pod processes compile for themselves (without caching).
+            tracing::debug!(%error, "could not start the compiler process");
+            return (None, None);
+        }
+    }
+    let optimiser = tiered
+        .then(|| {
+            spawn_compiler(
+                runtime(crate::CompilerChoice::Cranelift),
+                &missing,
+                "wpod optimise",
+            )
+        })
+        .and_then(Result::ok)
+        .map(|pid| Optimiser { pid, references });
+    (None, optimiser)
+}
+
+/// A child compiling with Cranelift what the pods run from Winch's code.
+struct Optimiser {
+    pid: rustix::process::Pid,
+    references: Vec<String>,
+}
+
+/// Forks a child that compiles `missing` into the cache and exits.
+fn spawn_compiler(
+    runtime: crate::RuntimeConfig,
+    missing: &[(String, PathBuf)],
+    name: &str,
+) -> std::io::Result<rustix::process::Pid> {
     let _ = std::io::stdout().flush();
     // SAFETY: `run` checked that this process has one thread, and nothing
     // since started one.
@@ -174,68 +251,105 @@ fn compile_ahead(
             // Die with the supervisor, and with the terminal's Ctrl-C.
             let _ = sys::die_with_parent();
             let _ = sys::unblock_signals();
-            sys::set_process_name("wpod compile");
-            if let Ok(runtime) = crate::Runtime::new(crate::RuntimeConfig {
-                cache_dir: Some(cache_dir),
-                wasip3,
-            }) {
-                runtime.fill_cache(&missing);
+            sys::set_process_name(name);
+            if let Ok(runtime) = crate::Runtime::new(runtime) {
+                runtime.fill_cache(missing);
             }
             sys::exit_now(0);
         }
-        Ok(sys::Forked::Parent(pid)) => {
-            let started = std::time::Instant::now();
-            let references: Vec<String> = missing.iter().map(|(r, _)| r.clone()).collect();
-            // Polled, so that the caller hears how it goes every 100 ms, and
-            // a stop ends the compiler at once (the temporary file of a
-            // cache entry it was writing is never renamed into place).
-            let child = pid.as_raw_nonzero().get() as u32;
-            let status = loop {
-                if let Some(status) = sys::try_wait(child) {
-                    break status;
-                }
-                if let Some(progress) = progress {
-                    progress.compiling(&references, started.elapsed());
-                }
-                if sys::wait_readable(&[signals.as_fd()], Some(100))[0] {
-                    let mut stop = None;
-                    while let Some(signal) = signals.take() {
-                        if signal == libc::SIGINT || signal == libc::SIGTERM {
-                            stop = Some(signal);
-                        }
-                    }
-                    if let Some(signal) = stop {
-                        sys::send_signal(child, libc::SIGKILL);
-                        let _ = sys::wait_for(pid);
-                        if let Some(progress) = progress {
-                            progress.done();
-                        }
-                        return Some(signal);
-                    }
-                }
-            };
-            if let Some(progress) = progress {
-                progress.done();
+        Ok(sys::Forked::Parent(pid)) => Ok(pid),
+        Err(error) => Err(error.source),
+    }
+}
+
+/// Waits for a compiler child, telling `progress` how it goes every 100
+/// ms (as `optimising` when `optimising`); a stop (SIGINT, SIGTERM) kills
+/// it at once (the temporary file of a cache entry it was writing is never
+/// renamed into place). Its status, and the signal that stopped it.
+fn wait_compiler(
+    pid: rustix::process::Pid,
+    references: &[String],
+    signals: &sys::SignalFd,
+    progress: Option<&dyn crate::CompileProgress>,
+    optimising: bool,
+) -> (Option<i32>, Option<i32>) {
+    let started = std::time::Instant::now();
+    let child = pid.as_raw_nonzero().get() as u32;
+    let mut ticks = 0u32;
+    let outcome = loop {
+        if let Some(status) = sys::try_wait(child) {
+            break (Some(status), None);
+        }
+        if let Some(progress) = progress {
+            if optimising {
+                let elapsed = if ticks == 0 {
+                    std::time::Duration::ZERO
+                } else {
+                    started.elapsed()
+                };
+                progress.optimising(references, elapsed);
+            } else {
+                progress.compiling(references, started.elapsed());
             }
-            tracing::debug!(
-                ?status,
-                programs = missing.len(),
-                "compiled ahead of the wall"
-            );
         }
-        Err(error) => {
-            // The pod processes compile for themselves (without caching).
-            tracing::debug!(%error, "could not start the compiler process");
+        ticks += 1;
+        if sys::wait_readable(&[signals.as_fd()], Some(100))[0] {
+            let mut stop = None;
+            while let Some(signal) = signals.take() {
+                if signal == libc::SIGINT || signal == libc::SIGTERM {
+                    stop = Some(signal);
+                }
+            }
+            if let Some(signal) = stop {
+                sys::send_signal(child, libc::SIGKILL);
+                let _ = sys::wait_for(pid);
+                break (None, Some(signal));
+            }
+        }
+    };
+    if let Some(progress) = progress
+        && ticks > 0
+    {
+        progress.done();
+    }
+    outcome
+}
+
+/// Once the pods have ended: waits for the optimiser to finish (so that
+/// the next run finds Cranelift's code), unless the run was stopped, or is
+/// stopped meanwhile (then it is killed, and the next run compiles again).
+fn finish_optimising(
+    optimiser: Optimiser,
+    stopped: bool,
+    signals: &sys::SignalFd,
+    progress: Option<&dyn crate::CompileProgress>,
+) {
+    let child = optimiser.pid.as_raw_nonzero().get() as u32;
+    if stopped {
+        sys::send_signal(child, libc::SIGKILL);
+        let _ = sys::wait_for(optimiser.pid);
+        return;
+    }
+    let (status, signal) = wait_compiler(
+        optimiser.pid,
+        &optimiser.references,
+        signals,
+        progress,
+        true,
+    );
+    tracing::debug!(?status, ?signal, "the optimiser ended");
+}
+
+/// Kills the optimiser on every way out of the run that did not wait for it.
+struct OptimiserGuard(Option<Optimiser>);
+
+impl Drop for OptimiserGuard {
+    fn drop(&mut self) {
+        if let Some(optimiser) = self.0.take() {
+            sys::send_signal(optimiser.pid.as_raw_nonzero().get() as u32, libc::SIGKILL);
+            let _ = sys::wait_for(optimiser.pid);
         }
     }
-    // SIGCHLD of the child is read too; only a stop counts.
-    let mut stop = None;
-    while let Some(signal) = signals.take() {
-        if signal == libc::SIGINT || signal == libc::SIGTERM {
-            stop = Some(signal);
-        }
-    }
-    stop
 }
 
 /// A pod checked and planned, not started yet.
@@ -434,6 +548,7 @@ fn prepare(
         runtime: RuntimeConfig {
             cache_dir,
             wasip3: config.runtime.wasip3,
+            compiler: config.runtime.compiler,
         },
         control_socket: config
             .pod_files
