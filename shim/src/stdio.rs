@@ -1,0 +1,124 @@
+//! A container's output into the FIFOs containerd gave for it (`ctr` copies
+//! them to its terminal, the CRI plugin into the kubelet's log files).
+//!
+//! wpod hands every line to a [`wpod::LogSink`] on the thread that runs the
+//! guest, which must not wait for a slow reader: lines go through a channel
+//! to one task per container that writes them, and closes the FIFOs (the
+//! reader's end of file) once the container has ended and every line is out.
+
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
+use tokio::sync::mpsc;
+use wpod::{LogLine, LogSink, Stream};
+
+/// Where one container's output goes.
+#[derive(Debug)]
+pub struct Stdio {
+    sender: mpsc::UnboundedSender<Option<(Stream, Vec<u8>)>>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+/// Why a container's output cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    #[error(
+        "{path}: only FIFO paths are supported for a container's output, not `{scheme}` URIs (ctr's `--log-uri`)"
+    )]
+    Scheme { path: String, scheme: String },
+    #[error("{path}: cannot open the container's output FIFO: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Stdio {
+    /// Opens the FIFOs at `stdout` and `stderr` (either may be empty: that
+    /// stream is dropped). Must be called inside the tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`StdioError`] when a path is not a FIFO the shim can open.
+    pub fn open(stdout: &str, stderr: &str) -> Result<Stdio, StdioError> {
+        let stdout = open_fifo(stdout)?;
+        // `ctr run` without `-t` may give one FIFO for both streams.
+        let stderr = open_fifo(stderr)?;
+        let (sender, mut receiver) = mpsc::unbounded_channel::<Option<(Stream, Vec<u8>)>>();
+        let writer = tokio::spawn(async move {
+            let (mut stdout, mut stderr) = (stdout, stderr);
+            while let Some(Some((stream, mut line))) = receiver.recv().await {
+                line.push(b'\n');
+                let target = match stream {
+                    Stream::Stdout => stdout.as_mut(),
+                    Stream::Stderr => stderr.as_mut(),
+                };
+                if let Some(fifo) = target {
+                    // A reader that went away drops the rest of that
+                    // stream; the container goes on.
+                    if fifo.write_all(&line).await.is_err() {
+                        match stream {
+                            Stream::Stdout => stdout = None,
+                            Stream::Stderr => stderr = None,
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Stdio { sender, writer })
+    }
+
+    /// The sink to give wpod for the container's lines.
+    pub fn sink(&self) -> FifoSink {
+        FifoSink {
+            sender: self.sender.clone(),
+        }
+    }
+
+    /// Waits until every line sent so far is written, then closes the
+    /// FIFOs. Call once the container has ended; later lines are dropped.
+    pub async fn close(self) {
+        // The end is said, not inferred from the senders' drop: wpod may
+        // keep a clone of the sink for as long as it keeps the pod's data.
+        let _ = self.sender.send(None);
+        // A reader that stopped reading must not hold the shim: the lines
+        // left after a while are dropped with the FIFOs.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.writer).await;
+    }
+}
+
+/// The [`LogSink`] of one container.
+#[derive(Debug, Clone)]
+pub struct FifoSink {
+    sender: mpsc::UnboundedSender<Option<(Stream, Vec<u8>)>>,
+}
+
+impl LogSink for FifoSink {
+    fn line(&self, line: LogLine<'_>) {
+        let _ = self.sender.send(Some((line.stream, line.text.to_vec())));
+    }
+}
+
+fn open_fifo(path: &str) -> Result<Option<pipe::Sender>, StdioError> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    if let Some((scheme, _)) = path.split_once("://") {
+        return Err(StdioError::Scheme {
+            path: path.to_owned(),
+            scheme: scheme.to_owned(),
+        });
+    }
+    // Opened read-write: a FIFO opened so never blocks and never fails for
+    // want of a reader (containerd opens its end when it likes), and the
+    // reader sees the end of file once the shim closes it.
+    pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(Path::new(path))
+        .map(Some)
+        .map_err(|source| StdioError::Open {
+            path: path.into(),
+            source,
+        })
+}

@@ -1,0 +1,272 @@
+//! The shim under a real containerd (Debian's 1.6, with its CRI plugin): a
+//! private containerd per test, images the tests build and import, and the
+//! two ways containerd is driven: `ctr run`, and the CRI API as the kubelet
+//! speaks it. Linux only (containerd's runtime v2 shims are).
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::cri::{self, Cri};
+use support::{Containerd, RUNTIME, component, oci_image, pss_kib};
+
+/// `ctr run --runtime io.containerd.wpod.v1` of an imported image holding a
+/// wasip2 hello: its output comes back through containerd's FIFOs, the run
+/// exits 0, and its shim is gone after `--rm`.
+#[test]
+fn ctr_run_prints_the_guest_output() {
+    let containerd = Containerd::start();
+    let hello = std::fs::read(component("hello")).expect("the hello guest");
+    let image = "docker.io/wpod-test/hello:latest";
+    containerd.import(
+        "default",
+        &oci_image(image, &[("/hello.wasm", hello)], &["/hello.wasm"]),
+        image,
+    );
+    let output = containerd.ctr(&["run", "--rm", "--runtime", RUNTIME, image, "hello-ctr"]);
+    assert!(
+        output.status.success(),
+        "ctr run failed: {}\n--- containerd's log\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        containerd.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello from wpod\n");
+    containerd.wait_no_shims();
+    let listed = containerd.ctr(&["containers", "ls", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
+    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+}
+
+/// A pod through containerd's CRI plugin, as the kubelet drives it: a
+/// sandbox with runtime handler `wpod`, then two Wasm containers in it, one
+/// serving a file it wrote into a shared host folder on the pod's localhost,
+/// the other fetching it from there; both in the one shim of the sandbox;
+/// then the sandbox stopped and removed, with nothing left.
+#[test]
+fn cri_runs_a_pod_of_two_containers_in_one_shim() {
+    let containerd = Containerd::start();
+    let pause = oci_image(
+        "docker.io/wpod-test/pause:latest",
+        &[("/pause", b"the sandbox runs nothing\n".to_vec())],
+        &["/pause"],
+    );
+    containerd.import("k8s.io", &pause, "pause");
+    let shell = std::fs::read(component("box")).expect("the box guest");
+    let http_get = std::fs::read(component("http_get")).expect("the http_get guest");
+    let tools = "docker.io/wpod-test/tools:latest";
+    containerd.import(
+        "k8s.io",
+        &oci_image(
+            tools,
+            &[
+                ("/bin/sh", shell.clone()),
+                ("/bin/httpd", shell),
+                ("/bin/http_get", http_get),
+            ],
+            &["/bin/sh"],
+        ),
+        tools,
+    );
+    let shared = containerd.dir.join("shared");
+    std::fs::create_dir(&shared).expect("the shared folder");
+    let logs = containerd.dir.join("logs");
+    let port = free_port();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let mut cri = Cri::connect(containerd.address.clone()).await;
+        // The pod uses the node's network, as `hostNetwork: true` does: no
+        // CNI plugin is needed, and its containers meet on the shim's
+        // localhost, which is the host's here.
+        let node_network = cri::NamespaceOption {
+            network: cri::NAMESPACE_NODE,
+            pid: cri::NAMESPACE_CONTAINER,
+            ipc: cri::NAMESPACE_POD,
+        };
+        let sandbox_config = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: "pair".into(),
+                uid: "wpod-shim-test-pair".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: "pair".into(),
+            log_directory: logs.display().to_string(),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                cgroup_parent: String::new(),
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(node_network.clone()),
+                }),
+            }),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let sandbox: cri::RunPodSandboxResponse = cri
+            .call(
+                "RunPodSandbox",
+                cri::RunPodSandboxRequest {
+                    config: Some(sandbox_config.clone()),
+                    runtime_handler: "wpod".into(),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", containerd.log()));
+        let sandbox_id = sandbox.pod_sandbox_id;
+        let container = |name: &str, command: Vec<String>| cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: tools.into(),
+            }),
+            command,
+            mounts: vec![cri::Mount {
+                container_path: "/data".into(),
+                host_path: shared.display().to_string(),
+                readonly: false,
+            }],
+            log_path: format!("{name}.log"),
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(node_network.clone()),
+                }),
+            }),
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        for (name, command) in [
+            (
+                "web",
+                vec![
+                    "/bin/sh".to_owned(),
+                    "-c".to_owned(),
+                    format!(
+                        "echo written-by-web > /data/web.txt && httpd -q -p {port} -a 127.0.0.1 -h /data"
+                    ),
+                ],
+            ),
+            (
+                "client",
+                vec![
+                    "/bin/http_get".to_owned(),
+                    "--retry-ms".to_owned(),
+                    "30000".to_owned(),
+                    format!("http://127.0.0.1:{port}/web.txt"),
+                ],
+            ),
+        ] {
+            let created: cri::CreateContainerResponse = cri
+                .call(
+                    "CreateContainer",
+                    cri::CreateContainerRequest {
+                        pod_sandbox_id: sandbox_id.clone(),
+                        config: Some(container(name, command)),
+                        sandbox_config: Some(sandbox_config.clone()),
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}\n{}", containerd.log()));
+            let _: cri::Empty = cri
+                .call(
+                    "StartContainer",
+                    cri::ContainerIdRequest {
+                        container_id: created.container_id.clone(),
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("StartContainer {name}: {e}\n{}", containerd.log()));
+            ids.push(created.container_id);
+        }
+        let second_running = started.elapsed();
+        let (web, client) = (ids[0].clone(), ids[1].clone());
+
+        // The client fetched the web container's file over localhost.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client_status = loop {
+            let status = cri.container_status(&client).await;
+            if status.state == cri::CONTAINER_EXITED {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the client did not end within 60 s: {status:?}\n{}",
+                containerd.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let client_log = std::fs::read_to_string(logs.join("client.log")).unwrap_or_default();
+        assert_eq!(
+            client_status.exit_code, 0,
+            "the client failed: {client_status:?}\n--- its log\n{client_log}\n--- containerd\n{}",
+            containerd.log()
+        );
+        // The kubelet's log format: `TIME stdout F LINE`.
+        assert!(
+            client_log
+                .lines()
+                .any(|line| line.ends_with(" stdout F written-by-web")),
+            "the client's log lacks the web container's file: {client_log}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(shared.join("web.txt")).expect("web.txt in the shared folder"),
+            "written-by-web\n"
+        );
+        let web_status = cri.container_status(&web).await;
+        assert_eq!(web_status.state, cri::CONTAINER_RUNNING, "{web_status:?}");
+
+        // Both containers are guests of one shim process: the sandbox's.
+        let shims = containerd.shims();
+        assert_eq!(shims.len(), 1, "shims of the pod: {shims:?}");
+        eprintln!(
+            "figures: RunPodSandbox to the second container running: {:.1} ms; shim Pss with one container running: {} KiB",
+            second_running.as_secs_f64() * 1000.0,
+            pss_kib(shims[0]).unwrap_or(0)
+        );
+
+        let _: cri::Empty = cri
+            .call(
+                "StopPodSandbox",
+                cri::SandboxIdRequest {
+                    pod_sandbox_id: sandbox_id.clone(),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", containerd.log()));
+        let web_status = cri.container_status(&web).await;
+        assert_eq!(web_status.state, cri::CONTAINER_EXITED, "{web_status:?}");
+        let _: cri::Empty = cri
+            .call(
+                "RemovePodSandbox",
+                cri::SandboxIdRequest {
+                    pod_sandbox_id: sandbox_id.clone(),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", containerd.log()));
+
+        // Nothing left: no sandbox, no container, no shim, no mount.
+        let sandboxes: cri::ListPodSandboxResponse = cri
+            .call("ListPodSandbox", cri::Empty {})
+            .await
+            .expect("ListPodSandbox");
+        assert_eq!(sandboxes.items, vec![]);
+        let containers: cri::ListContainersResponse = cri
+            .call("ListContainers", cri::Empty {})
+            .await
+            .expect("ListContainers");
+        assert_eq!(containers.containers, vec![]);
+    });
+    containerd.wait_no_shims();
+    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}

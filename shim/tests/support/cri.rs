@@ -1,0 +1,289 @@
+//! A client of the Kubernetes CRI (`runtime.v1.RuntimeService`) as the kubelet
+//! speaks it to containerd's CRI plugin: the messages the tests use, written
+//! with prost's derive from the published `api.proto` (field numbers as
+//! there; fields the tests leave out are simply absent), and unary calls over
+//! tonic, so no `protoc` is needed to build the tests.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RunPodSandboxRequest {
+    #[prost(message, optional, tag = "1")]
+    pub config: Option<PodSandboxConfig>,
+    #[prost(string, tag = "2")]
+    pub runtime_handler: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RunPodSandboxResponse {
+    #[prost(string, tag = "1")]
+    pub pod_sandbox_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxConfig {
+    #[prost(message, optional, tag = "1")]
+    pub metadata: Option<PodSandboxMetadata>,
+    #[prost(string, tag = "2")]
+    pub hostname: String,
+    #[prost(string, tag = "3")]
+    pub log_directory: String,
+    #[prost(map = "string, string", tag = "6")]
+    pub labels: HashMap<String, String>,
+    #[prost(map = "string, string", tag = "7")]
+    pub annotations: HashMap<String, String>,
+    #[prost(message, optional, tag = "8")]
+    pub linux: Option<LinuxPodSandboxConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxMetadata {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub uid: String,
+    #[prost(string, tag = "3")]
+    pub namespace: String,
+    #[prost(uint32, tag = "4")]
+    pub attempt: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxPodSandboxConfig {
+    #[prost(string, tag = "1")]
+    pub cgroup_parent: String,
+    #[prost(message, optional, tag = "2")]
+    pub security_context: Option<LinuxSandboxSecurityContext>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxSandboxSecurityContext {
+    #[prost(message, optional, tag = "1")]
+    pub namespace_options: Option<NamespaceOption>,
+}
+
+/// `NamespaceMode`: `POD` 0, `CONTAINER` 1, `NODE` 2, `TARGET` 3.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NamespaceOption {
+    #[prost(int32, tag = "1")]
+    pub network: i32,
+    #[prost(int32, tag = "2")]
+    pub pid: i32,
+    #[prost(int32, tag = "3")]
+    pub ipc: i32,
+}
+
+pub const NAMESPACE_POD: i32 = 0;
+pub const NAMESPACE_CONTAINER: i32 = 1;
+pub const NAMESPACE_NODE: i32 = 2;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CreateContainerRequest {
+    #[prost(string, tag = "1")]
+    pub pod_sandbox_id: String,
+    #[prost(message, optional, tag = "2")]
+    pub config: Option<ContainerConfig>,
+    #[prost(message, optional, tag = "3")]
+    pub sandbox_config: Option<PodSandboxConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CreateContainerResponse {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerConfig {
+    #[prost(message, optional, tag = "1")]
+    pub metadata: Option<ContainerMetadata>,
+    #[prost(message, optional, tag = "2")]
+    pub image: Option<ImageSpec>,
+    #[prost(string, repeated, tag = "3")]
+    pub command: Vec<String>,
+    #[prost(string, repeated, tag = "4")]
+    pub args: Vec<String>,
+    #[prost(string, tag = "5")]
+    pub working_dir: String,
+    #[prost(message, repeated, tag = "6")]
+    pub envs: Vec<KeyValue>,
+    #[prost(message, repeated, tag = "7")]
+    pub mounts: Vec<Mount>,
+    #[prost(map = "string, string", tag = "9")]
+    pub labels: HashMap<String, String>,
+    #[prost(map = "string, string", tag = "10")]
+    pub annotations: HashMap<String, String>,
+    #[prost(string, tag = "11")]
+    pub log_path: String,
+    #[prost(message, optional, tag = "15")]
+    pub linux: Option<LinuxContainerConfig>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerMetadata {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(uint32, tag = "2")]
+    pub attempt: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ImageSpec {
+    #[prost(string, tag = "1")]
+    pub image: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KeyValue {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Mount {
+    #[prost(string, tag = "1")]
+    pub container_path: String,
+    #[prost(string, tag = "2")]
+    pub host_path: String,
+    #[prost(bool, tag = "3")]
+    pub readonly: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxContainerConfig {
+    #[prost(message, optional, tag = "2")]
+    pub security_context: Option<LinuxContainerSecurityContext>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinuxContainerSecurityContext {
+    #[prost(message, optional, tag = "3")]
+    pub namespace_options: Option<NamespaceOption>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerIdRequest {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SandboxIdRequest {
+    #[prost(string, tag = "1")]
+    pub pod_sandbox_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Empty {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerStatusResponse {
+    #[prost(message, optional, tag = "1")]
+    pub status: Option<ContainerStatus>,
+}
+
+/// `ContainerState`: `CREATED` 0, `RUNNING` 1, `EXITED` 2, `UNKNOWN` 3.
+pub const CONTAINER_RUNNING: i32 = 1;
+pub const CONTAINER_EXITED: i32 = 2;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerStatus {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(int32, tag = "3")]
+    pub state: i32,
+    #[prost(int64, tag = "5")]
+    pub started_at: i64,
+    #[prost(int32, tag = "7")]
+    pub exit_code: i32,
+    #[prost(string, tag = "10")]
+    pub reason: String,
+    #[prost(string, tag = "11")]
+    pub message: String,
+    #[prost(string, tag = "15")]
+    pub log_path: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListPodSandboxResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub items: Vec<IdOnly>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ListContainersResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub containers: Vec<IdOnly>,
+}
+
+/// A `PodSandbox` or `Container` of a list, read for its id alone.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct IdOnly {
+    #[prost(string, tag = "1")]
+    pub id: String,
+}
+
+/// A connection to the CRI plugin's socket (containerd's gRPC address).
+pub struct Cri {
+    grpc: tonic::client::Grpc<Channel>,
+}
+
+impl Cri {
+    pub async fn connect(socket: PathBuf) -> Cri {
+        // The URI is unused: every connection goes to the socket.
+        let channel = Endpoint::from_static("http://cri.invalid")
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let socket = socket.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(socket).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }))
+            .await
+            .expect("connecting to containerd's CRI socket");
+        Cri {
+            grpc: tonic::client::Grpc::new(channel),
+        }
+    }
+
+    /// One unary call of `runtime.v1.RuntimeService`.
+    pub async fn call<Req, Resp>(
+        &mut self,
+        method: &str,
+        request: Req,
+    ) -> Result<Resp, tonic::Status>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        self.grpc
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let path: http::uri::PathAndQuery = format!("/runtime.v1.RuntimeService/{method}")
+            .parse()
+            .expect("a method path");
+        let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+        self.grpc
+            .unary(tonic::Request::new(request), path, codec)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn container_status(&mut self, id: &str) -> ContainerStatus {
+        let response: ContainerStatusResponse = self
+            .call(
+                "ContainerStatus",
+                ContainerIdRequest {
+                    container_id: id.into(),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"));
+        response.status.expect("a status")
+    }
+}

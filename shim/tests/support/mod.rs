@@ -1,0 +1,364 @@
+//! Test support, in one place: the guests, a private containerd started for
+//! one test (and everything it made removed when the test ends, passed or
+//! not), OCI image tars for `ctr images import`, and the shim processes.
+
+pub mod cri;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The runtime's name in containerd.
+pub const RUNTIME: &str = "io.containerd.wpod.v1";
+
+/// A wasip2 guest (built once per test run by xtask).
+pub fn component(name: &str) -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let root = xtask::workspace_root();
+        xtask::build_guests(&root).unwrap_or_else(|e| panic!("building the guests: {e}"));
+        root
+    });
+    xtask::guest(root, "wasm32-wasip2", name)
+}
+
+/// Fails the test, saying how to get containerd, when it is not installed.
+fn require(program: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{program}` is not installed: these tests start a private containerd 1.6+ with its CRI \
+         plugin; install Debian's `containerd` package (`apt-get install containerd`), as .ci/run does"
+    );
+}
+
+/// A containerd of the test's own: its root, state, sockets and config in a
+/// temporary folder, the shim's folder first on its PATH. Dropping it kills
+/// the shims it started and containerd, unmounts what is left under the
+/// folder and removes it.
+pub struct Containerd {
+    pub dir: PathBuf,
+    pub address: PathBuf,
+    child: Option<Child>,
+    _temp: tempfile::TempDir,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        require("containerd");
+        require("ctr");
+        let temp = tempfile::Builder::new()
+            .prefix("wpod-shim-")
+            .tempdir()
+            .expect("a temporary folder");
+        let dir = temp.path().to_owned();
+        let address = dir.join("containerd.sock");
+        for sub in ["cni-conf", "cni-bin", "logs"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("creating test folders");
+        }
+        let config = format!(
+            r#"version = 2
+root = "{dir}/root"
+state = "{dir}/state"
+[grpc]
+  address = "{dir}/containerd.sock"
+[ttrpc]
+  address = "{dir}/containerd.sock.ttrpc"
+[debug]
+  level = "info"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/wpod-test/pause:latest"
+  disable_cgroup = true
+  disable_apparmor = true
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{dir}/cni-bin"
+    conf_dir = "{dir}/cni-conf"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wpod]
+    runtime_type = "{RUNTIME}"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+"#,
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("config.toml"), config).expect("writing containerd's config");
+        let shim = PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-wpod-v1"));
+        let path = std::env::join_paths(
+            std::iter::once(shim.parent().expect("the shim's folder").to_owned()).chain(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+            ),
+        )
+        .expect("a PATH");
+        let log = std::fs::File::create(dir.join("containerd.log")).expect("containerd's log");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path)
+            // The compile cache the shims share across tests and runs.
+            .env("WPOD_CACHE_DIR", cache_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd");
+        let containerd = Containerd {
+            dir,
+            address,
+            child: Some(child),
+            _temp: temp,
+        };
+        containerd.wait_ready();
+        containerd
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.address.exists() && self.ctr(&["version"]).status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not answer within 30 s; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+
+    /// Runs `ctr -a ADDRESS ARGS`.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("-a")
+            .arg(&self.address)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running ctr")
+    }
+
+    /// `ctr images import` of an OCI image tar into `namespace`.
+    pub fn import(&self, namespace: &str, tar: &[u8], name: &str) {
+        let path = self
+            .dir
+            .join(format!("{}.tar", name.replace(['/', ':'], "_")));
+        std::fs::write(&path, tar).expect("writing the image tar");
+        let output = self.ctr(&[
+            "-n",
+            namespace,
+            "images",
+            "import",
+            path.to_str().expect("a UTF-8 path"),
+        ]);
+        assert!(
+            output.status.success(),
+            "ctr images import {name}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The PIDs of the shim servers serving this containerd (those started
+    /// with its address), whatever their sandbox.
+    pub fn shims(&self) -> Vec<u32> {
+        let address = self.address.to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let is_shim = args
+                .first()
+                .is_some_and(|a| a.ends_with("containerd-shim-wpod-v1"));
+            let ours = args
+                .windows(2)
+                .any(|w| w[0] == "-address" && w[1] == address);
+            let server = args.iter().any(|a| a == "-socket");
+            if is_shim && ours && server {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Waits (up to 20 s) until no shim of this containerd is left.
+    pub fn wait_no_shims(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.shims().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "shims still running 20 s after their tasks were removed: {:?}\n{}",
+                self.shims(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The mounts under the test's folder, deepest first.
+    pub fn mounts(&self) -> Vec<PathBuf> {
+        mounts_under(&self.dir)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Shims first (they are containerd's grandchildren, in their own
+        // process groups), then containerd, then what they left mounted.
+        for pid in self.shims() {
+            kill(pid, rustix::process::Signal::KILL);
+        }
+        if let Some(mut child) = self.child.take() {
+            kill(child.id(), rustix::process::Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        for mount in mounts_under(&self.dir) {
+            let _ = rustix::mount::unmount(&mount, rustix::mount::UnmountFlags::DETACH);
+        }
+        // The TempDir removes the folder.
+    }
+}
+
+fn kill(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// The mount points at or under `dir` (from /proc/self/mountinfo), deepest
+/// first.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(point.replace("\\040", " ")))
+        .filter(|point| point.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    found
+}
+
+/// The compile cache the tests' shims share (warm across runs).
+pub fn cache_dir() -> PathBuf {
+    xtask::workspace_root()
+        .join("target")
+        .join("shim-test-cache")
+}
+
+/// An OCI image layout as a tar, as `ctr images import` reads it: one layer
+/// holding `files` (path in the image, content), an image config with
+/// `entrypoint`, labelled for this host's platform (containerd 1.6 unpacks
+/// and runs only images of its own platform), named `name` by the
+/// `io.containerd.image.name` annotation.
+pub fn oci_image(name: &str, files: &[(&str, Vec<u8>)], entrypoint: &[&str]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut layer = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o755);
+        header.set_cksum();
+        layer
+            .append_data(
+                &mut header,
+                path.trim_start_matches('/'),
+                content.as_slice(),
+            )
+            .expect("adding a file to the layer");
+    }
+    let layer = layer.into_inner().expect("the layer");
+    let digest = |bytes: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": architecture,
+        "os": "linux",
+        "config": { "Entrypoint": entrypoint },
+        "rootfs": { "type": "layers", "diff_ids": [digest(&layer)] },
+    }))
+    .expect("the config");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": digest(&config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": digest(&layer),
+            "size": layer.len(),
+        }],
+    }))
+    .expect("the manifest");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest(&manifest),
+            "size": manifest.len(),
+            "annotations": { "io.containerd.image.name": name },
+        }],
+    }))
+    .expect("the index");
+    let mut out = tar::Builder::new(Vec::new());
+    let mut add = |path: String, content: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        out.append_data(&mut header, path, content)
+            .expect("adding to the image tar");
+    };
+    for blob in [&layer, &config, &manifest] {
+        add(
+            format!("blobs/sha256/{}", &digest(blob)["sha256:".len()..]),
+            blob,
+        );
+    }
+    add("index.json".into(), &index);
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    out.into_inner().expect("the image tar")
+}
+
+/// The proportional set size of a process, in KiB (`Pss` of
+/// /proc/PID/smaps_rollup).
+pub fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
