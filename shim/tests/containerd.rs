@@ -270,3 +270,89 @@ fn free_port() -> u16 {
         .map(|address| address.port())
         .expect("a free port")
 }
+
+/// A task whose spec names a network namespace to join (as the CRI plugin
+/// names the pod's, made by CNI) runs in it: the shim joined it before any
+/// thread started, so a guest's server is reached there and not from the
+/// host's network.
+#[test]
+fn a_task_runs_in_the_network_namespace_its_spec_names() {
+    let containerd = Containerd::start();
+    let namespace = support::NetworkNamespace::new(&format!("wpod-shim-{}", std::process::id()));
+    let shell = std::fs::read(component("box")).expect("the box guest");
+    let image = "docker.io/wpod-test/httpd:latest";
+    containerd.import(
+        "default",
+        &oci_image(image, &[("/bin/httpd", shell)], &["/bin/httpd"]),
+        image,
+    );
+    let port = free_port();
+    let with_ns = format!("network:{}", namespace.path.display());
+    let port_arg = port.to_string();
+    let output = containerd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--with-ns",
+        &with_ns,
+        image,
+        "web-ns",
+        "/bin/httpd",
+        "-q",
+        "-p",
+        &port_arg,
+        "-a",
+        "127.0.0.1",
+        "-h",
+        "/",
+    ]);
+    assert!(
+        output.status.success(),
+        "ctr run -d: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        containerd.log()
+    );
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !namespace.connects(address) {
+        assert!(
+            Instant::now() < deadline,
+            "the guest's server is not reachable in its network namespace\n{}",
+            containerd.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_err(),
+        "the guest's server is reachable from the host's network"
+    );
+    assert_eq!(containerd.shims().len(), 1);
+    for args in [
+        &["tasks", "kill", "-s", "SIGKILL", "web-ns"][..],
+        &["tasks", "delete", "web-ns"][..],
+    ] {
+        // `delete` right after `kill` may find the task still stopping.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let output = containerd.ctr(args);
+            if output.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ctr {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(
+        containerd
+            .ctr(&["containers", "rm", "web-ns"])
+            .status
+            .success()
+    );
+    containerd.wait_no_shims();
+    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+}

@@ -50,6 +50,10 @@ impl Containerd {
     pub fn start() -> Containerd {
         require("containerd");
         require("ctr");
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "these tests start a containerd of their own, which must run as root (as .ci/run does)"
+        );
         let temp = tempfile::Builder::new()
             .prefix("wpod-shim-")
             .tempdir()
@@ -361,4 +365,64 @@ pub fn pss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("Pss:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A named network namespace (`ip netns add`) with its loopback up, deleted
+/// on drop.
+pub struct NetworkNamespace {
+    name: String,
+    pub path: PathBuf,
+}
+
+impl NetworkNamespace {
+    pub fn new(name: &str) -> NetworkNamespace {
+        require("ip");
+        let ip = |args: &[&str]| {
+            let output = Command::new("ip").args(args).output().expect("running ip");
+            assert!(
+                output.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        ip(&["netns", "add", name]);
+        let namespace = NetworkNamespace {
+            name: name.to_owned(),
+            path: PathBuf::from("/var/run/netns").join(name),
+        };
+        ip(&["netns", "exec", name, "ip", "link", "set", "lo", "up"]);
+        namespace
+    }
+
+    /// Whether a TCP connection to `address` succeeds from inside the
+    /// namespace (from a thread of its own that joins it).
+    pub fn connects(&self, address: std::net::SocketAddr) -> bool {
+        let path = self.path.clone();
+        std::thread::spawn(move || {
+            let Ok(file) = std::fs::File::open(&path) else {
+                return false;
+            };
+            // `setns` moves this thread only, which then ends.
+            use std::os::fd::AsFd;
+            if rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .is_err()
+            {
+                return false;
+            }
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
+        })
+        .join()
+        .unwrap_or(false)
+    }
+}
+
+impl Drop for NetworkNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
 }
