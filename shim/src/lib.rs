@@ -22,6 +22,7 @@
 
 pub mod bundle;
 pub mod netns;
+pub mod process;
 pub mod service;
 pub mod stdio;
 

@@ -6,10 +6,16 @@
 //! task runs nothing and only lives until it is killed. Every task reports
 //! the shim's own PID: there is no process per container to point at.
 //!
+//! `exec` runs a program from the container's image in the running
+//! container, as `wpod exec` does (wpod's `Execer`): `kubectl exec` without a
+//! terminal, exec probes and hooks.
+//!
 //! Events go to containerd as the runc shim sends them: `/tasks/create`,
-//! `/tasks/start`, `/tasks/exit`, `/tasks/delete`.
+//! `/tasks/start`, `/tasks/exec-added`, `/tasks/exec-started`, `/tasks/exit`,
+//! `/tasks/delete`.
 
 use crate::bundle::{Bundle, BundleError, ContainerTask, TaskKind};
+use crate::process::{Action, Exit, Process, Status as ProcessStatus};
 use crate::stdio::Stdio;
 use async_trait::async_trait;
 use containerd_shim::asynchronous::ExitSignal;
@@ -20,54 +26,56 @@ use containerd_shim::protos::api::{
     ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
     StatsResponse, Status, WaitRequest, WaitResponse,
 };
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
+};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageDyn, MessageField};
 use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::topics::{
-    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
+    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC,
+    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
 };
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::{Context, TtrpcContext, TtrpcResult};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
-use wpod::{ImagePath, PodOptions, Runtime, RuntimeConfig};
-
-/// How a task ended.
-#[derive(Debug, Clone)]
-struct Exit {
-    code: u32,
-    at: Timestamp,
-}
-
-/// Something done to a running task from where its pod's handle is not.
-type Action = Box<dyn Fn() + Send + Sync>;
-
-/// Where a task is in its life.
-enum Phase {
-    Created,
-    /// Started; the actions stop it (at once, and gracefully).
-    Running {
-        stop: Action,
-        terminate: Action,
-    },
-    Stopped(Exit),
-}
+use wpod::{ExecRequest, ImagePath, PodOptions, Runtime, RuntimeConfig};
 
 struct TaskState {
     bundle: Bundle,
-    /// containerd's `CreateTaskRequest`'s stdio paths, as given.
-    io: (String, String, String),
     rootfs_mounted: bool,
-    phase: Mutex<Phase>,
-    /// `Some` once the task has ended.
-    exited: watch::Sender<Option<Exit>>,
-    /// The wpod pod's usage, while it runs.
+    /// The container (or the sandbox).
+    init: Process,
+    /// The wpod pod's `exec` and usage, while it runs.
     execer: Mutex<Option<wpod::Execer>>,
-    /// Set once containerd was told of the start (`/tasks/start`).
-    start_published: watch::Sender<bool>,
+    /// The task's `exec` processes, by exec id.
+    execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
+}
+
+/// A program run in a container by `exec`.
+struct ExecProcess {
+    /// The program and its arguments.
+    args: Vec<String>,
+    process: Process,
+}
+
+impl TaskState {
+    /// The task's init process (`exec_id` empty) or one of its execs.
+    fn process(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<ExecProcess>> {
+        self.execs
+            .lock()
+            .expect("execs lock")
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| {
+                error(
+                    Code::NOT_FOUND,
+                    format!("task `{id}` has no process `{exec_id}`"),
+                )
+            })
+    }
 }
 
 /// The task service of one shim process.
@@ -145,21 +153,28 @@ impl Service {
         Ok(made)
     }
 
-    fn task(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<TaskState>> {
-        if !exec_id.is_empty() {
-            return Err(error(
-                Code::NOT_FOUND,
-                format!(
-                    "task `{id}` has no process `{exec_id}`: exec is not supported by wpod's shim yet"
-                ),
-            ));
-        }
+    fn task(&self, id: &str) -> TtrpcResult<Arc<TaskState>> {
         self.tasks
             .lock()
             .expect("tasks lock")
             .get(id)
             .cloned()
             .ok_or_else(|| error(Code::NOT_FOUND, format!("task `{id}` not found")))
+    }
+
+    /// Calls `with` on the task's init process (`exec_id` empty) or exec.
+    fn with_process<T>(
+        &self,
+        id: &str,
+        exec_id: &str,
+        with: impl FnOnce(&TaskState, &Process) -> T,
+    ) -> TtrpcResult<T> {
+        let task = self.task(id)?;
+        if exec_id.is_empty() {
+            return Ok(with(&task, &task.init));
+        }
+        let exec = task.process(id, exec_id)?;
+        Ok(with(&task, &exec.process))
     }
 
     async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
@@ -178,8 +193,7 @@ impl Service {
         // containerd hands the snapshot's mounts to the shim, which mounts
         // them at `rootfs/` (as the runc shim does); the sandbox needs none.
         let mut rootfs_mounted = false;
-        let sandbox = crate::bundle::peek_is_sandbox(&path);
-        if !sandbox {
+        if !crate::bundle::peek_is_sandbox(&path) {
             for mount in &req.rootfs {
                 containerd_shim::mount::mount_rootfs(
                     Some(mount.type_.as_str()).filter(|t| !t.is_empty()),
@@ -215,15 +229,12 @@ impl Service {
                 log::info!("container {}: mount {skipped}", req.id);
             }
         }
-        let (exited, _) = watch::channel(None);
         Ok(Arc::new(TaskState {
             bundle,
-            io: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
             rootfs_mounted,
-            phase: Mutex::new(Phase::Created),
-            exited,
+            init: Process::new(&req.stdin, &req.stdout, &req.stderr),
             execer: Mutex::new(None),
-            start_published: watch::channel(false).0,
+            execs: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -235,10 +246,7 @@ impl Service {
             TaskKind::Sandbox => (self.end_action(id, task, 137), self.end_action(id, task, 0)),
             TaskKind::Container(container) => self.start_container(id, task, container).await?,
         };
-        let mut phase = task.phase.lock().expect("phase lock");
-        if matches!(*phase, Phase::Created) {
-            *phase = Phase::Running { stop, terminate };
-        }
+        task.init.running(stop, terminate);
         Ok(())
     }
 
@@ -249,7 +257,7 @@ impl Service {
         task: &Arc<TaskState>,
         container: &ContainerTask,
     ) -> TtrpcResult<(Action, Action)> {
-        let (stdin, stdout, stderr) = &task.io;
+        let (stdin, stdout, stderr) = &task.init.io;
         if !stdin.is_empty() {
             log::debug!(
                 "container {id}: stdin is not read (wpod gives containers an empty stdin here)"
@@ -303,48 +311,95 @@ impl Service {
             if let Some(message) = status.message.as_deref() {
                 log::info!("container {id}: {message}");
             }
-            // containerd hears of the start before the exit, as from runc's
-            // shim, however quickly the guest ended.
-            let mut started = task.start_published.subscribe();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                started.wait_for(|published| *published),
-            )
-            .await;
-            service.ended(&id, &task, code).await;
+            task.execer.lock().expect("execer lock").take();
+            task.init.after_start_published().await;
+            service.ended(&id, "", &task.init, code).await;
         });
         Ok((Box::new(stop), Box::new(terminate)))
     }
 
-    /// An action that ends `task` with `code` (the sandbox's kill).
+    /// Starts an exec: the program runs in the container through wpod's
+    /// `Execer`; a program that cannot run ends it as `wpod exec` ends
+    /// (126, 127), with the reason on its stderr.
+    fn start_exec(
+        self: &Arc<Self>,
+        id: &str,
+        exec_id: &str,
+        task: &TaskState,
+        exec: &Arc<ExecProcess>,
+    ) -> TtrpcResult<()> {
+        let execer = task
+            .execer
+            .lock()
+            .expect("execer lock")
+            .clone()
+            .ok_or_else(|| {
+                error(
+                    Code::FAILED_PRECONDITION,
+                    format!("task `{id}` is not running: nothing to exec in"),
+                )
+            })?;
+        let (_, stdout, stderr) = &exec.process.io;
+        let stdio = Stdio::open(stdout, stderr)
+            .map_err(|e| error(Code::INVALID_ARGUMENT, e.to_string()))?;
+        let output = Arc::new(stdio.sink());
+        let request = ExecRequest {
+            container: None,
+            command: exec.args.clone(),
+        };
+        let run = tokio::spawn({
+            let output = output.clone();
+            async move { execer.exec(request, output).await }
+        });
+        // Wasm has no signals: a kill of the exec drops its run, which
+        // stops the guest.
+        let abort = run.abort_handle();
+        let abort_again = run.abort_handle();
+        exec.process.running(
+            Box::new(move || abort.abort()),
+            Box::new(move || abort_again.abort()),
+        );
+        let (service, exec, id, exec_id) = (
+            self.clone(),
+            exec.clone(),
+            id.to_owned(),
+            exec_id.to_owned(),
+        );
+        tokio::spawn(async move {
+            let code = match run.await {
+                Ok(Ok(outcome)) => outcome.exit_code,
+                Ok(Err(e)) => {
+                    output.write_bytes(wpod::Stream::Stderr, format!("{e}\n").into_bytes());
+                    i32::from(e.fault().exit_code())
+                }
+                Err(_) => 137,
+            };
+            stdio.close().await;
+            exec.process.after_start_published().await;
+            service.ended(&id, &exec_id, &exec.process, code).await;
+        });
+        Ok(())
+    }
+
+    /// An action that ends the sandbox with `code`.
     fn end_action(self: &Arc<Self>, id: &str, task: &Arc<TaskState>, code: i32) -> Action {
         let (service, task, id) = (self.clone(), task.clone(), id.to_owned());
         Box::new(move || {
             let (service, task, id) = (service.clone(), task.clone(), id.clone());
-            tokio::spawn(async move { service.ended(&id, &task, code).await });
+            tokio::spawn(async move { service.ended(&id, "", &task.init, code).await });
         })
     }
 
-    /// Records a task's end and tells containerd (once).
-    async fn ended(&self, id: &str, task: &TaskState, code: i32) {
-        let exit = Exit {
-            code: code as u32,
-            at: Timestamp::now(),
+    /// Records a process's end and tells containerd (once).
+    async fn ended(&self, id: &str, exec_id: &str, process: &Process, code: i32) {
+        let Some(exit) = process.end(code) else {
+            return;
         };
-        {
-            let mut phase = task.phase.lock().expect("phase lock");
-            if matches!(*phase, Phase::Stopped(_)) {
-                return;
-            }
-            *phase = Phase::Stopped(exit.clone());
-        }
-        task.execer.lock().expect("execer lock").take();
-        task.exited.send_replace(Some(exit.clone()));
         self.publish(
             TASK_EXIT_EVENT_TOPIC,
             Box::new(TaskExit {
                 container_id: id.to_owned(),
-                id: id.to_owned(),
+                id: if exec_id.is_empty() { id } else { exec_id }.to_owned(),
                 pid: std::process::id(),
                 exit_status: exit.code,
                 exited_at: MessageField::some(exit.at),
@@ -379,13 +434,7 @@ impl Task for TaskService {
             ));
         }
         if req.terminal {
-            return Err(error(
-                Code::INVALID_ARGUMENT,
-                format!(
-                    "task `{}`: wpod containers have no terminal (drop `-t`/`tty: true`)",
-                    req.id
-                ),
-            ));
+            return Err(no_terminal(&req.id));
         }
         let task = service
             .create_task(&req)
@@ -425,26 +474,43 @@ impl Task for TaskService {
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
         let service = &self.0;
-        let task = service.task(&req.id, &req.exec_id)?;
-        if !matches!(*task.phase.lock().expect("phase lock"), Phase::Created) {
-            return Err(error(
-                Code::FAILED_PRECONDITION,
-                format!("task `{}` was already started", req.id),
-            ));
-        }
-        service.start_task(&req.id, &task).await?;
+        let task = service.task(&req.id)?;
         let pid = std::process::id();
-        service
-            .publish(
-                TASK_START_EVENT_TOPIC,
-                Box::new(TaskStart {
-                    container_id: req.id.clone(),
-                    pid,
-                    ..Default::default()
-                }),
-            )
-            .await;
-        task.start_published.send_replace(true);
+        if req.exec_id.is_empty() {
+            if !task.init.is_created() {
+                return Err(already_started(&req.id));
+            }
+            service.start_task(&req.id, &task).await?;
+            service
+                .publish(
+                    TASK_START_EVENT_TOPIC,
+                    Box::new(TaskStart {
+                        container_id: req.id.clone(),
+                        pid,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+            task.init.start_published();
+        } else {
+            let exec = task.process(&req.id, &req.exec_id)?;
+            if !exec.process.is_created() {
+                return Err(already_started(&req.exec_id));
+            }
+            service.start_exec(&req.id, &req.exec_id, &task, &exec)?;
+            service
+                .publish(
+                    TASK_EXEC_STARTED_EVENT_TOPIC,
+                    Box::new(TaskExecStarted {
+                        container_id: req.id.clone(),
+                        exec_id: req.exec_id.clone(),
+                        pid,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+            exec.process.start_published();
+        }
         Ok(StartResponse {
             pid,
             ..Default::default()
@@ -452,67 +518,105 @@ impl Task for TaskService {
     }
 
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
-        let task = self.0.task(&req.id, &req.exec_id)?;
-        let (status, exit) = match &*task.phase.lock().expect("phase lock") {
-            Phase::Created => (Status::CREATED, None),
-            Phase::Running { .. } => (Status::RUNNING, None),
-            Phase::Stopped(exit) => (Status::STOPPED, Some(exit.clone())),
-        };
-        Ok(StateResponse {
-            id: req.id.clone(),
-            bundle: task.bundle.path.display().to_string(),
-            pid: std::process::id(),
-            status: EnumOrUnknown::new(status),
-            stdin: task.io.0.clone(),
-            stdout: task.io.1.clone(),
-            stderr: task.io.2.clone(),
-            exit_status: exit.as_ref().map_or(0, |e| e.code),
-            exited_at: exit.map(|e| e.at).into(),
-            ..Default::default()
+        self.0.with_process(&req.id, &req.exec_id, |task, process| {
+            let (status, exit) = match process.status() {
+                ProcessStatus::Created => (Status::CREATED, None),
+                ProcessStatus::Running => (Status::RUNNING, None),
+                ProcessStatus::Stopped(exit) => (Status::STOPPED, Some(exit)),
+            };
+            StateResponse {
+                id: req.id.clone(),
+                exec_id: req.exec_id.clone(),
+                bundle: task.bundle.path.display().to_string(),
+                pid: std::process::id(),
+                status: EnumOrUnknown::new(status),
+                stdin: process.io.0.clone(),
+                stdout: process.io.1.clone(),
+                stderr: process.io.2.clone(),
+                exit_status: exit.as_ref().map_or(0, |e| e.code),
+                exited_at: exit.map(|e| e.at).into(),
+                ..Default::default()
+            }
         })
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
         let service = &self.0;
-        let task = service.task(&req.id, &req.exec_id)?;
-        let created = {
-            let phase = task.phase.lock().expect("phase lock");
-            match &*phase {
-                Phase::Created => true,
-                Phase::Running { stop, terminate } => {
-                    // Wasm has no signals: SIGKILL interrupts the guest at
-                    // once; the signals that ask a process to end ask the
-                    // container to (its `/run/wpod/terminating`), with the
-                    // pod's grace period before wpod interrupts it.
-                    match req.signal {
-                        9 => stop(),
-                        1 | 2 | 3 | 15 => terminate(),
-                        other => log::info!(
-                            "task {}: signal {other} ignored (Wasm guests have no signals)",
-                            req.id
-                        ),
-                    }
-                    false
-                }
-                Phase::Stopped(_) => false,
+        let never_started = service.with_process(&req.id, &req.exec_id, |_, process| {
+            process.signal(req.signal)
+        })?;
+        if never_started {
+            // A process killed before it started never runs.
+            let task = service.task(&req.id)?;
+            let code = 128 + req.signal as i32;
+            if req.exec_id.is_empty() {
+                service.ended(&req.id, "", &task.init, code).await;
+            } else {
+                let exec = task.process(&req.id, &req.exec_id)?;
+                service.ended(&req.id, &req.exec_id, &exec.process, code).await;
             }
-        };
-        if created {
-            // A task killed before it started never runs.
-            service.ended(&req.id, &task, 128 + req.signal as i32).await;
         }
         Ok(Empty::new())
     }
 
+    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        let service = &self.0;
+        let task = service.task(&req.id)?;
+        if req.terminal {
+            return Err(no_terminal(&req.id));
+        }
+        if !req.stdin.is_empty() {
+            log::debug!("exec {} in {}: stdin is not read", req.exec_id, req.id);
+        }
+        // The process is the OCI spec's `process`, as JSON.
+        let args = req
+            .spec
+            .as_ref()
+            .and_then(|spec| serde_json::from_slice::<serde_json::Value>(&spec.value).ok())
+            .and_then(|process| {
+                serde_json::from_value::<Vec<String>>(process.get("args")?.clone()).ok()
+            })
+            .filter(|args| !args.is_empty())
+            .ok_or_else(|| {
+                error(
+                    Code::INVALID_ARGUMENT,
+                    format!(
+                        "exec {} in {}: the process has no args",
+                        req.exec_id, req.id
+                    ),
+                )
+            })?;
+        {
+            let mut execs = task.execs.lock().expect("execs lock");
+            if execs.contains_key(&req.exec_id) {
+                return Err(error(
+                    Code::ALREADY_EXISTS,
+                    format!("task `{}` has a process `{}` already", req.id, req.exec_id),
+                ));
+            }
+            let process = Process::new(&req.stdin, &req.stdout, &req.stderr);
+            execs.insert(req.exec_id.clone(), Arc::new(ExecProcess { args, process }));
+        }
+        service
+            .publish(
+                TASK_EXEC_ADDED_EVENT_TOPIC,
+                Box::new(TaskExecAdded {
+                    container_id: req.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        Ok(Empty::new())
+    }
+
     async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
-        let task = self.0.task(&req.id, &req.exec_id)?;
-        let mut exited = task.exited.subscribe();
-        let exit = exited
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| error(Code::INTERNAL, format!("task `{}` vanished", req.id)))?
-            .clone()
-            .expect("waited for an exit");
+        let task = self.0.task(&req.id)?;
+        let exit = if req.exec_id.is_empty() {
+            task.init.wait().await
+        } else {
+            task.process(&req.id, &req.exec_id)?.process.wait().await
+        };
         Ok(WaitResponse {
             exit_status: exit.code,
             exited_at: MessageField::some(exit.at),
@@ -522,25 +626,37 @@ impl Task for TaskService {
 
     async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         let service = &self.0;
-        let task = service.task(&req.id, &req.exec_id)?;
-        let exit = match &*task.phase.lock().expect("phase lock") {
-            Phase::Running { .. } => {
-                return Err(error(
+        let task = service.task(&req.id)?;
+        let exit = service.with_process(&req.id, &req.exec_id, |_, process| {
+            match process.status() {
+                ProcessStatus::Running => Err(error(
                     Code::FAILED_PRECONDITION,
-                    format!("task `{}` is running; kill it first", req.id),
-                ));
+                    format!(
+                        "process `{}` of task `{}` is running; kill it first",
+                        req.exec_id, req.id
+                    ),
+                )),
+                ProcessStatus::Created => Ok(Exit {
+                    code: 0,
+                    at: Timestamp::now(),
+                }),
+                ProcessStatus::Stopped(exit) => Ok(exit),
             }
-            Phase::Created => Exit {
-                code: 0,
-                at: Timestamp::now(),
-            },
-            Phase::Stopped(exit) => exit.clone(),
-        };
+        })??;
+        let pid = std::process::id();
+        if !req.exec_id.is_empty() {
+            task.execs.lock().expect("execs lock").remove(&req.exec_id);
+            return Ok(DeleteResponse {
+                pid,
+                exit_status: exit.code,
+                exited_at: MessageField::some(exit.at),
+                ..Default::default()
+            });
+        }
         service.tasks.lock().expect("tasks lock").remove(&req.id);
         if task.rootfs_mounted {
             unmount(&task.bundle.path.join("rootfs"));
         }
-        let pid = std::process::id();
         service
             .publish(
                 TASK_DELETE_EVENT_TOPIC,
@@ -563,7 +679,7 @@ impl Task for TaskService {
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
-        self.0.task(&req.id, "")?;
+        self.0.task(&req.id)?;
         Ok(PidsResponse {
             processes: vec![ProcessInfo {
                 pid: std::process::id(),
@@ -577,7 +693,7 @@ impl Task for TaskService {
         use containerd_shim::protos::cgroups::metrics::{
             CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics,
         };
-        let task = self.0.task(&req.id, "")?;
+        let task = self.0.task(&req.id)?;
         let usage = task
             .execer
             .lock()
@@ -616,22 +732,12 @@ impl Task for TaskService {
         })
     }
 
-    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
-        Err(error(
-            Code::UNIMPLEMENTED,
-            format!(
-                "task `{}`: exec is not supported by wpod's shim yet (`wpod exec` runs a program in a pod run by `wpod run`)",
-                req.id
-            ),
-        ))
-    }
-
     async fn connect(
         &self,
         _ctx: &TtrpcContext,
         req: ConnectRequest,
     ) -> TtrpcResult<ConnectResponse> {
-        self.0.task(&req.id, "")?;
+        self.0.task(&req.id)?;
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
             task_pid: std::process::id(),
@@ -647,6 +753,20 @@ impl Task for TaskService {
         }
         Ok(Empty::new())
     }
+}
+
+fn no_terminal(id: &str) -> ttrpc::Error {
+    error(
+        Code::INVALID_ARGUMENT,
+        format!("task `{id}`: wpod containers have no terminal (drop `-t`/`tty: true`)"),
+    )
+}
+
+fn already_started(id: &str) -> ttrpc::Error {
+    error(
+        Code::FAILED_PRECONDITION,
+        format!("process `{id}` was already started"),
+    )
 }
 
 fn error(code: Code, message: String) -> ttrpc::Error {

@@ -5,12 +5,13 @@
 //! guest, which must not wait for a slow reader: lines go through a channel
 //! to one task per container that writes them, and closes the FIFOs (the
 //! reader's end of file) once the container has ended and every line is out.
+//! An `exec`'s output goes the same way, as it is written.
 
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
-use wpod::{LogLine, LogSink, Stream};
+use wpod::{ExecOutput, LogLine, LogSink, Stream};
 
 /// Where one container's output goes.
 #[derive(Debug)]
@@ -48,8 +49,7 @@ impl Stdio {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Option<(Stream, Vec<u8>)>>();
         let writer = tokio::spawn(async move {
             let (mut stdout, mut stderr) = (stdout, stderr);
-            while let Some(Some((stream, mut line))) = receiver.recv().await {
-                line.push(b'\n');
+            while let Some(Some((stream, bytes))) = receiver.recv().await {
                 let target = match stream {
                     Stream::Stdout => stdout.as_mut(),
                     Stream::Stderr => stderr.as_mut(),
@@ -57,7 +57,7 @@ impl Stdio {
                 if let Some(fifo) = target {
                     // A reader that went away drops the rest of that
                     // stream; the container goes on.
-                    if fifo.write_all(&line).await.is_err() {
+                    if fifo.write_all(&bytes).await.is_err() {
                         match stream {
                             Stream::Stdout => stdout = None,
                             Stream::Stderr => stderr = None,
@@ -88,15 +88,31 @@ impl Stdio {
     }
 }
 
-/// The [`LogSink`] of one container.
+/// The [`LogSink`] of one container, and the [`ExecOutput`] of one exec.
 #[derive(Debug, Clone)]
 pub struct FifoSink {
     sender: mpsc::UnboundedSender<Option<(Stream, Vec<u8>)>>,
 }
 
+impl FifoSink {
+    /// Queues `bytes` for `stream` as they are.
+    pub fn write_bytes(&self, stream: Stream, bytes: Vec<u8>) {
+        let _ = self.sender.send(Some((stream, bytes)));
+    }
+}
+
 impl LogSink for FifoSink {
     fn line(&self, line: LogLine<'_>) {
-        let _ = self.sender.send(Some((line.stream, line.text.to_vec())));
+        let mut bytes = Vec::with_capacity(line.text.len() + 1);
+        bytes.extend_from_slice(line.text);
+        bytes.push(b'\n');
+        self.write_bytes(line.stream, bytes);
+    }
+}
+
+impl ExecOutput for FifoSink {
+    fn write(&self, stream: Stream, bytes: &[u8]) {
+        self.write_bytes(stream, bytes.to_vec());
     }
 }
 

@@ -38,10 +38,12 @@ fn ctr_run_prints_the_guest_output() {
 }
 
 /// A pod through containerd's CRI plugin, as the kubelet drives it: a
-/// sandbox with runtime handler `wpod`, then two Wasm containers in it, one
-/// serving a file it wrote into a shared host folder on the pod's localhost,
-/// the other fetching it from there; both in the one shim of the sandbox;
-/// then the sandbox stopped and removed, with nothing left.
+/// sandbox with runtime handler `wpod`, then two Wasm containers in it
+/// sharing a host folder: one writes a file there and serves the folder on
+/// the pod's localhost, the other reads that file and writes its own, which
+/// a program exec'd in it fetches from the first over localhost; both in the
+/// one shim of the sandbox; then the sandbox stopped and removed, with
+/// nothing left.
 #[test]
 fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     let containerd = Containerd::start();
@@ -152,10 +154,11 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             (
                 "client",
                 vec![
-                    "/bin/http_get".to_owned(),
-                    "--retry-ms".to_owned(),
-                    "30000".to_owned(),
-                    format!("http://127.0.0.1:{port}/web.txt"),
+                    "/bin/sh".to_owned(),
+                    "-c".to_owned(),
+                    "until test -e /data/web.txt; do sleep 0.05; done; cat /data/web.txt; \
+                     echo written-by-client > /data/client.txt; sleep infinity"
+                        .to_owned(),
                 ],
             ),
         ] {
@@ -184,45 +187,64 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         let second_running = started.elapsed();
         let (web, client) = (ids[0].clone(), ids[1].clone());
 
-        // The client fetched the web container's file over localhost.
+        // The client read the web container's file in the shared folder,
+        // and wrote its own there.
         let deadline = Instant::now() + Duration::from_secs(60);
-        let client_status = loop {
-            let status = cri.container_status(&client).await;
-            if status.state == cri::CONTAINER_EXITED {
-                break status;
+        let client_log = loop {
+            let log = std::fs::read_to_string(logs.join("client.log")).unwrap_or_default();
+            // The kubelet's log format: `TIME stdout F LINE`.
+            if log.lines().any(|line| line.ends_with(" stdout F written-by-web"))
+                && shared.join("client.txt").exists()
+            {
+                break log;
             }
             assert!(
                 Instant::now() < deadline,
-                "the client did not end within 60 s: {status:?}\n{}",
+                "the client did not read web.txt within 60 s: {:?}\n--- its log\n{log}\n--- containerd\n{}",
+                cri.container_status(&client).await,
                 containerd.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let client_log = std::fs::read_to_string(logs.join("client.log")).unwrap_or_default();
+        // A program exec'd in the client's container (as `kubectl exec` and
+        // exec probes do) reaches the web container on the pod's localhost,
+        // which serves it the client's file from the shared folder.
+        let exec: cri::ExecSyncResponse = cri
+            .call(
+                "ExecSync",
+                cri::ExecSyncRequest {
+                    container_id: client.clone(),
+                    cmd: vec![
+                        "/bin/http_get".into(),
+                        "--retry-ms".into(),
+                        "30000".into(),
+                        format!("http://127.0.0.1:{port}/client.txt"),
+                    ],
+                    timeout: 60,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", containerd.log()));
         assert_eq!(
-            client_status.exit_code, 0,
-            "the client failed: {client_status:?}\n--- its log\n{client_log}\n--- containerd\n{}",
-            containerd.log()
-        );
-        // The kubelet's log format: `TIME stdout F LINE`.
-        assert!(
-            client_log
-                .lines()
-                .any(|line| line.ends_with(" stdout F written-by-web")),
-            "the client's log lacks the web container's file: {client_log}"
+            (exec.exit_code, String::from_utf8_lossy(&exec.stdout).into_owned()),
+            (0, "written-by-client\n".to_owned()),
+            "the exec's stderr: {}\n--- the client's log\n{client_log}",
+            String::from_utf8_lossy(&exec.stderr)
         );
         assert_eq!(
             std::fs::read_to_string(shared.join("web.txt")).expect("web.txt in the shared folder"),
             "written-by-web\n"
         );
-        let web_status = cri.container_status(&web).await;
-        assert_eq!(web_status.state, cri::CONTAINER_RUNNING, "{web_status:?}");
+        for id in [&web, &client] {
+            let status = cri.container_status(id).await;
+            assert_eq!(status.state, cri::CONTAINER_RUNNING, "{status:?}");
+        }
 
         // Both containers are guests of one shim process: the sandbox's.
         let shims = containerd.shims();
         assert_eq!(shims.len(), 1, "shims of the pod: {shims:?}");
         eprintln!(
-            "figures: RunPodSandbox to the second container running: {:.1} ms; shim Pss with one container running: {} KiB",
+            "figures: RunPodSandbox to the second container running: {:.1} ms; shim Pss with both containers running: {} KiB",
             second_running.as_secs_f64() * 1000.0,
             pss_kib(shims[0]).unwrap_or(0)
         );
@@ -236,8 +258,10 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             )
             .await
             .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", containerd.log()));
-        let web_status = cri.container_status(&web).await;
-        assert_eq!(web_status.state, cri::CONTAINER_EXITED, "{web_status:?}");
+        for id in [&web, &client] {
+            let status = cri.container_status(id).await;
+            assert_eq!(status.state, cri::CONTAINER_EXITED, "{status:?}");
+        }
         let _: cri::Empty = cri
             .call(
                 "RemovePodSandbox",

@@ -181,6 +181,27 @@ pub struct SandboxIdRequest {
 pub struct Empty {}
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct ExecSyncRequest {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+    #[prost(string, repeated, tag = "2")]
+    pub cmd: Vec<String>,
+    /// Seconds; 0 for none.
+    #[prost(int64, tag = "3")]
+    pub timeout: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExecSyncResponse {
+    #[prost(bytes = "vec", tag = "1")]
+    pub stdout: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub stderr: Vec<u8>,
+    #[prost(int32, tag = "3")]
+    pub exit_code: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct ContainerStatusResponse {
     #[prost(message, optional, tag = "1")]
     pub status: Option<ContainerStatus>,

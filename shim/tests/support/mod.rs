@@ -91,7 +91,11 @@ state = "{dir}/state"
             dir = dir.display()
         );
         std::fs::write(dir.join("config.toml"), config).expect("writing containerd's config");
-        let shim = PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-wpod-v1"));
+        // `WPOD_SHIM` points at another build of the shim (a release
+        // build, to measure it); the default is the one cargo built.
+        let shim = std::env::var_os("WPOD_SHIM")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-wpod-v1")));
         let path = std::env::join_paths(
             std::iter::once(shim.parent().expect("the shim's folder").to_owned()).chain(
                 std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
