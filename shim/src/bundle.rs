@@ -146,28 +146,30 @@ fn container(
     }
     let mut args = process.args().clone().unwrap_or_default();
     let rootfs = bundle.join("rootfs");
-    // The program is `args[0]` as the image's entrypoint names it; an image
-    // that names none (or a path that is not there) runs its only `.wasm`.
-    let named = args.first().is_some_and(|program| {
-        !program.starts_with('/') || rootfs.join(program.trim_start_matches('/')).is_file()
-    });
-    if !named {
-        let found = wasm_files(&rootfs);
-        match found.as_slice() {
-            [only] => {
-                if args.is_empty() {
-                    args.push(only.clone());
-                } else {
-                    args[0] = only.clone();
-                }
-            }
-            _ => {
+    // The program is `args[0]`, looked up in the image by wpod as a
+    // command is (along `PATH`, `#!` followed); a program the image does not
+    // hold is refused then, by name. Two conveniences before that: a spec
+    // with no args at all runs the image's only `.wasm`, and a bare
+    // `name.wasm` at the image's root (runwasi's images name their module
+    // so) is that file.
+    match args.first() {
+        None => match wasm_files(&rootfs).as_slice() {
+            [only] => args.push(only.clone()),
+            found => {
                 return Err(BundleError::NoProgram {
                     bundle: bundle.to_owned(),
                     found: found.len(),
                 });
             }
+        },
+        Some(program)
+            if !program.contains('/')
+                && program.ends_with(".wasm")
+                && rootfs.join(program).is_file() =>
+        {
+            args[0] = format!("/{program}");
         }
+        Some(_) => {}
     }
     let env = process.env().clone().unwrap_or_default();
     let cwd = process.cwd().display().to_string();

@@ -286,16 +286,21 @@ impl Service {
         let runtime = self
             .runtime()
             .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
-        let handle = runtime
-            .start(container.pod.clone(), options)
-            .await
-            .map_err(|source| {
+        let handle = match runtime.start(container.pod.clone(), options).await {
+            Ok(handle) => handle,
+            Err(source) => {
+                // The container never ran: it ends as `wpod run` would
+                // (127 for a program not found, 126 for one that cannot
+                // run), so that containerd can delete it.
+                let code = i32::from(source.fault().exit_code());
+                self.ended(id, "", &task.init, code).await;
                 let id = id.to_owned();
-                error(
+                return Err(error(
                     Code::FAILED_PRECONDITION,
                     ServiceError::Wpod { id, source }.to_string(),
-                )
-            })?;
+                ));
+            }
+        };
         *task.execer.lock().expect("execer lock") = Some(handle.execer());
         let stop = handle.stopper();
         let terminate = handle.terminator();
@@ -480,7 +485,13 @@ impl Task for TaskService {
             if !task.init.is_created() {
                 return Err(already_started(&req.id));
             }
-            service.start_task(&req.id, &task).await?;
+            if let Err(e) = service.start_task(&req.id, &task).await {
+                // Whatever kept it from starting, it is stopped now (as a
+                // runc container whose start failed), so that it can be
+                // deleted.
+                service.ended(&req.id, "", &task.init, 128).await;
+                return Err(e);
+            }
             service
                 .publish(
                     TASK_START_EVENT_TOPIC,
@@ -497,7 +508,12 @@ impl Task for TaskService {
             if !exec.process.is_created() {
                 return Err(already_started(&req.exec_id));
             }
-            service.start_exec(&req.id, &req.exec_id, &task, &exec)?;
+            if let Err(e) = service.start_exec(&req.id, &req.exec_id, &task, &exec) {
+                service
+                    .ended(&req.id, &req.exec_id, &exec.process, 128)
+                    .await;
+                return Err(e);
+            }
             service
                 .publish(
                     TASK_EXEC_STARTED_EVENT_TOPIC,
@@ -553,7 +569,9 @@ impl Task for TaskService {
                 service.ended(&req.id, "", &task.init, code).await;
             } else {
                 let exec = task.process(&req.id, &req.exec_id)?;
-                service.ended(&req.id, &req.exec_id, &exec.process, code).await;
+                service
+                    .ended(&req.id, &req.exec_id, &exec.process, code)
+                    .await;
             }
         }
         Ok(Empty::new())

@@ -16,13 +16,7 @@ use support::{Containerd, RUNTIME, component, oci_image, pss_kib};
 #[test]
 fn ctr_run_prints_the_guest_output() {
     let containerd = Containerd::start();
-    let hello = std::fs::read(component("hello")).expect("the hello guest");
-    let image = "docker.io/wpod-test/hello:latest";
-    containerd.import(
-        "default",
-        &oci_image(image, &[("/hello.wasm", hello)], &["/hello.wasm"]),
-        image,
-    );
+    let image = import_hello(&containerd);
     let output = containerd.ctr(&["run", "--rm", "--runtime", RUNTIME, image, "hello-ctr"]);
     assert!(
         output.status.success(),
@@ -288,6 +282,19 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
 }
 
+/// Imports an image holding the wasip2 hello at `/hello.wasm`, its
+/// entrypoint, into containerd's `default` namespace; returns its name.
+fn import_hello(containerd: &Containerd) -> &'static str {
+    let hello = std::fs::read(component("hello")).expect("the hello guest");
+    let image = "docker.io/wpod-test/hello:latest";
+    containerd.import(
+        "default",
+        &oci_image(image, &[("/hello.wasm", hello)], &["/hello.wasm"]),
+        image,
+    );
+    image
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -377,6 +384,36 @@ fn a_task_runs_in_the_network_namespace_its_spec_names() {
             .status
             .success()
     );
+    containerd.wait_no_shims();
+    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+}
+
+/// A container whose program is not in its image does not start, and the
+/// error that comes back through containerd names the program and where it
+/// was looked for; nothing is left.
+#[test]
+fn a_missing_program_is_refused_by_name() {
+    let containerd = Containerd::start();
+    let image = import_hello(&containerd);
+    let output = containerd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        image,
+        "missing",
+        "/bin/nothing",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "ctr run succeeded: {stderr}");
+    assert!(
+        stderr.contains("/bin/nothing"),
+        "the error does not name the program: {stderr}"
+    );
+    // The task ended (127, as `wpod run` ends for a program not found), so
+    // `ctr run --rm` could delete it and its container.
+    let listed = containerd.ctr(&["containers", "ls", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
     containerd.wait_no_shims();
     assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
 }

@@ -23,15 +23,16 @@ pub fn component(name: &str) -> PathBuf {
     xtask::guest(root, "wasm32-wasip2", name)
 }
 
-/// Fails the test, saying how to get containerd, when it is not installed.
-fn require(program: &str) {
+/// Fails the test, saying how to get `program` (Debian's `package`), when
+/// it is not installed.
+fn require(program: &str, package: &str) {
     let found = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
         .unwrap_or(false);
     assert!(
         found,
-        "`{program}` is not installed: these tests start a private containerd 1.6+ with its CRI \
-         plugin; install Debian's `containerd` package (`apt-get install containerd`), as .ci/run does"
+        "`{program}` is not installed: the shim's tests start a private containerd 1.6+ with its \
+         CRI plugin; install Debian's `{package}` package (`apt-get install {package}`), as .ci/run does"
     );
 }
 
@@ -48,8 +49,8 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start() -> Containerd {
-        require("containerd");
-        require("ctr");
+        require("containerd", "containerd");
+        require("ctr", "containerd");
         assert!(
             rustix::process::geteuid().is_root(),
             "these tests start a containerd of their own, which must run as root (as .ci/run does)"
@@ -380,7 +381,7 @@ pub struct NetworkNamespace {
 
 impl NetworkNamespace {
     pub fn new(name: &str) -> NetworkNamespace {
-        require("ip");
+        require("ip", "iproute2");
         let ip = |args: &[&str]| {
             let output = Command::new("ip").args(args).output().expect("running ip");
             assert!(
