@@ -83,10 +83,19 @@ impl Shim for WpodShim {
             .as_deref()
             .map(|path| vec![(NETNS_ENV, path)])
             .unwrap_or_default();
-        // The first task of a sandbox starts the server; the next ones find
-        // its socket (the same address, derived from the sandbox id) and
-        // are served by it.
-        let address = spawn(opts, &grouping, vars).await?;
+        // The first task of a sandbox starts the server; the next ones are
+        // served by it, at the address derived from the sandbox id. Found
+        // here, the server is not spawned again only to find its socket
+        // taken (containerd-shim's `spawn` would do that, and exit).
+        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &grouping);
+        let serving = address
+            .strip_prefix("unix://")
+            .is_some_and(|path| std::os::unix::net::UnixStream::connect(path).is_ok());
+        let address = if serving {
+            address
+        } else {
+            spawn(opts, &grouping, vars).await?
+        };
         containerd_shim::asynchronous::util::write_str_to_file("address", &address).await?;
         Ok(address)
     }

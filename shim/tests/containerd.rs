@@ -35,9 +35,10 @@ fn ctr_run_prints_the_guest_output() {
 /// sandbox with runtime handler `wpod`, then two Wasm containers in it
 /// sharing a host folder: one writes a file there and serves the folder on
 /// the pod's localhost, the other reads that file and writes its own, which
-/// a program exec'd in it fetches from the first over localhost; both in the
-/// one shim of the sandbox; then the sandbox stopped and removed, with
-/// nothing left.
+/// a program exec'd in it fetches from the first over localhost; a second
+/// folder, mounted read-only, cannot be written; both containers in the one
+/// shim of the sandbox; then the sandbox stopped and removed, with nothing
+/// left.
 #[test]
 fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     let containerd = Containerd::start();
@@ -65,6 +66,10 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     );
     let shared = containerd.dir.join("shared");
     std::fs::create_dir(&shared).expect("the shared folder");
+    // A folder both containers see read-only (as a configMap volume is).
+    let config = containerd.dir.join("config");
+    std::fs::create_dir(&config).expect("the read-only folder");
+    std::fs::write(config.join("setting"), "on\n").expect("a file in the read-only folder");
     let logs = containerd.dir.join("logs");
     let port = free_port();
 
@@ -120,11 +125,18 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
                 image: tools.into(),
             }),
             command,
-            mounts: vec![cri::Mount {
-                container_path: "/data".into(),
-                host_path: shared.display().to_string(),
-                readonly: false,
-            }],
+            mounts: vec![
+                cri::Mount {
+                    container_path: "/data".into(),
+                    host_path: shared.display().to_string(),
+                    readonly: false,
+                },
+                cri::Mount {
+                    container_path: "/config".into(),
+                    host_path: config.display().to_string(),
+                    readonly: true,
+                },
+            ],
             log_path: format!("{name}.log"),
             linux: Some(cri::LinuxContainerConfig {
                 security_context: Some(cri::LinuxContainerSecurityContext {
@@ -228,6 +240,28 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         assert_eq!(
             std::fs::read_to_string(shared.join("web.txt")).expect("web.txt in the shared folder"),
             "written-by-web\n"
+        );
+        // The read-only mount is read-only: the file reads, a write fails.
+        let exec: cri::ExecSyncResponse = cri
+            .call(
+                "ExecSync",
+                cri::ExecSyncRequest {
+                    container_id: web.clone(),
+                    cmd: vec![
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        "cat /config/setting; echo changed > /config/setting".into(),
+                    ],
+                    timeout: 60,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", containerd.log()));
+        assert_eq!(String::from_utf8_lossy(&exec.stdout), "on\n");
+        assert_ne!(exec.exit_code, 0, "a write to a read-only mount succeeded");
+        assert_eq!(
+            std::fs::read_to_string(config.join("setting")).expect("the read-only file"),
+            "on\n"
         );
         for id in [&web, &client] {
             let status = cri.container_status(id).await;

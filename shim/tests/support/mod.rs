@@ -179,8 +179,16 @@ state = "{dir}/state"
     /// The PIDs of the shim servers serving this containerd (those started
     /// with its address), whatever their sandbox.
     pub fn shims(&self) -> Vec<u32> {
+        self.shim_servers()
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// The shim servers of this containerd: PID and socket (`-socket`).
+    fn shim_servers(&self) -> Vec<(u32, PathBuf)> {
         let address = self.address.to_string_lossy().into_owned();
-        let mut pids = Vec::new();
+        let mut servers = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
@@ -198,12 +206,15 @@ state = "{dir}/state"
             let ours = args
                 .windows(2)
                 .any(|w| w[0] == "-address" && w[1] == address);
-            let server = args.iter().any(|a| a == "-socket");
-            if is_shim && ours && server {
-                pids.push(pid);
+            let socket = args
+                .windows(2)
+                .find(|w| w[0] == "-socket")
+                .map(|w| PathBuf::from(w[1].trim_start_matches("unix://")));
+            if let (true, true, Some(socket)) = (is_shim, ours, socket) {
+                servers.push((pid, socket));
             }
         }
-        pids
+        servers
     }
 
     /// Waits (up to 20 s) until no shim of this containerd is left.
@@ -230,8 +241,11 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         // Shims first (they are containerd's grandchildren, in their own
         // process groups), then containerd, then what they left mounted.
-        for pid in self.shims() {
+        // A shim killed leaves its socket (in /run/containerd/s, where
+        // containerd-shim puts them whatever containerd's root).
+        for (pid, socket) in self.shim_servers() {
             kill(pid, rustix::process::Signal::KILL);
+            let _ = std::fs::remove_file(socket);
         }
         if let Some(mut child) = self.child.take() {
             kill(child.id(), rustix::process::Signal::TERM);
