@@ -20,6 +20,8 @@
 //! [`service::TaskService`] (the task API), [`bundle::Bundle`] (what of an
 //! OCI spec is honoured).
 
+#![cfg(target_os = "linux")]
+
 pub mod bundle;
 pub mod netns;
 pub mod process;

@@ -3,6 +3,7 @@
 //! namespace while the process has one thread, then runs containerd-shim's
 //! loop on tokio.
 
+#[cfg(target_os = "linux")]
 fn main() {
     // The shim server spawned by `start` for a pod with a network namespace
     // of its own is told its path; `start` and `delete` themselves never are.
@@ -26,4 +27,10 @@ fn main() {
         wpod_shim::RUNTIME_NAME,
         None,
     ));
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("containerd-shim-wpod-v1: containerd's runtime v2 shims run on Linux only");
+    std::process::exit(1);
 }
