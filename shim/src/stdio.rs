@@ -13,10 +13,13 @@ use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 use wpod::{ExecOutput, LogLine, LogSink, Stream};
 
+/// How many lines (or pieces of an exec's output) may wait for the FIFO.
+pub const QUEUE: usize = 4096;
+
 /// Where one container's output goes.
 #[derive(Debug)]
 pub struct Stdio {
-    sender: mpsc::UnboundedSender<Option<(Stream, Vec<u8>)>>,
+    sender: mpsc::Sender<Option<(Stream, Vec<u8>)>>,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -46,7 +49,7 @@ impl Stdio {
         let stdout = open_fifo(stdout)?;
         // `ctr run` without `-t` may give one FIFO for both streams.
         let stderr = open_fifo(stderr)?;
-        let (sender, mut receiver) = mpsc::unbounded_channel::<Option<(Stream, Vec<u8>)>>();
+        let (sender, mut receiver) = mpsc::channel::<Option<(Stream, Vec<u8>)>>(QUEUE);
         let writer = tokio::spawn(async move {
             let (mut stdout, mut stderr) = (stdout, stderr);
             while let Some(Some((stream, bytes))) = receiver.recv().await {
@@ -79,25 +82,38 @@ impl Stdio {
     /// Waits until every line sent so far is written, then closes the
     /// FIFOs. Call once the container has ended; later lines are dropped.
     pub async fn close(self) {
+        let Stdio { sender, writer } = self;
         // The end is said, not inferred from the senders' drop: wpod may
         // keep a clone of the sink for as long as it keeps the pod's data.
-        let _ = self.sender.send(None);
-        // A reader that stopped reading must not hold the shim: the lines
-        // left after a while are dropped with the FIFOs.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.writer).await;
+        // A reader that stopped reading must not hold the shim: after a
+        // while, the lines left are dropped with the FIFOs.
+        let abort = writer.abort_handle();
+        let drained = async move {
+            let _ = sender.send(None).await;
+            let _ = writer.await;
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(10), drained)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
     }
 }
 
 /// The [`LogSink`] of one container, and the [`ExecOutput`] of one exec.
 #[derive(Debug, Clone)]
 pub struct FifoSink {
-    sender: mpsc::UnboundedSender<Option<(Stream, Vec<u8>)>>,
+    sender: mpsc::Sender<Option<(Stream, Vec<u8>)>>,
 }
 
 impl FifoSink {
     /// Queues `bytes` for `stream` as they are.
+    /// Past [`QUEUE`] pieces waiting (a reader that stopped reading), the
+    /// new ones are dropped: a container never waits for its output, and
+    /// the shim does not grow with it.
     pub fn write_bytes(&self, stream: Stream, bytes: Vec<u8>) {
-        let _ = self.sender.send(Some((stream, bytes)));
+        let _ = self.sender.try_send(Some((stream, bytes)));
     }
 }
 
