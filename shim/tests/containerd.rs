@@ -42,28 +42,7 @@ fn ctr_run_prints_the_guest_output() {
 #[test]
 fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     let containerd = Containerd::start();
-    let pause = oci_image(
-        "docker.io/wpod-test/pause:latest",
-        &[("/pause", b"the sandbox runs nothing\n".to_vec())],
-        &["/pause"],
-    );
-    containerd.import("k8s.io", &pause, "pause");
-    let shell = std::fs::read(component("box")).expect("the box guest");
-    let http_get = std::fs::read(component("http_get")).expect("the http_get guest");
-    let tools = "docker.io/wpod-test/tools:latest";
-    containerd.import(
-        "k8s.io",
-        &oci_image(
-            tools,
-            &[
-                ("/bin/sh", shell.clone()),
-                ("/bin/httpd", shell),
-                ("/bin/http_get", http_get),
-            ],
-            &["/bin/sh"],
-        ),
-        tools,
-    );
+    import_tools(&containerd);
     let shared = containerd.dir.join("shared");
     std::fs::create_dir(&shared).expect("the shared folder");
     // A folder both containers see read-only (as a configMap volume is).
@@ -73,122 +52,52 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     let logs = containerd.dir.join("logs");
     let port = free_port();
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(async {
+    block_on(async {
         let mut cri = Cri::connect(containerd.address.clone()).await;
         // The pod uses the node's network, as `hostNetwork: true` does: no
         // CNI plugin is needed, and its containers meet on the shim's
         // localhost, which is the host's here.
-        let node_network = cri::NamespaceOption {
-            network: cri::NAMESPACE_NODE,
-            pid: cri::NAMESPACE_CONTAINER,
-            ipc: cri::NAMESPACE_POD,
-        };
-        let sandbox_config = cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: "pair".into(),
-                uid: "wpod-shim-test-pair".into(),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: "pair".into(),
-            log_directory: logs.display().to_string(),
-            linux: Some(cri::LinuxPodSandboxConfig {
-                cgroup_parent: String::new(),
-                security_context: Some(cri::LinuxSandboxSecurityContext {
-                    namespace_options: Some(node_network.clone()),
-                }),
-            }),
-            ..Default::default()
-        };
+        let network = cri::NAMESPACE_NODE;
+        let sandbox_config = cri::sandbox_config("pair", &logs, network);
         let started = Instant::now();
-        let sandbox: cri::RunPodSandboxResponse = cri
-            .call(
-                "RunPodSandbox",
-                cri::RunPodSandboxRequest {
-                    config: Some(sandbox_config.clone()),
-                    runtime_handler: "wpod".into(),
-                },
-            )
+        let sandbox_id = cri
+            .run_sandbox(&sandbox_config)
             .await
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", containerd.log()));
-        let sandbox_id = sandbox.pod_sandbox_id;
-        let container = |name: &str, command: Vec<String>| cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(cri::ImageSpec {
-                image: tools.into(),
-            }),
-            command,
-            mounts: vec![
-                cri::Mount {
-                    container_path: "/data".into(),
-                    host_path: shared.display().to_string(),
-                    readonly: false,
-                },
-                cri::Mount {
-                    container_path: "/config".into(),
-                    host_path: config.display().to_string(),
-                    readonly: true,
-                },
-            ],
-            log_path: format!("{name}.log"),
-            linux: Some(cri::LinuxContainerConfig {
-                security_context: Some(cri::LinuxContainerSecurityContext {
-                    namespace_options: Some(node_network.clone()),
-                }),
-            }),
-            ..Default::default()
-        };
+        let mounts = vec![
+            cri::Mount {
+                container_path: "/data".into(),
+                host_path: shared.display().to_string(),
+                readonly: false,
+            },
+            cri::Mount {
+                container_path: "/config".into(),
+                host_path: config.display().to_string(),
+                readonly: true,
+            },
+        ];
         let mut ids = Vec::new();
-        for (name, command) in [
+        for (name, script) in [
             (
                 "web",
-                vec![
-                    "/bin/sh".to_owned(),
-                    "-c".to_owned(),
-                    format!(
-                        "echo written-by-web > /data/web.txt && httpd -q -p {port} -a 127.0.0.1 -h /data"
-                    ),
-                ],
+                format!(
+                    "echo written-by-web > /data/web.txt && httpd -q -p {port} -a 127.0.0.1 -h /data"
+                ),
             ),
             (
                 "client",
-                vec![
-                    "/bin/sh".to_owned(),
-                    "-c".to_owned(),
-                    "until test -e /data/web.txt; do sleep 0.05; done; cat /data/web.txt; \
-                     echo written-by-client > /data/client.txt; sleep infinity"
-                        .to_owned(),
-                ],
+                "until test -e /data/web.txt; do sleep 0.05; done; cat /data/web.txt; \
+                 echo written-by-client > /data/client.txt; sleep infinity"
+                    .to_owned(),
             ),
         ] {
-            let created: cri::CreateContainerResponse = cri
-                .call(
-                    "CreateContainer",
-                    cri::CreateContainerRequest {
-                        pod_sandbox_id: sandbox_id.clone(),
-                        config: Some(container(name, command)),
-                        sandbox_config: Some(sandbox_config.clone()),
-                    },
-                )
+            let command = vec!["/bin/sh".to_owned(), "-c".to_owned(), script];
+            let container = cri::container_config(name, TOOLS, command, mounts.clone(), network);
+            let id = cri
+                .start_container(&sandbox_id, &sandbox_config, container)
                 .await
-                .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}\n{}", containerd.log()));
-            let _: cri::Empty = cri
-                .call(
-                    "StartContainer",
-                    cri::ContainerIdRequest {
-                        container_id: created.container_id.clone(),
-                    },
-                )
-                .await
-                .unwrap_or_else(|e| panic!("StartContainer {name}: {e}\n{}", containerd.log()));
-            ids.push(created.container_id);
+                .unwrap_or_else(|e| panic!("container {name}: {e}\n{}", containerd.log()));
+            ids.push(id);
         }
         let second_running = started.elapsed();
         let (web, client) = (ids[0].clone(), ids[1].clone());
@@ -199,7 +108,9 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         let client_log = loop {
             let log = std::fs::read_to_string(logs.join("client.log")).unwrap_or_default();
             // The kubelet's log format: `TIME stdout F LINE`.
-            if log.lines().any(|line| line.ends_with(" stdout F written-by-web"))
+            if log
+                .lines()
+                .any(|line| line.ends_with(" stdout F written-by-web"))
                 && shared.join("client.txt").exists()
             {
                 break log;
@@ -232,7 +143,10 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             .await
             .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", containerd.log()));
         assert_eq!(
-            (exec.exit_code, String::from_utf8_lossy(&exec.stdout).into_owned()),
+            (
+                exec.exit_code,
+                String::from_utf8_lossy(&exec.stdout).into_owned()
+            ),
             (0, "written-by-client\n".to_owned()),
             "the exec's stderr: {}\n--- the client's log\n{client_log}",
             String::from_utf8_lossy(&exec.stderr)
@@ -277,6 +191,8 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             pss_kib(shims[0]).unwrap_or(0)
         );
 
+        // As the kubelet removes a pod: the sandbox stopped (and with it
+        // its containers), then removed.
         let _: cri::Empty = cri
             .call(
                 "StopPodSandbox",
@@ -316,6 +232,33 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
 }
 
+/// The image of the CRI tests' containers: the `box` guest as `/bin/sh` and
+/// `/bin/httpd` (its applets), and `http_get`.
+const TOOLS: &str = "docker.io/wpod-test/tools:latest";
+
+/// Imports, for the CRI plugin (namespace `k8s.io`), the sandbox image it
+/// is configured with (`pause`, which the shim never reads) and [`TOOLS`].
+fn import_tools(containerd: &Containerd) {
+    let pause = oci_image(
+        "docker.io/wpod-test/pause:latest",
+        &[("/pause", b"the sandbox runs nothing\n".to_vec())],
+        &["/pause"],
+    );
+    containerd.import("k8s.io", &pause, "pause");
+    let shell = std::fs::read(component("box")).expect("the box guest");
+    let http_get = std::fs::read(component("http_get")).expect("the http_get guest");
+    let tools = oci_image(
+        TOOLS,
+        &[
+            ("/bin/sh", shell.clone()),
+            ("/bin/httpd", shell),
+            ("/bin/http_get", http_get),
+        ],
+        &["/bin/sh"],
+    );
+    containerd.import("k8s.io", &tools, TOOLS);
+}
+
 /// Imports an image holding the wasip2 hello at `/hello.wasm`, its
 /// entrypoint, into containerd's `default` namespace; returns its name.
 fn import_hello(containerd: &Containerd) -> &'static str {
@@ -329,11 +272,97 @@ fn import_hello(containerd: &Containerd) -> &'static str {
     image
 }
 
+/// Runs `future` on a tokio runtime made for it (the CRI client's).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("a free port")
+}
+
+/// A pod with a network of its own, as most pods have: the CRI plugin makes
+/// a network namespace and asks CNI (a bridge, here) for an address; the
+/// shim joins that namespace, so the container serves on the pod's address
+/// and its localhost there, and not on the host's. After removal the
+/// namespace is gone.
+#[test]
+fn a_pod_on_a_cni_network_serves_on_its_own_address() {
+    let bridge = format!("wpodtest{}", std::process::id() % 100_000);
+    let (containerd, _bridge) = Containerd::start_with_cni(&bridge, "10.247.31.0/24");
+    import_tools(&containerd);
+    let logs = containerd.dir.join("logs");
+    let port = free_port();
+    block_on(async {
+        let mut cri = Cri::connect(containerd.address.clone()).await;
+        let sandbox_config = cri::sandbox_config("cni", &logs, cri::NAMESPACE_POD);
+        let sandbox_id = cri
+            .run_sandbox(&sandbox_config)
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", containerd.log()));
+        let command = vec![
+            "/bin/httpd".to_owned(),
+            "-q".into(),
+            "-p".into(),
+            port.to_string(),
+            "-h".into(),
+            "/".into(),
+        ];
+        let web = cri::container_config("web", TOOLS, command, vec![], cri::NAMESPACE_POD);
+        cri.start_container(&sandbox_id, &sandbox_config, web)
+            .await
+            .unwrap_or_else(|e| panic!("container web: {e}\n{}", containerd.log()));
+        let status: cri::PodSandboxStatusResponse = cri
+            .call(
+                "PodSandboxStatus",
+                cri::SandboxIdRequest {
+                    pod_sandbox_id: sandbox_id.clone(),
+                },
+            )
+            .await
+            .expect("PodSandboxStatus");
+        let ip: std::net::IpAddr = status
+            .status
+            .and_then(|status| status.network)
+            .and_then(|network| network.ip.parse().ok())
+            .expect("the pod's address");
+        let netns = containerd.sandbox_netns(&sandbox_id);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for address in [
+            std::net::SocketAddr::new(ip, port),
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        ] {
+            while !support::connects_in(&netns, address) {
+                assert!(
+                    Instant::now() < deadline,
+                    "nothing serves on {address} in the pod's network\n{}",
+                    containerd.log()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert!(
+            std::net::TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_millis(500)
+            )
+            .is_err(),
+            "the pod's server is reachable on the host's localhost"
+        );
+        cri.stop_and_remove(&sandbox_id)
+            .await
+            .unwrap_or_else(|e| panic!("removing the sandbox: {e}\n{}", containerd.log()));
+        assert!(!netns.exists(), "{} is left", netns.display());
+    });
+    containerd.wait_no_shims();
+    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
 }
 
 /// A task whose spec names a network namespace to join (as the CRI plugin

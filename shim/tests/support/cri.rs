@@ -5,7 +5,7 @@
 //! tonic, so no `protoc` is needed to build the tests.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -230,6 +230,26 @@ pub struct ContainerStatus {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxStatusResponse {
+    #[prost(message, optional, tag = "1")]
+    pub status: Option<PodSandboxStatus>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxStatus {
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(message, optional, tag = "5")]
+    pub network: Option<PodSandboxNetworkStatus>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PodSandboxNetworkStatus {
+    #[prost(string, tag = "1")]
+    pub ip: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct ListPodSandboxResponse {
     #[prost(message, repeated, tag = "1")]
     pub items: Vec<IdOnly>,
@@ -246,6 +266,71 @@ pub struct ListContainersResponse {
 pub struct IdOnly {
     #[prost(string, tag = "1")]
     pub id: String,
+}
+
+/// A sandbox's config as the kubelet makes it, its logs in `log_directory`;
+/// `network` is [`NAMESPACE_NODE`] (`hostNetwork: true`) or
+/// [`NAMESPACE_POD`] (a network of the pod's own, from CNI).
+pub fn sandbox_config(name: &str, log_directory: &Path, network: i32) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("wpod-shim-test-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        // As the kubelet: a pod on the node's network has the node's name.
+        hostname: if network == NAMESPACE_NODE {
+            String::new()
+        } else {
+            name.into()
+        },
+        log_directory: log_directory.display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: String::new(),
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces(network)),
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container's config as the kubelet makes it: `command` from `image`,
+/// with `mounts`, its log in `NAME.log`, in the pod's `network` mode.
+pub fn container_config(
+    name: &str,
+    image: &str,
+    command: Vec<String>,
+    mounts: Vec<Mount>,
+    network: i32,
+) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+        }),
+        command,
+        mounts,
+        log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces(network)),
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+fn namespaces(network: i32) -> NamespaceOption {
+    NamespaceOption {
+        network,
+        pid: NAMESPACE_CONTAINER,
+        ipc: NAMESPACE_POD,
+    }
 }
 
 /// A connection to the CRI plugin's socket (containerd's gRPC address).
@@ -293,6 +378,66 @@ impl Cri {
             .unary(tonic::Request::new(request), path, codec)
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// `RunPodSandbox` with runtime handler `wpod`; the sandbox's id.
+    pub async fn run_sandbox(
+        &mut self,
+        config: &PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        let response: RunPodSandboxResponse = self
+            .call(
+                "RunPodSandbox",
+                RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: "wpod".into(),
+                },
+            )
+            .await?;
+        Ok(response.pod_sandbox_id)
+    }
+
+    /// `CreateContainer` then `StartContainer`; the container's id.
+    pub async fn start_container(
+        &mut self,
+        sandbox_id: &str,
+        sandbox: &PodSandboxConfig,
+        config: ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        let created: CreateContainerResponse = self
+            .call(
+                "CreateContainer",
+                CreateContainerRequest {
+                    pod_sandbox_id: sandbox_id.into(),
+                    config: Some(config),
+                    sandbox_config: Some(sandbox.clone()),
+                },
+            )
+            .await?;
+        let _: Empty = self
+            .call(
+                "StartContainer",
+                ContainerIdRequest {
+                    container_id: created.container_id.clone(),
+                },
+            )
+            .await?;
+        Ok(created.container_id)
+    }
+
+    /// `StopPodSandbox` then `RemovePodSandbox`.
+    pub async fn stop_and_remove(&mut self, sandbox_id: &str) -> Result<(), tonic::Status> {
+        for method in ["StopPodSandbox", "RemovePodSandbox"] {
+            let _: Empty = self
+                .call(
+                    method,
+                    SandboxIdRequest {
+                        pod_sandbox_id: sandbox_id.into(),
+                    },
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     pub async fn container_status(&mut self, id: &str) -> ContainerStatus {

@@ -49,6 +49,59 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start() -> Containerd {
+        Containerd::start_with(|_| {})
+    }
+
+    /// A containerd whose CRI plugin gives pods a CNI network: a bridge
+    /// `bridge` with no address of its own (the host gets no route to the
+    /// pods, and no forwarding is turned on), with host-local addresses
+    /// from `subnet`, through Debian's plugins (containernetworking-plugins).
+    /// The bridge is removed when the returned guard drops.
+    pub fn start_with_cni(bridge: &str, subnet: &str) -> (Containerd, CniBridge) {
+        let guard = CniBridge {
+            name: bridge.to_owned(),
+        };
+        let containerd = Containerd::start_with(|dir| {
+            let plugins = Path::new("/usr/lib/cni");
+            for plugin in ["bridge", "host-local", "loopback"] {
+                assert!(
+                    plugins.join(plugin).is_file(),
+                    "the CNI plugin `{plugin}` is not installed: install Debian's \
+                     `containernetworking-plugins` package, as .ci/run does"
+                );
+                std::os::unix::fs::symlink(plugins.join(plugin), dir.join("cni-bin").join(plugin))
+                    .expect("linking a CNI plugin");
+            }
+            let config = serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": "wpod-test",
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": bridge,
+                        "isGateway": false,
+                        "ipMasq": false,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{ "subnet": subnet }]],
+                            "dataDir": dir.join("cni-ipam"),
+                        },
+                    },
+                    { "type": "loopback" },
+                ],
+            });
+            std::fs::write(
+                dir.join("cni-conf").join("10-wpod-test.conflist"),
+                config.to_string(),
+            )
+            .expect("writing the CNI config");
+        });
+        (containerd, guard)
+    }
+
+    /// Starts containerd after `prepare` has written what it wants in the
+    /// test's folder.
+    fn start_with(prepare: impl FnOnce(&Path)) -> Containerd {
         require("containerd", "containerd");
         require("ctr", "containerd");
         assert!(
@@ -92,6 +145,7 @@ state = "{dir}/state"
             dir = dir.display()
         );
         std::fs::write(dir.join("config.toml"), config).expect("writing containerd's config");
+        prepare(&dir);
         // `WPOD_SHIM` points at another build of the shim (a release
         // build, to measure it); the default is the one cargo built.
         let shim = std::env::var_os("WPOD_SHIM")
@@ -229,6 +283,27 @@ state = "{dir}/state"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The network namespace the CRI plugin made for a sandbox, as its
+    /// bundle's spec names it.
+    pub fn sandbox_netns(&self, sandbox_id: &str) -> PathBuf {
+        let spec = self
+            .dir
+            .join("state/io.containerd.runtime.v2.task/k8s.io")
+            .join(sandbox_id)
+            .join("config.json");
+        let spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&spec).expect("the sandbox's spec"))
+                .expect("the sandbox's spec is JSON");
+        spec["linux"]["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|ns| ns["type"] == "network")
+            .and_then(|ns| ns["path"].as_str())
+            .map(PathBuf::from)
+            .expect("the sandbox's spec names a network namespace")
     }
 
     /// The mounts under the test's folder, deepest first.
@@ -386,6 +461,19 @@ pub fn pss_kib(pid: u32) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// A CNI bridge the CRI plugin makes on the host, deleted on drop.
+pub struct CniBridge {
+    name: String,
+}
+
+impl Drop for CniBridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .output();
+    }
+}
+
 /// A named network namespace (`ip netns add`) with its loopback up, deleted
 /// on drop.
 pub struct NetworkNamespace {
@@ -414,28 +502,34 @@ impl NetworkNamespace {
     }
 
     /// Whether a TCP connection to `address` succeeds from inside the
-    /// namespace (from a thread of its own that joins it).
+    /// namespace.
     pub fn connects(&self, address: std::net::SocketAddr) -> bool {
-        let path = self.path.clone();
-        std::thread::spawn(move || {
-            let Ok(file) = std::fs::File::open(&path) else {
-                return false;
-            };
-            // `setns` moves this thread only, which then ends.
-            use std::os::fd::AsFd;
-            if rustix::thread::move_into_link_name_space(
-                file.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .is_err()
-            {
-                return false;
-            }
-            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
-        })
-        .join()
-        .unwrap_or(false)
+        connects_in(&self.path, address)
     }
+}
+
+/// Whether a TCP connection to `address` succeeds from inside the network
+/// namespace at `path` (from a thread of its own that joins it).
+pub fn connects_in(path: &Path, address: std::net::SocketAddr) -> bool {
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        let Ok(file) = std::fs::File::open(&path) else {
+            return false;
+        };
+        // `setns` moves this thread only, which then ends.
+        use std::os::fd::AsFd;
+        if rustix::thread::move_into_link_name_space(
+            file.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .is_err()
+        {
+            return false;
+        }
+        std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
+    })
+    .join()
+    .unwrap_or(false)
 }
 
 impl Drop for NetworkNamespace {
