@@ -7,7 +7,7 @@
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::path::{Path, PathBuf};
-use wpod::{ContainerSpec, HostPathType, PodSpec, RestartPolicy};
+use wpod::{ContainerSpec, HostPathType, PodSpec, PortSpec, Protocol, RestartPolicy};
 
 /// The CRI annotation naming the pod sandbox a container belongs to.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
@@ -15,6 +15,10 @@ pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 pub const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
 /// The CRI annotation with the container's name in its pod.
 pub const CONTAINER_NAME_ANNOTATION: &str = "io.kubernetes.cri.container-name";
+/// The kubelet's annotation with the container's `ports` (JSON), which the
+/// CRI plugin passes into the spec when the runtime's
+/// `container_annotations` lists it. An HTTP component is served on one.
+pub const PORTS_ANNOTATION: &str = "io.kubernetes.container.ports";
 
 /// What a bundle asks the shim to run.
 #[derive(Debug, Clone)]
@@ -73,6 +77,10 @@ pub enum BundleError {
         "{bundle}: the bundle's folder cannot serve as a wpod image folder (`<root>/<namespace>/<id>`); use containerd's own bundle layout"
     )]
     Layout { bundle: PathBuf },
+    #[error(
+        "{bundle}: annotation `{PORTS_ANNOTATION}` is not the kubelet's list of ports: {message}"
+    )]
+    Ports { bundle: PathBuf, message: String },
     #[error("{bundle}: the container does not make a valid wpod pod: {message}")]
     Pod { bundle: PathBuf, message: String },
 }
@@ -180,6 +188,16 @@ fn container(
         bundle: bundle.to_owned(),
     })?;
     let mut container = ContainerSpec::new(dns_label(name, "main"), reference);
+    if let Some(ports) = spec
+        .annotations()
+        .as_ref()
+        .and_then(|annotations| annotations.get(PORTS_ANNOTATION))
+    {
+        container.ports = ports_of(ports).map_err(|message| BundleError::Ports {
+            bundle: bundle.to_owned(),
+            message,
+        })?;
+    }
     if let Some(limit) = spec
         .linux()
         .as_ref()
@@ -233,6 +251,38 @@ fn container(
         image_json,
         skipped_mounts,
     })
+}
+
+/// The kubelet's `io.kubernetes.container.ports`: the container's `ports` as
+/// JSON (`[{"name":"http","containerPort":8080,"protocol":"TCP"}]`). Only
+/// what a container port is matters here: a `hostPort` is the network's
+/// (CNI's portmap) to publish, not the shim's.
+fn ports_of(json: &str) -> Result<Vec<PortSpec>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Port {
+        name: Option<String>,
+        container_port: u16,
+        protocol: Option<String>,
+    }
+    let ports: Vec<Port> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    ports
+        .into_iter()
+        .map(|port| {
+            let protocol = match port.protocol.as_deref() {
+                None | Some("TCP") => Protocol::Tcp,
+                Some("UDP") => Protocol::Udp,
+                Some(other) => return Err(format!("protocol `{other}` is neither TCP nor UDP")),
+            };
+            Ok(PortSpec {
+                name: port.name,
+                container_port: port.container_port,
+                host_port: None,
+                host_ip: None,
+                protocol,
+            })
+        })
+        .collect()
 }
 
 /// The mounts an OCI runtime gives every Linux container (`/proc`, `/dev`,
@@ -368,6 +418,22 @@ mod tests {
         assert!(system_path("/proc"));
         assert!(!system_path("/devices"));
         assert!(!system_path("/data"));
+    }
+
+    #[test]
+    fn ports() {
+        let ports = ports_of(r#"[{"name":"http","containerPort":8080,"protocol":"TCP"},{"containerPort":53,"protocol":"UDP","hostPort":53}]"#).unwrap();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(
+            (ports[0].name.as_deref(), ports[0].container_port),
+            (Some("http"), 8080)
+        );
+        assert_eq!(
+            (ports[1].protocol, ports[1].host_port),
+            (Protocol::Udp, None)
+        );
+        assert!(ports_of(r#"[{"containerPort":1,"protocol":"SCTP"}]"#).is_err());
+        assert!(ports_of("{}").is_err());
     }
 
     #[test]

@@ -233,7 +233,8 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
 }
 
 /// The image of the CRI tests' containers: the `box` guest as `/bin/sh` and
-/// `/bin/httpd` (its applets), and `http_get`.
+/// `/bin/httpd` (its applets), `http_get`, and the HTTP component
+/// `http_proxy`.
 const TOOLS: &str = "docker.io/wpod-test/tools:latest";
 
 /// Imports, for the CRI plugin (namespace `k8s.io`), the sandbox image it
@@ -247,12 +248,14 @@ fn import_tools(containerd: &Containerd) {
     containerd.import("k8s.io", &pause, "pause");
     let shell = std::fs::read(component("box")).expect("the box guest");
     let http_get = std::fs::read(component("http_get")).expect("the http_get guest");
+    let http_proxy = std::fs::read(component("http_proxy")).expect("the http_proxy guest");
     let tools = oci_image(
         TOOLS,
         &[
             ("/bin/sh", shell.clone()),
             ("/bin/httpd", shell),
             ("/bin/http_get", http_get),
+            ("/bin/http_proxy", http_proxy),
         ],
         &["/bin/sh"],
     );
@@ -290,8 +293,9 @@ fn free_port() -> u16 {
 
 /// A pod with a network of its own, as most pods have: the CRI plugin makes
 /// a network namespace and asks CNI (a bridge, here) for an address; the
-/// shim joins that namespace, so the container serves on the pod's address
-/// and its localhost there, and not on the host's. After removal the
+/// shim joins that namespace, so a container serves on the pod's address
+/// and its localhost there, and not on the host's; an HTTP component is
+/// served on the port the kubelet's annotation gives. After removal the
 /// namespace is gone.
 #[test]
 fn a_pod_on_a_cni_network_serves_on_its_own_address() {
@@ -319,6 +323,24 @@ fn a_pod_on_a_cni_network_serves_on_its_own_address() {
         cri.start_container(&sandbox_id, &sandbox_config, web)
             .await
             .unwrap_or_else(|e| panic!("container web: {e}\n{}", containerd.log()));
+        // An HTTP component, served on its port: the kubelet gives the
+        // container's `ports` as an annotation, which the CRI plugin passes
+        // on for this runtime (`container_annotations`).
+        let api_port = free_port();
+        let mut api = cri::container_config(
+            "api",
+            TOOLS,
+            vec!["/bin/http_proxy".into()],
+            vec![],
+            cri::NAMESPACE_POD,
+        );
+        api.annotations.insert(
+            "io.kubernetes.container.ports".into(),
+            format!(r#"[{{"name":"http","containerPort":{api_port},"protocol":"TCP"}}]"#),
+        );
+        cri.start_container(&sandbox_id, &sandbox_config, api)
+            .await
+            .unwrap_or_else(|e| panic!("container api: {e}\n{}", containerd.log()));
         let status: cri::PodSandboxStatusResponse = cri
             .call(
                 "PodSandboxStatus",
@@ -348,6 +370,19 @@ fn a_pod_on_a_cni_network_serves_on_its_own_address() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        let api = std::net::SocketAddr::new(ip, api_port);
+        let body = loop {
+            if let Some(body) = support::http_get_in(&netns, api, "/") {
+                break body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the HTTP component does not answer on {api}\n{}",
+                containerd.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(body.trim_end(), "hello from http_proxy");
         assert!(
             std::net::TcpStream::connect_timeout(
                 &std::net::SocketAddr::from(([127, 0, 0, 1], port)),

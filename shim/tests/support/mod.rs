@@ -139,6 +139,7 @@ state = "{dir}/state"
     conf_dir = "{dir}/cni-conf"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wpod]
     runtime_type = "{RUNTIME}"
+    container_annotations = ["io.kubernetes.container.ports"]
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
 "#,
@@ -509,27 +510,53 @@ impl NetworkNamespace {
 }
 
 /// Whether a TCP connection to `address` succeeds from inside the network
-/// namespace at `path` (from a thread of its own that joins it).
+/// namespace at `path`.
 pub fn connects_in(path: &Path, address: std::net::SocketAddr) -> bool {
+    in_netns(path, move || {
+        std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
+    })
+    .unwrap_or(false)
+}
+
+/// The body of `GET path` (HTTP/1.0) to `address`, from inside the network
+/// namespace at `path`; `None` if it cannot be had.
+pub fn http_get_in(netns: &Path, address: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let request = format!("GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n");
+    in_netns(netns, move || {
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        let status = head.split(' ').nth(1);
+        (status == Some("200")).then(|| body.to_owned())
+    })
+    .flatten()
+}
+
+/// Runs `work` on a thread of its own that joins the network namespace at
+/// `path` first (`setns` moves that thread only); `None` if it cannot.
+fn in_netns<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
     let path = path.to_owned();
     std::thread::spawn(move || {
-        let Ok(file) = std::fs::File::open(&path) else {
-            return false;
-        };
-        // `setns` moves this thread only, which then ends.
+        let file = std::fs::File::open(&path).ok()?;
         use std::os::fd::AsFd;
-        if rustix::thread::move_into_link_name_space(
+        rustix::thread::move_into_link_name_space(
             file.as_fd(),
             Some(rustix::thread::LinkNameSpaceType::Network),
         )
-        .is_err()
-        {
-            return false;
-        }
-        std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_ok()
+        .ok()?;
+        Some(work())
     })
     .join()
-    .unwrap_or(false)
+    .ok()
+    .flatten()
 }
 
 impl Drop for NetworkNamespace {
