@@ -126,22 +126,18 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         // A program exec'd in the client's container (as `kubectl exec` and
         // exec probes do) reaches the web container on the pod's localhost,
         // which serves it the client's file from the shared folder.
-        let exec: cri::ExecSyncResponse = cri
-            .call(
-                "ExecSync",
-                cri::ExecSyncRequest {
-                    container_id: client.clone(),
-                    cmd: vec![
-                        "/bin/http_get".into(),
-                        "--retry-ms".into(),
-                        "30000".into(),
-                        format!("http://127.0.0.1:{port}/client.txt"),
-                    ],
-                    timeout: 60,
-                },
+        let exec = cri
+            .exec_sync(
+                &client,
+                &[
+                    "/bin/http_get",
+                    "--retry-ms",
+                    "30000",
+                    &format!("http://127.0.0.1:{port}/client.txt"),
+                ],
+                || containerd.log(),
             )
-            .await
-            .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", containerd.log()));
+            .await;
         assert_eq!(
             (
                 exec.exit_code,
@@ -156,21 +152,10 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             "written-by-web\n"
         );
         // The read-only mount is read-only: the file reads, a write fails.
-        let exec: cri::ExecSyncResponse = cri
-            .call(
-                "ExecSync",
-                cri::ExecSyncRequest {
-                    container_id: web.clone(),
-                    cmd: vec![
-                        "/bin/sh".into(),
-                        "-c".into(),
-                        "cat /config/setting; echo changed > /config/setting".into(),
-                    ],
-                    timeout: 60,
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", containerd.log()));
+        let script = "cat /config/setting; echo changed > /config/setting";
+        let exec = cri
+            .exec_sync(&web, &["/bin/sh", "-c", script], || containerd.log())
+            .await;
         assert_eq!(String::from_utf8_lossy(&exec.stdout), "on\n");
         assert_ne!(exec.exit_code, 0, "a write to a read-only mount succeeded");
         assert_eq!(
@@ -181,6 +166,21 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             let status = cri.container_status(id).await;
             assert_eq!(status.state, cri::CONTAINER_RUNNING, "{status:?}");
         }
+        // What the kubelet reads for `kubectl top`: the Wasm memory the
+        // container holds, and the CPU time spent in it.
+        let stats: cri::ContainerStatsResponse = cri
+            .expect("ContainerStats", cri::container(&web), || containerd.log())
+            .await;
+        let stats = stats.stats.expect("the web container's stats");
+        let memory = stats.memory.and_then(|m| m.usage_bytes).map(|v| v.value);
+        let cpu = stats
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map(|v| v.value);
+        assert!(
+            memory.is_some_and(|bytes| bytes > 0) && cpu.is_some_and(|nanos| nanos > 0),
+            "memory {memory:?}, cpu {cpu:?}"
+        );
 
         // Both containers are guests of one shim process: the sandbox's.
         let shims = containerd.shims();
@@ -194,27 +194,19 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         // As the kubelet removes a pod: the sandbox stopped (and with it
         // its containers), then removed.
         let _: cri::Empty = cri
-            .call(
-                "StopPodSandbox",
-                cri::SandboxIdRequest {
-                    pod_sandbox_id: sandbox_id.clone(),
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", containerd.log()));
+            .expect("StopPodSandbox", cri::sandbox(&sandbox_id), || {
+                containerd.log()
+            })
+            .await;
         for id in [&web, &client] {
             let status = cri.container_status(id).await;
             assert_eq!(status.state, cri::CONTAINER_EXITED, "{status:?}");
         }
         let _: cri::Empty = cri
-            .call(
-                "RemovePodSandbox",
-                cri::SandboxIdRequest {
-                    pod_sandbox_id: sandbox_id.clone(),
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", containerd.log()));
+            .expect("RemovePodSandbox", cri::sandbox(&sandbox_id), || {
+                containerd.log()
+            })
+            .await;
 
         // Nothing left: no sandbox, no container, no shim, no mount.
         let sandboxes: cri::ListPodSandboxResponse = cri
@@ -342,14 +334,10 @@ fn a_pod_on_a_cni_network_serves_on_its_own_address() {
             .await
             .unwrap_or_else(|e| panic!("container api: {e}\n{}", containerd.log()));
         let status: cri::PodSandboxStatusResponse = cri
-            .call(
-                "PodSandboxStatus",
-                cri::SandboxIdRequest {
-                    pod_sandbox_id: sandbox_id.clone(),
-                },
-            )
-            .await
-            .expect("PodSandboxStatus");
+            .expect("PodSandboxStatus", cri::sandbox(&sandbox_id), || {
+                containerd.log()
+            })
+            .await;
         let ip: std::net::IpAddr = status
             .status
             .and_then(|status| status.network)

@@ -171,6 +171,22 @@ pub struct ContainerIdRequest {
     pub container_id: String,
 }
 
+/// The request naming container `id` (`StartContainer`, `ContainerStatus`,
+/// `ContainerStats`).
+pub fn container(id: &str) -> ContainerIdRequest {
+    ContainerIdRequest {
+        container_id: id.into(),
+    }
+}
+
+/// The request naming sandbox `id` (`StopPodSandbox`, `RemovePodSandbox`,
+/// `PodSandboxStatus`).
+pub fn sandbox(id: &str) -> SandboxIdRequest {
+    SandboxIdRequest {
+        pod_sandbox_id: id.into(),
+    }
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SandboxIdRequest {
     #[prost(string, tag = "1")]
@@ -227,6 +243,40 @@ pub struct ContainerStatus {
     pub message: String,
     #[prost(string, tag = "15")]
     pub log_path: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerStatsResponse {
+    #[prost(message, optional, tag = "1")]
+    pub stats: Option<ContainerStats>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ContainerStats {
+    #[prost(message, optional, tag = "2")]
+    pub cpu: Option<CpuUsage>,
+    #[prost(message, optional, tag = "3")]
+    pub memory: Option<MemoryUsage>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CpuUsage {
+    #[prost(message, optional, tag = "2")]
+    pub usage_core_nano_seconds: Option<UInt64Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemoryUsage {
+    #[prost(message, optional, tag = "2")]
+    pub working_set_bytes: Option<UInt64Value>,
+    #[prost(message, optional, tag = "4")]
+    pub usage_bytes: Option<UInt64Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UInt64Value {
+    #[prost(uint64, tag = "1")]
+    pub value: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -378,6 +428,40 @@ impl Cri {
             .unary(tonic::Request::new(request), path, codec)
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// A call that must succeed: a failure panics with the status and what
+    /// `context` tells (containerd's log).
+    pub async fn expect<Req, Resp>(
+        &mut self,
+        method: &str,
+        request: Req,
+        context: impl FnOnce() -> String,
+    ) -> Resp
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        match self.call(method, request).await {
+            Ok(response) => response,
+            Err(status) => panic!("{method}: {status}\n{}", context()),
+        }
+    }
+
+    /// `ExecSync` of `command` in container `id`, as an exec probe or
+    /// `kubectl exec` (a minute at most).
+    pub async fn exec_sync(
+        &mut self,
+        id: &str,
+        command: &[&str],
+        context: impl FnOnce() -> String,
+    ) -> ExecSyncResponse {
+        let request = ExecSyncRequest {
+            container_id: id.into(),
+            cmd: command.iter().map(|word| word.to_string()).collect(),
+            timeout: 60,
+        };
+        self.expect("ExecSync", request, context).await
     }
 
     /// `RunPodSandbox` with runtime handler `wpod`; the sandbox's id.
