@@ -17,7 +17,7 @@
 //! pod does, so the pod's containers meet on its localhost.
 //!
 //! Where to read next: `docs/kubernetes.md` (installing and configuring it),
-//! [`service::TaskService`] (the task API), [`bundle::Bundle`] (what of an
+//! [`task::TaskService`] (the task API), [`service::Service`] (what it does), [`bundle::Bundle`] (what of an
 //! OCI spec is honoured).
 
 #![cfg(target_os = "linux")]
@@ -27,6 +27,7 @@ pub mod netns;
 pub mod process;
 pub mod service;
 pub mod stdio;
+pub mod task;
 
 use async_trait::async_trait;
 use containerd_shim::asynchronous::publisher::RemotePublisher;
@@ -62,7 +63,7 @@ impl std::fmt::Debug for WpodShim {
 
 #[async_trait]
 impl Shim for WpodShim {
-    type T = service::TaskService;
+    type T = task::TaskService;
 
     async fn new(_runtime_id: &str, args: &Flags, config: &mut Config) -> Self {
         // The shim starts no child processes: no reaping of them.
@@ -118,7 +119,7 @@ impl Shim for WpodShim {
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
-        service::TaskService(Arc::new(service::Service::new(
+        task::TaskService(Arc::new(service::Service::new(
             &self.namespace,
             publisher,
             self.exit.clone(),

@@ -1,5 +1,6 @@
-//! The task service containerd calls (runtime v2, `containerd.task.v2.Task`
-//! over ttrpc): one per shim process, holding every task of one pod sandbox.
+//! The shim's state and work: one [`Service`] per shim process, holding
+//! every task of one pod sandbox (the calls containerd makes are in
+//! [`crate::task`]).
 //!
 //! Each container is a one-container wpod pod on the shim's [`wpod::Runtime`]
 //! (one engine, one compile cache for the whole pod sandbox); the sandbox
@@ -15,55 +16,42 @@
 //! `/tasks/delete`.
 
 use crate::bundle::{Bundle, BundleError, ContainerTask, TaskKind};
-use crate::process::{Action, Exit, Process, Status as ProcessStatus};
+use crate::process::{Action, Process};
 use crate::stdio::Stdio;
-use async_trait::async_trait;
 use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::asynchronous::publisher::RemotePublisher;
-use containerd_shim::protos::api::{
-    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    DeleteResponse, Empty, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse, ProcessInfo,
-    ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
-    StatsResponse, Status, WaitRequest, WaitResponse,
-};
-use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskStart,
-};
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{EnumOrUnknown, MessageDyn, MessageField};
-use containerd_shim::protos::shim_async::Task;
-use containerd_shim::protos::topics::{
-    TASK_CREATE_EVENT_TOPIC, TASK_DELETE_EVENT_TOPIC, TASK_EXEC_ADDED_EVENT_TOPIC,
-    TASK_EXEC_STARTED_EVENT_TOPIC, TASK_EXIT_EVENT_TOPIC, TASK_START_EVENT_TOPIC,
-};
+use containerd_shim::protos::api::CreateTaskRequest;
+use containerd_shim::protos::events::task::TaskExit;
+use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim::protos::topics::TASK_EXIT_EVENT_TOPIC;
 use containerd_shim::protos::ttrpc::{self, Code};
-use containerd_shim::{Context, TtrpcContext, TtrpcResult};
+use containerd_shim::{Context, TtrpcResult};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use wpod::{ExecRequest, ImagePath, PodOptions, Runtime, RuntimeConfig};
 
-struct TaskState {
-    bundle: Bundle,
-    rootfs_mounted: bool,
+pub(crate) struct TaskState {
+    pub(crate) bundle: Bundle,
+    pub(crate) rootfs_mounted: bool,
     /// The container (or the sandbox).
-    init: Process,
+    pub(crate) init: Process,
     /// The wpod pod's `exec` and usage, while it runs.
-    execer: Mutex<Option<wpod::Execer>>,
+    pub(crate) execer: Mutex<Option<wpod::Execer>>,
     /// The task's `exec` processes, by exec id.
-    execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
+    pub(crate) execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
 }
 
 /// A program run in a container by `exec`.
-struct ExecProcess {
+pub(crate) struct ExecProcess {
     /// The program and its arguments.
-    args: Vec<String>,
-    process: Process,
+    pub(crate) args: Vec<String>,
+    pub(crate) process: Process,
 }
 
 impl TaskState {
-    /// The task's init process (`exec_id` empty) or one of its execs.
-    fn process(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<ExecProcess>> {
+    /// One of the task's execs.
+    pub(crate) fn process(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<ExecProcess>> {
         self.execs
             .lock()
             .expect("execs lock")
@@ -82,10 +70,10 @@ impl TaskState {
 pub struct Service {
     namespace: String,
     publisher: RemotePublisher,
-    exit: Arc<ExitSignal>,
+    pub(crate) exit: Arc<ExitSignal>,
     /// Made with the first container (sandboxes need no engine).
     runtime: Mutex<Option<Runtime>>,
-    tasks: Mutex<HashMap<String, Arc<TaskState>>>,
+    pub(crate) tasks: Mutex<HashMap<String, Arc<TaskState>>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -153,7 +141,7 @@ impl Service {
         Ok(made)
     }
 
-    fn task(&self, id: &str) -> TtrpcResult<Arc<TaskState>> {
+    pub(crate) fn task(&self, id: &str) -> TtrpcResult<Arc<TaskState>> {
         self.tasks
             .lock()
             .expect("tasks lock")
@@ -163,7 +151,7 @@ impl Service {
     }
 
     /// Calls `with` on the task's init process (`exec_id` empty) or exec.
-    fn with_process<T>(
+    pub(crate) fn with_process<T>(
         &self,
         id: &str,
         exec_id: &str,
@@ -177,7 +165,7 @@ impl Service {
         Ok(with(&task, &exec.process))
     }
 
-    async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+    pub(crate) async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
         if let Err(e) = self
             .publisher
             .publish(Context::default(), topic, &self.namespace, event)
@@ -187,7 +175,10 @@ impl Service {
         }
     }
 
-    async fn create_task(&self, req: &CreateTaskRequest) -> Result<Arc<TaskState>, ServiceError> {
+    pub(crate) async fn create_task(
+        &self,
+        req: &CreateTaskRequest,
+    ) -> Result<Arc<TaskState>, ServiceError> {
         let path = PathBuf::from(&req.bundle);
         let rootfs = path.join("rootfs");
         // containerd hands the snapshot's mounts to the shim, which mounts
@@ -239,7 +230,11 @@ impl Service {
     }
 
     /// Starts a created task; its end is published from a task of its own.
-    async fn start_task(self: &Arc<Self>, id: &str, task: &Arc<TaskState>) -> TtrpcResult<()> {
+    pub(crate) async fn start_task(
+        self: &Arc<Self>,
+        id: &str,
+        task: &Arc<TaskState>,
+    ) -> TtrpcResult<()> {
         let (stop, terminate): (Action, Action) = match &task.bundle.kind {
             // The sandbox ends when it is killed: SIGKILL as a killed
             // process (137), anything else as pause does (0).
@@ -326,7 +321,7 @@ impl Service {
     /// Starts an exec: the program runs in the container through wpod's
     /// `Execer`; a program that cannot run ends it as `wpod exec` ends
     /// (126, 127), with the reason on its stderr.
-    fn start_exec(
+    pub(crate) fn start_exec(
         self: &Arc<Self>,
         id: &str,
         exec_id: &str,
@@ -396,7 +391,7 @@ impl Service {
     }
 
     /// Records a process's end and tells containerd (once).
-    async fn ended(&self, id: &str, exec_id: &str, process: &Process, code: i32) {
+    pub(crate) async fn ended(&self, id: &str, exec_id: &str, process: &Process, code: i32) {
         let Some(exit) = process.end(code) else {
             return;
         };
@@ -415,385 +410,13 @@ impl Service {
     }
 }
 
-/// The shim's service, as containerd-shim's server wants it.
-#[derive(Clone, Debug)]
-pub struct TaskService(pub Arc<Service>);
-
-#[async_trait]
-impl Task for TaskService {
-    async fn create(
-        &self,
-        _ctx: &TtrpcContext,
-        req: CreateTaskRequest,
-    ) -> TtrpcResult<CreateTaskResponse> {
-        let service = &self.0;
-        if service
-            .tasks
-            .lock()
-            .expect("tasks lock")
-            .contains_key(&req.id)
-        {
-            return Err(error(
-                Code::ALREADY_EXISTS,
-                format!("task `{}` already exists", req.id),
-            ));
-        }
-        if req.terminal {
-            return Err(no_terminal(&req.id));
-        }
-        let task = service
-            .create_task(&req)
-            .await
-            .map_err(|e| error(Code::INVALID_ARGUMENT, e.to_string()))?;
-        service
-            .tasks
-            .lock()
-            .expect("tasks lock")
-            .insert(req.id.clone(), task);
-        let pid = std::process::id();
-        service
-            .publish(
-                TASK_CREATE_EVENT_TOPIC,
-                Box::new(TaskCreate {
-                    container_id: req.id.clone(),
-                    bundle: req.bundle.clone(),
-                    rootfs: req.rootfs.clone(),
-                    io: MessageField::some(TaskIO {
-                        stdin: req.stdin.clone(),
-                        stdout: req.stdout.clone(),
-                        stderr: req.stderr.clone(),
-                        terminal: req.terminal,
-                        ..Default::default()
-                    }),
-                    checkpoint: req.checkpoint.clone(),
-                    pid,
-                    ..Default::default()
-                }),
-            )
-            .await;
-        Ok(CreateTaskResponse {
-            pid,
-            ..Default::default()
-        })
-    }
-
-    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
-        let service = &self.0;
-        let task = service.task(&req.id)?;
-        let pid = std::process::id();
-        if req.exec_id.is_empty() {
-            if !task.init.is_created() {
-                return Err(already_started(&req.id));
-            }
-            if let Err(e) = service.start_task(&req.id, &task).await {
-                // Whatever kept it from starting, it is stopped now (as a
-                // runc container whose start failed), so that it can be
-                // deleted.
-                service.ended(&req.id, "", &task.init, 128).await;
-                return Err(e);
-            }
-            service
-                .publish(
-                    TASK_START_EVENT_TOPIC,
-                    Box::new(TaskStart {
-                        container_id: req.id.clone(),
-                        pid,
-                        ..Default::default()
-                    }),
-                )
-                .await;
-            task.init.start_published();
-        } else {
-            let exec = task.process(&req.id, &req.exec_id)?;
-            if !exec.process.is_created() {
-                return Err(already_started(&req.exec_id));
-            }
-            if let Err(e) = service.start_exec(&req.id, &req.exec_id, &task, &exec) {
-                service
-                    .ended(&req.id, &req.exec_id, &exec.process, 128)
-                    .await;
-                return Err(e);
-            }
-            service
-                .publish(
-                    TASK_EXEC_STARTED_EVENT_TOPIC,
-                    Box::new(TaskExecStarted {
-                        container_id: req.id.clone(),
-                        exec_id: req.exec_id.clone(),
-                        pid,
-                        ..Default::default()
-                    }),
-                )
-                .await;
-            exec.process.start_published();
-        }
-        Ok(StartResponse {
-            pid,
-            ..Default::default()
-        })
-    }
-
-    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
-        self.0.with_process(&req.id, &req.exec_id, |task, process| {
-            let (status, exit) = match process.status() {
-                ProcessStatus::Created => (Status::CREATED, None),
-                ProcessStatus::Running => (Status::RUNNING, None),
-                ProcessStatus::Stopped(exit) => (Status::STOPPED, Some(exit)),
-            };
-            StateResponse {
-                id: req.id.clone(),
-                exec_id: req.exec_id.clone(),
-                bundle: task.bundle.path.display().to_string(),
-                pid: std::process::id(),
-                status: EnumOrUnknown::new(status),
-                stdin: process.io.0.clone(),
-                stdout: process.io.1.clone(),
-                stderr: process.io.2.clone(),
-                exit_status: exit.as_ref().map_or(0, |e| e.code),
-                exited_at: exit.map(|e| e.at).into(),
-                ..Default::default()
-            }
-        })
-    }
-
-    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
-        let service = &self.0;
-        let never_started = service.with_process(&req.id, &req.exec_id, |_, process| {
-            process.signal(req.signal)
-        })?;
-        if never_started {
-            // A process killed before it started never runs.
-            let task = service.task(&req.id)?;
-            let code = 128 + req.signal as i32;
-            if req.exec_id.is_empty() {
-                service.ended(&req.id, "", &task.init, code).await;
-            } else {
-                let exec = task.process(&req.id, &req.exec_id)?;
-                service
-                    .ended(&req.id, &req.exec_id, &exec.process, code)
-                    .await;
-            }
-        }
-        Ok(Empty::new())
-    }
-
-    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
-        let service = &self.0;
-        let task = service.task(&req.id)?;
-        if req.terminal {
-            return Err(no_terminal(&req.id));
-        }
-        if !req.stdin.is_empty() {
-            log::debug!("exec {} in {}: stdin is not read", req.exec_id, req.id);
-        }
-        // The process is the OCI spec's `process`, as JSON.
-        let args = req
-            .spec
-            .as_ref()
-            .and_then(|spec| serde_json::from_slice::<serde_json::Value>(&spec.value).ok())
-            .and_then(|process| {
-                serde_json::from_value::<Vec<String>>(process.get("args")?.clone()).ok()
-            })
-            .filter(|args| !args.is_empty())
-            .ok_or_else(|| {
-                error(
-                    Code::INVALID_ARGUMENT,
-                    format!(
-                        "exec {} in {}: the process has no args",
-                        req.exec_id, req.id
-                    ),
-                )
-            })?;
-        {
-            let mut execs = task.execs.lock().expect("execs lock");
-            if execs.contains_key(&req.exec_id) {
-                return Err(error(
-                    Code::ALREADY_EXISTS,
-                    format!("task `{}` has a process `{}` already", req.id, req.exec_id),
-                ));
-            }
-            let process = Process::new(&req.stdin, &req.stdout, &req.stderr);
-            execs.insert(req.exec_id.clone(), Arc::new(ExecProcess { args, process }));
-        }
-        service
-            .publish(
-                TASK_EXEC_ADDED_EVENT_TOPIC,
-                Box::new(TaskExecAdded {
-                    container_id: req.id.clone(),
-                    exec_id: req.exec_id.clone(),
-                    ..Default::default()
-                }),
-            )
-            .await;
-        Ok(Empty::new())
-    }
-
-    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
-        let task = self.0.task(&req.id)?;
-        let exit = if req.exec_id.is_empty() {
-            task.init.wait().await
-        } else {
-            task.process(&req.id, &req.exec_id)?.process.wait().await
-        };
-        Ok(WaitResponse {
-            exit_status: exit.code,
-            exited_at: MessageField::some(exit.at),
-            ..Default::default()
-        })
-    }
-
-    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
-        let service = &self.0;
-        let task = service.task(&req.id)?;
-        let exit = service.with_process(&req.id, &req.exec_id, |_, process| {
-            match process.status() {
-                ProcessStatus::Running => Err(error(
-                    Code::FAILED_PRECONDITION,
-                    format!(
-                        "process `{}` of task `{}` is running; kill it first",
-                        req.exec_id, req.id
-                    ),
-                )),
-                ProcessStatus::Created => Ok(Exit {
-                    code: 0,
-                    at: Timestamp::now(),
-                }),
-                ProcessStatus::Stopped(exit) => Ok(exit),
-            }
-        })??;
-        let pid = std::process::id();
-        if !req.exec_id.is_empty() {
-            task.execs.lock().expect("execs lock").remove(&req.exec_id);
-            return Ok(DeleteResponse {
-                pid,
-                exit_status: exit.code,
-                exited_at: MessageField::some(exit.at),
-                ..Default::default()
-            });
-        }
-        service.tasks.lock().expect("tasks lock").remove(&req.id);
-        if task.rootfs_mounted {
-            unmount(&task.bundle.path.join("rootfs"));
-        }
-        service
-            .publish(
-                TASK_DELETE_EVENT_TOPIC,
-                Box::new(TaskDelete {
-                    container_id: req.id.clone(),
-                    id: req.id.clone(),
-                    pid,
-                    exit_status: exit.code,
-                    exited_at: MessageField::some(exit.at.clone()),
-                    ..Default::default()
-                }),
-            )
-            .await;
-        Ok(DeleteResponse {
-            pid,
-            exit_status: exit.code,
-            exited_at: MessageField::some(exit.at),
-            ..Default::default()
-        })
-    }
-
-    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
-        self.0.task(&req.id)?;
-        Ok(PidsResponse {
-            processes: vec![ProcessInfo {
-                pid: std::process::id(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
-    }
-
-    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
-        use containerd_shim::protos::cgroups::metrics::{
-            CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics,
-        };
-        let task = self.0.task(&req.id)?;
-        let usage = task
-            .execer
-            .lock()
-            .expect("execer lock")
-            .as_ref()
-            .map(|execer| execer.usage())
-            .unwrap_or_default();
-        let memory: u64 = usage.iter().map(|u| u.memory_bytes).sum();
-        let cpu: u128 = usage.iter().map(|u| u.cpu_time.as_nanos()).sum();
-        let limit = usage.iter().filter_map(|u| u.memory_limit).sum::<u64>();
-        // cgroup v1's shape, which containerd's CRI plugin reads: the Wasm
-        // memory the container holds and the CPU time spent in it.
-        let metrics = Metrics {
-            memory: MessageField::some(MemoryStat {
-                usage: MessageField::some(MemoryEntry {
-                    usage: memory,
-                    limit,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            cpu: MessageField::some(CPUStat {
-                usage: MessageField::some(CPUUsage {
-                    total: u64::try_from(cpu).unwrap_or(u64::MAX),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let stats = containerd_shim::util::convert_to_any(Box::new(metrics))
-            .map_err(|e| error(Code::INTERNAL, e.to_string()))?;
-        Ok(StatsResponse {
-            stats: MessageField::some(stats),
-            ..Default::default()
-        })
-    }
-
-    async fn connect(
-        &self,
-        _ctx: &TtrpcContext,
-        req: ConnectRequest,
-    ) -> TtrpcResult<ConnectResponse> {
-        self.0.task(&req.id)?;
-        Ok(ConnectResponse {
-            shim_pid: std::process::id(),
-            task_pid: std::process::id(),
-            ..Default::default()
-        })
-    }
-
-    async fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
-        // containerd asks after each task's delete; the shim holds the
-        // whole pod, so it goes only with its last task.
-        if req.now || self.0.tasks.lock().expect("tasks lock").is_empty() {
-            self.0.exit.signal();
-        }
-        Ok(Empty::new())
-    }
-}
-
-fn no_terminal(id: &str) -> ttrpc::Error {
-    error(
-        Code::INVALID_ARGUMENT,
-        format!("task `{id}`: wpod containers have no terminal (drop `-t`/`tty: true`)"),
-    )
-}
-
-fn already_started(id: &str) -> ttrpc::Error {
-    error(
-        Code::FAILED_PRECONDITION,
-        format!("process `{id}` was already started"),
-    )
-}
-
-fn error(code: Code, message: String) -> ttrpc::Error {
+pub(crate) fn error(code: Code, message: String) -> ttrpc::Error {
     ttrpc::Error::RpcStatus(ttrpc::get_status(code, message))
 }
 
 /// Unmounts a container's root filesystem; a failure is logged (containerd
 /// unmounts the bundle's rootfs again when it removes the bundle).
-fn unmount(rootfs: &std::path::Path) {
+pub(crate) fn unmount(rootfs: &std::path::Path) {
     if let Err(e) = rustix::mount::unmount(rootfs, rustix::mount::UnmountFlags::DETACH) {
         log::warn!("cannot unmount {}: {e}", rootfs.display());
     }
