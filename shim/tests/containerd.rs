@@ -191,6 +191,27 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             pss_kib(shims[0]).unwrap_or(0)
         );
 
+        // As the kubelet stops a container: SIGTERM, which asks the guest to
+        // end (`/run/wpod/terminating`; `sleep` does not look), then after
+        // the grace period SIGKILL, which interrupts it: exit 137.
+        let stopping = Instant::now();
+        let stop = cri::StopContainerRequest {
+            container_id: client.clone(),
+            timeout: 1,
+        };
+        let _: cri::Empty = cri.expect("StopContainer", stop, || containerd.log()).await;
+        let status = cri.container_status(&client).await;
+        assert_eq!(
+            (status.state, status.exit_code),
+            (cri::CONTAINER_EXITED, 137),
+            "{status:?}"
+        );
+        assert!(
+            stopping.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            stopping.elapsed()
+        );
+
         // As the kubelet removes a pod: the sandbox stopped (and with it
         // its containers), then removed.
         let _: cri::Empty = cri

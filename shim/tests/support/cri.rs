@@ -166,6 +166,15 @@ pub struct LinuxContainerSecurityContext {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct StopContainerRequest {
+    #[prost(string, tag = "1")]
+    pub container_id: String,
+    /// Seconds between SIGTERM and SIGKILL.
+    #[prost(int64, tag = "2")]
+    pub timeout: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct ContainerIdRequest {
     #[prost(string, tag = "1")]
     pub container_id: String,
