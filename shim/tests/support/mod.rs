@@ -289,22 +289,29 @@ state = "{dir}/state"
     /// The network namespace the CRI plugin made for a sandbox, as its
     /// bundle's spec names it.
     pub fn sandbox_netns(&self, sandbox_id: &str) -> PathBuf {
-        let spec = self
-            .dir
-            .join("state/io.containerd.runtime.v2.task/k8s.io")
-            .join(sandbox_id)
-            .join("config.json");
-        let spec: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&spec).expect("the sandbox's spec"))
-                .expect("the sandbox's spec is JSON");
-        spec["linux"]["namespaces"]
-            .as_array()
+        netns_of(&self.bundles().join(sandbox_id))
+            .expect("the sandbox's spec names a network namespace")
+    }
+
+    /// The network namespaces the CRI plugin made for the sandboxes it
+    /// still has (those in /run/netns its tasks' specs name).
+    fn sandbox_namespaces(&self) -> Vec<PathBuf> {
+        let bundles = std::fs::read_dir(self.bundles())
             .into_iter()
             .flatten()
-            .find(|ns| ns["type"] == "network")
-            .and_then(|ns| ns["path"].as_str())
-            .map(PathBuf::from)
-            .expect("the sandbox's spec names a network namespace")
+            .flatten();
+        let mut namespaces: Vec<PathBuf> = bundles
+            .filter_map(|bundle| netns_of(&bundle.path()))
+            .filter(|path| path.starts_with("/run/netns") || path.starts_with("/var/run/netns"))
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        namespaces
+    }
+
+    /// Where containerd keeps the CRI plugin's task bundles.
+    fn bundles(&self) -> PathBuf {
+        self.dir.join("state/io.containerd.runtime.v2.task/k8s.io")
     }
 
     /// The mounts under the test's folder, deepest first.
@@ -317,6 +324,9 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         // Shims first (they are containerd's grandchildren, in their own
         // process groups), then containerd, then what they left mounted.
+        // The pods' network namespaces (CNI's, in /run/netns) outlive a
+        // containerd killed before it removed its sandboxes.
+        let namespaces = self.sandbox_namespaces();
         // A shim killed leaves its socket (in /run/containerd/s, where
         // containerd-shim puts them whatever containerd's root).
         for (pid, socket) in self.shim_servers() {
@@ -341,8 +351,25 @@ impl Drop for Containerd {
         for mount in mounts_under(&self.dir) {
             let _ = rustix::mount::unmount(&mount, rustix::mount::UnmountFlags::DETACH);
         }
+        for namespace in namespaces {
+            let _ = rustix::mount::unmount(&namespace, rustix::mount::UnmountFlags::DETACH);
+            let _ = std::fs::remove_file(&namespace);
+        }
         // The TempDir removes the folder.
     }
+}
+
+/// The network namespace path a bundle's spec names, if any.
+fn netns_of(bundle: &Path) -> Option<PathBuf> {
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).ok()?).ok()?;
+    spec["linux"]["namespaces"]
+        .as_array()?
+        .iter()
+        .find(|ns| ns["type"] == "network")
+        .and_then(|ns| ns["path"].as_str())
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
 }
 
 fn kill(pid: u32, signal: rustix::process::Signal) {
