@@ -58,6 +58,7 @@ impl Containerd {
     /// from `subnet`, through Debian's plugins (containernetworking-plugins).
     /// The bridge is removed when the returned guard drops.
     pub fn start_with_cni(bridge: &str, subnet: &str) -> (Containerd, CniBridge) {
+        netns_folder_ready();
         let guard = CniBridge {
             name: bridge.to_owned(),
         };
@@ -359,6 +360,27 @@ impl Drop for Containerd {
     }
 }
 
+/// Makes /run/netns what `ip netns` makes it on first use, once per test
+/// run, before any test adds a namespace there: a mount of itself, shared.
+/// Were `ip` to make it while the CRI plugin of another test has just bound
+/// a pod's namespace there, that namespace would be hidden under the new
+/// mount, and could not be removed.
+fn netns_folder_ready() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        require("ip", "iproute2");
+        let name = format!("wpod-shim-ready-{}", std::process::id());
+        for args in [["netns", "add", &name], ["netns", "del", &name]] {
+            let output = Command::new("ip").args(args).output().expect("running ip");
+            assert!(
+                output.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    });
+}
+
 /// The network namespace path a bundle's spec names, if any.
 fn netns_of(bundle: &Path) -> Option<PathBuf> {
     let spec: serde_json::Value =
@@ -512,6 +534,7 @@ pub struct NetworkNamespace {
 impl NetworkNamespace {
     pub fn new(name: &str) -> NetworkNamespace {
         require("ip", "iproute2");
+        netns_folder_ready();
         let ip = |args: &[&str]| {
             let output = Command::new("ip").args(args).output().expect("running ip");
             assert!(
