@@ -708,28 +708,107 @@ spec:
     image: {path}
 """)
         env = self.env(WPOD_CACHE_DIR=str(cache))
+        # `auto` (tiered, the default): the program's output comes from Winch's code, then wpod
+        # waits for Cranelift's compile before it exits. Timed to the output line and to exit.
+        tiered = {"to its output": [], "to exit": []}
+        for _ in range(self.large_first_runs):
+            shutil.rmtree(cache, ignore_errors=True)
+            to_line, to_exit = self.time_to_line([self.wpod, "run", str(pod)], b"large module ok",
+                                                 env)
+            tiered["to its output"].append(to_line)
+            tiered["to exit"].append(to_exit)
+        tier = (cache / "files").exists() and next((cache / "files").iterdir()).read_text()
+        if not tier or tier.splitlines()[3:4] != ["cranelift"]:
+            raise CannotMeasure(f"the auto first run left no Cranelift artifact: {tier!r}")
         first = self.hyperfine(
             "large-first",
-            {"wpod first run (empty cache)": [self.wpod, "run", str(pod)],
-             "wasmtime run -C cache=n": self.wt(str(path), cache=False)},
+            {"wpod first run, --compiler cranelift": [self.wpod, "run", "--compiler",
+                                                      "cranelift", str(pod)],
+             "wasmtime run -C cache=n": self.wt(str(path), cache=False),
+             "wasmtime run -C cache=n -C compiler=winch": self.wt("-C", "compiler=winch",
+                                                                  str(path), cache=False)},
             runs=self.large_first_runs, warmup=0, env=env,
-            prepare={"wpod first run (empty cache)": ["rm", "-rf", str(cache)]})
+            prepare={"wpod first run, --compiler cranelift": ["rm", "-rf", str(cache)]})
+        # The cache now holds Cranelift's code (the last run above): the second run's.
         warm = self.hyperfine(
             "large-warm",
             {"wpod second run (warm cache)": [self.wpod, "run", str(pod)],
              "wasmtime run (warm cache)": self.wt(str(path))},
             runs=self.large_warm_runs, warmup=1, env=env)
-        self.raw["large"] = {**first, **warm}
+        self.raw["large"] = {**first, **warm, **{f"wpod first run (auto) {k}": v
+                                                 for k, v in tiered.items()}}
         med = {label: median(v) * 1e3 for label, v in {**first, **warm}.items()}
+        for label, values in tiered.items():
+            med[f"wpod first run (auto) {label}"] = median(values) * 1e3
         for label, value in med.items():
-            note(f"{label:34} {value:9.1f} ms")
-        name = f"large module ({size:.0f} MB), first run"
-        self.row("large", name, med["wpod first run (empty cache)"], "ms",
-                 "wasmtime run -C cache=n", med["wasmtime run -C cache=n"], target=("<=", 1.0),
-                 fmt="{:.0f}")
-        self.row("large", f"large module ({size:.0f} MB), second run",
+            note(f"{label:44} {value:9.1f} ms")
+        cold = med["wasmtime run -C cache=n"]
+        self.row("large", f"large module ({size:.0f} MB), first run (auto: Winch), to its output",
+                 med["wpod first run (auto) to its output"], "ms", "wasmtime run -C cache=n",
+                 cold, target=("<=", 0.2), fmt="{:.0f}")
+        self.row("large", f"large module ({size:.0f} MB), first run (auto), to exit (waits for "
+                 "Cranelift's compile for later runs)", med["wpod first run (auto) to exit"],
+                 "ms", "wasmtime run -C cache=n", cold, fmt="{:.0f}")
+        self.row("large", f"large module ({size:.0f} MB), first run (auto: Winch), to its output",
+                 med["wpod first run (auto) to its output"], "ms",
+                 "wasmtime run -C cache=n -C compiler=winch",
+                 med["wasmtime run -C cache=n -C compiler=winch"], fmt="{:.0f}")
+        self.row("large", f"large module ({size:.0f} MB), first run, --compiler cranelift",
+                 med["wpod first run, --compiler cranelift"], "ms", "wasmtime run -C cache=n",
+                 cold, target=("<=", 1.0), fmt="{:.0f}")
+        self.row("large", f"large module ({size:.0f} MB), second run (Cranelift's code)",
                  med["wpod second run (warm cache)"], "ms", "wasmtime run, warm cache",
                  med["wasmtime run (warm cache)"], fmt="{:.1f}")
+        self.bench_tiers()
+
+    def bench_tiers(self):
+        """Winch's code against Cranelift's on a CPU-bound guest (`probe primes N`), each from a
+        warm cache of its own: what the fast first compile costs while it runs."""
+        probe = self.guests / "probe.wasm"
+        below = 3_000_000 if not self.quick else 300_000
+        step(f"Winch's code vs Cranelift's: probe primes {below}, warm caches "
+             f"({self.large_warm_runs} runs)")
+        pod = self.write_pod("primes", f"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: primes
+spec:
+  restartPolicy: Never
+  containers:
+  - name: primes
+    image: {probe}
+    args: [primes, "{below}"]
+""")
+        commands = {}
+        for compiler in ("cranelift", "winch"):
+            cache = self.work / f"tier-cache-{compiler}"
+            commands[f"wpod --compiler {compiler}"] = [
+                "env", f"WPOD_CACHE_DIR={cache}", self.wpod, "run", "--compiler", compiler,
+                str(pod)]
+        times = self.hyperfine("tiers", commands, runs=self.large_warm_runs, warmup=1)
+        self.raw["tiers"] = times
+        med = {label: median(v) * 1e3 for label, v in times.items()}
+        for label, value in med.items():
+            note(f"{label:44} {value:9.1f} ms")
+        self.row("large", f"CPU-bound guest (probe primes {below}), Winch's code",
+                 med["wpod --compiler winch"], "ms", "the same with Cranelift's code",
+                 med["wpod --compiler cranelift"], fmt="{:.0f}")
+
+    def time_to_line(self, argv, line, env):
+        """Starts `argv`; seconds until `line` appears on its stdout, and until it exits."""
+        started = time.monotonic()
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        seen = None
+        for out in child.stdout:
+            if seen is None and line in out:
+                seen = time.monotonic() - started
+        code = child.wait()
+        ended = time.monotonic() - started
+        if code != 0 or seen is None:
+            raise CannotMeasure(f"{shlex.join(map(str, argv))} exited {code}, "
+                                f"{'with' if seen else 'without'} {line!r}")
+        return seen, ended
 
     def bench_many(self):
         step(f"100 pods at once: one wpod run of a 100-pod manifest (`---`) vs 100 wasmtime CLI "

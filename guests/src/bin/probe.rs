@@ -11,7 +11,7 @@ use wpod_guests::exit;
 
 use wpod_guests::error_text;
 
-const USAGE: &str = "usage: probe env | exit N | write PATH TEXT | append PATH TEXT | read PATH | \
+const USAGE: &str = "usage: probe env | exit N | primes N | write PATH TEXT | append PATH TEXT | read PATH | \
 ls DIR | readonly DIR FILE | grow-memory [--die] | trap | spin | sleep MS | lines N | stat PATH | \
 connect HOST:PORT | resolve NAME | spew BYTES | fill PATH BYTES | open-files DIR N";
 
@@ -90,6 +90,16 @@ fn main() {
             loop {
                 counter = std::hint::black_box(counter).wrapping_add(1);
             }
+        }
+        "primes" => {
+            // CPU-bound work with a checkable answer (bench/run compares
+            // Winch's code with Cranelift's on it): primes below N by trial
+            // division.
+            let below: u64 = number(arg(2));
+            let count = (2..below)
+                .filter(|&k| (2..).take_while(|d| d * d <= k).all(|d| k % d != 0))
+                .count();
+            println!("{count} primes below {below}");
         }
         "sleep" => {
             let ms: u64 = number(arg(2));
