@@ -36,8 +36,9 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use wpod::{ContainerSpec, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
 //!
-//! // One runtime per process: it owns the engine every container shares.
-//! let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false })?;
+//! // One runtime per process: it owns the engine every container shares
+//! // (no disk cache here: `RuntimeConfig::from_env` finds wpod's).
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
 //! // A pod from YAML (or built in code with `PodSpec::builder`).
 //! let yaml = format!(
 //!     "apiVersion: v1\nkind: Pod\nmetadata: {{name: hello}}\nspec:\n  restartPolicy: Never\n  containers:\n  - {{name: app, image: '{}'}}\n",

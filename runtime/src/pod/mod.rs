@@ -39,8 +39,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use wasmtime::Engine;
 
-/// Settings of a [`Runtime`], fixed for its life.
-#[derive(Debug, Clone)]
+/// Settings of a [`Runtime`], fixed for its life. The default: no disk
+/// cache, WASI 0.3 off, tiered compilation.
+#[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
     /// Where compiled programs are cached between runs; `None` disables the
     /// disk cache (programs are still compiled once per runtime).
@@ -223,7 +224,7 @@ pub enum PodEvent {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use wpod::{ContainerSpec, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
 ///
-/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false, compiler: Default::default() })?;
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
 /// let pod = PodSpec::builder("demo")
 ///     .container(ContainerSpec::new("app", wasm_file("app", false)))
 ///     .restart_policy(RestartPolicy::Never)
@@ -585,7 +586,7 @@ impl Runtime {
     /// # std::fs::write(&wasm, b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\x00\x0b").unwrap();
     /// use wpod::{ContainerSpec, PodOptions, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
     ///
-    /// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false, compiler: Default::default() })?;
+    /// let runtime = Runtime::new(RuntimeConfig::default())?;
     /// let pod = PodSpec::builder("blocking")
     ///     .container(ContainerSpec::new("app", wasm.display().to_string()))
     ///     .restart_policy(RestartPolicy::Never)
@@ -639,7 +640,7 @@ pub(crate) fn start_epoch_ticker(engine: &Engine) {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use wpod::{ContainerSpec, PodEvent, PodOptions, PodPhase, PodSpec, RestartPolicy, Runtime, RuntimeConfig};
 ///
-/// let runtime = Runtime::new(RuntimeConfig { cache_dir: None, wasip3: false, compiler: Default::default() })?;
+/// let runtime = Runtime::new(RuntimeConfig::default())?;
 /// let pod = PodSpec::builder("spinner")
 ///     .container(ContainerSpec::new("busy", wasm_file("busy", true)))
 ///     .restart_policy(RestartPolicy::Never)
