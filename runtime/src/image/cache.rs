@@ -296,7 +296,7 @@ impl Compiler {
         if self.choice != CompilerChoice::Cranelift {
             let winch = match self.found(&source, Tier::Winch) {
                 Some(compiled) => Some(compiled),
-                None => self.compile_with(&source, Tier::Winch),
+                None => self.compile_with(&source, Tier::Winch).ok(),
             };
             if let Some(compiled) = winch {
                 if self.wants_cranelift(Tier::Winch) {
@@ -305,10 +305,8 @@ impl Compiler {
                 return Ok(compiled);
             }
         }
-        match self.compile_with(&source, Tier::Cranelift) {
-            Some(compiled) => Ok(compiled),
-            None => Err(self.invalid(&source)),
-        }
+        self.compile_with(&source, Tier::Cranelift)
+            .map_err(|error| invalid(&source, error))
     }
 
     /// The program of `source` compiled by `tier` before: in memory, or in
@@ -333,33 +331,35 @@ impl Compiler {
         )
     }
 
-    /// Compiles `source` with `tier`'s compiler, and caches it. `None` when
-    /// it does not compile: Winch's error is logged (Cranelift is tried
-    /// next), Cranelift's is [`Compiler::invalid`]'s to tell.
-    fn compile_with(&self, source: &Source<'_>, tier: Tier) -> Option<Compiled> {
-        let engine = self.engine(tier)?;
-        let key = self.key(source.bytes, tier)?;
-        let started = std::time::Instant::now();
-        let compiled = match source.kind {
-            Kind::Component => Component::new(engine, source.bytes).map(Compiled::Component),
-            Kind::Module => wasmtime::Module::new(engine, source.bytes).map(Compiled::Module),
+    /// Compiles `source` with `tier`'s compiler, and caches it. Winch's
+    /// error is logged here (Cranelift is tried next); `None`: no engine
+    /// for the tier (Winch not in use).
+    fn compile_with(
+        &self,
+        source: &Source<'_>,
+        tier: Tier,
+    ) -> Result<Compiled, Option<wasmtime::Error>> {
+        let (Some(engine), Some(key)) = (self.engine(tier), self.key(source.bytes, tier)) else {
+            return Err(None);
         };
-        let compiled = match compiled {
+        let started = std::time::Instant::now();
+        let compiled = match compile_bytes(engine, source.kind, source.bytes) {
             Ok(compiled) => compiled,
-            Err(error) if tier == Tier::Winch => {
-                tracing::warn!(
-                    "{}: Winch cannot compile {} ({}): it is compiled by Cranelift instead",
-                    source.reference,
-                    source.path.display(),
-                    error.root_cause()
-                );
-                return None;
+            Err(error) => {
+                if tier == Tier::Winch {
+                    tracing::warn!(
+                        "{}: Winch cannot compile {} ({}): it is compiled by Cranelift instead",
+                        source.reference,
+                        source.path.display(),
+                        error.root_cause()
+                    );
+                }
+                return Err(Some(error));
             }
-            Err(_) => return None,
         };
         tracing::debug!(program = %source.path.display(), tier = tier.name(), elapsed = ?started.elapsed(), "compiled");
         self.keep(&compiled, &key, tier, source.index);
-        Some(compiled)
+        Ok(compiled)
     }
 
     /// Keeps a compiled program: in memory, on disk, in the file's index.
@@ -374,28 +374,6 @@ impl Compiler {
             .lock()
             .expect("compile cache poisoned")
             .insert(*key, compiled.clone());
-    }
-
-    /// Cranelift's error for a program it does not compile.
-    fn invalid(&self, source: &Source<'_>) -> ImageError {
-        let error = match source.kind {
-            Kind::Component => Component::new(&self.engine, source.bytes).err(),
-            Kind::Module => wasmtime::Module::new(&self.engine, source.bytes).err(),
-        };
-        let message = error.map_or_else(|| "it does not compile".to_owned(), |e| format!("{e:#}"));
-        // The async ABI is what WASI 0.3 is built on: say how to turn it
-        // on, not only what is missing.
-        if message.contains("requires the component model async feature") {
-            return ImageError::NeedsWasip3 {
-                reference: source.reference.into(),
-                path: source.path.to_owned(),
-            };
-        }
-        ImageError::Invalid {
-            reference: source.reference.into(),
-            path: source.path.to_owned(),
-            message,
-        }
     }
 
     /// Starts Cranelift's compile of a program that runs from Winch's code:
@@ -421,11 +399,7 @@ impl Compiler {
             .spawn(move || {
                 lower_priority();
                 let started = std::time::Instant::now();
-                let compiled = match kind {
-                    Kind::Component => Component::new(&engine, &bytes).map(Compiled::Component),
-                    Kind::Module => wasmtime::Module::new(&engine, &bytes).map(Compiled::Module),
-                };
-                match compiled {
+                match compile_bytes(&engine, &kind, &bytes) {
                     Ok(compiled) => {
                         tracing::debug!(program = %owned_path.display(), elapsed = ?started.elapsed(), "compiled by Cranelift in the background");
                         if let Some(dir) = &dir {
@@ -529,6 +503,32 @@ impl Compiler {
                 None
             }
         }
+    }
+}
+
+fn compile_bytes(engine: &Engine, kind: &Kind, bytes: &[u8]) -> wasmtime::Result<Compiled> {
+    match kind {
+        Kind::Component => Component::new(engine, bytes).map(Compiled::Component),
+        Kind::Module => wasmtime::Module::new(engine, bytes).map(Compiled::Module),
+    }
+}
+
+/// Cranelift's error for a program it does not compile (`None`: it was
+/// not tried, which cannot happen: Cranelift's engine is always there).
+fn invalid(source: &Source<'_>, error: Option<wasmtime::Error>) -> ImageError {
+    let message = error.map_or_else(|| "it was not compiled".to_owned(), |e| format!("{e:#}"));
+    // The async ABI is what WASI 0.3 is built on: say how to turn it on,
+    // not only what is missing.
+    if message.contains("requires the component model async feature") {
+        return ImageError::NeedsWasip3 {
+            reference: source.reference.into(),
+            path: source.path.to_owned(),
+        };
+    }
+    ImageError::Invalid {
+        reference: source.reference.into(),
+        path: source.path.to_owned(),
+        message,
     }
 }
 
