@@ -116,6 +116,19 @@ impl VolumeError {
     }
 }
 
+/// Checks the pod's hostPath volumes (and creates those of type
+/// `DirectoryOrCreate`/`FileOrCreate`) as [`Volumes::prepare`] does, without
+/// making the pod's private folder: the OS wall's supervisor checks them on
+/// the host's side before the pod process starts.
+pub(crate) fn prepare_host_paths(pod: &PodSpec) -> Result<(), VolumeError> {
+    for volume in &pod.volumes {
+        if let VolumeSource::HostPath { path, kind } = &volume.source {
+            host_path(&volume.name, path, *kind)?;
+        }
+    }
+    Ok(())
+}
+
 impl Volumes {
     /// Checks and creates the pod's volumes. `state_root` is where the pod's
     /// private folder (for emptyDirs) goes.

@@ -7,7 +7,7 @@
 //! are disabled for a non-root user, each test prints why and returns.
 #![cfg(target_os = "linux")]
 
-use crate::support::{Workspace, container};
+use crate::support::{Workspace, container, current_uid};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -327,12 +327,9 @@ fn a_read_only_volume_is_a_read_only_mount() {
     let state = mountinfo
         .lines()
         .find(|l| {
-            l.split(' ').nth(4).is_some_and(|p| {
-                p.contains(&format!(
-                    "/tmp/wpod-{}/walled-",
-                    crate::support::current_uid()
-                ))
-            })
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|p| p.contains(&format!("/tmp/wpod-{}/walled-", current_uid())))
         })
         .unwrap_or_else(|| panic!("no state folder mount:\n{mountinfo}"));
     assert!(
@@ -752,6 +749,50 @@ fn where_the_kernel_refuses_namespaces_auto_runs_without_the_wall_and_required_r
         "{}",
         required.stdout
     );
+    assert!(
+        workspace.leftovers().is_empty(),
+        "left behind: {:?}",
+        workspace.leftovers()
+    );
+}
+
+#[test]
+fn the_private_folder_touches_the_hosts_disk_only_for_an_empty_dir_there() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let state = workspace.state_dir(current_uid());
+    // No emptyDir: the pod's private folder (its /run/wpod folders) is a
+    // tmpfs of its own mount namespace; nothing of it is on the host.
+    let plain = SLEEPER
+        .replace("  - {name: scratch, emptyDir: {}}\n", "")
+        .replace("    - {name: scratch, mountPath: /scratch}\n", "");
+    assert!(!plain.contains("scratch"), "{plain}");
+    let pod = Walled::start(&workspace, &plain, &[]);
+    assert!(
+        workspace.leftovers().is_empty(),
+        "on the host: {:?}",
+        workspace.leftovers()
+    );
+    let private_tmpfs = pod.read("mountinfo").lines().any(|line| {
+        let mount_point = line.split(' ').nth(4).unwrap_or_default();
+        mount_point.starts_with(state.to_str().unwrap()) && line.contains(" - tmpfs ")
+    });
+    assert!(private_tmpfs, "{}", pod.read("mountinfo"));
+    let (code, output) = pod.terminate();
+    assert_eq!(code, 143, "{output}");
+    // An emptyDir on disk: the folder is the host's while the pod runs,
+    // and removed after.
+    let pod = Walled::start(&workspace, SLEEPER, &[]);
+    assert_eq!(
+        workspace.leftovers().len(),
+        1,
+        "{:?}",
+        workspace.leftovers()
+    );
+    let (code, output) = pod.terminate();
+    assert_eq!(code, 143, "{output}");
     assert!(
         workspace.leftovers().is_empty(),
         "left behind: {:?}",

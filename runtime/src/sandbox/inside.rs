@@ -195,6 +195,14 @@ fn build_wall(plan: &Plan) -> Result<Option<OwnedFd>, WallError> {
     let root = Path::new(NEW_ROOT);
     sys::mount_tmpfs(root, c"mode=0755,size=1m")
         .map_err(step("mounting the new root", HINT_KERNEL))?;
+    // Before the binds, so that none is hidden under it.
+    if let Some(folder) = &plan.private_tmpfs {
+        let target = inside(root, folder);
+        make_target(&target, false)
+            .map_err(step("creating the pod's private folder", HINT_KERNEL))?;
+        sys::mount_tmpfs(&target, c"mode=0700")
+            .map_err(step("mounting the pod's private folder", HINT_KERNEL))?;
+    }
     for (bind, source) in plan.binds.iter().zip(&sources) {
         let target = inside(root, &bind.path);
         make_target(&target, bind.file)

@@ -377,6 +377,13 @@ pub struct Plan {
     /// The pod's `/etc/hosts` (the host's and the pod's `hostAliases`),
     /// written into the new root; `None`: the host's, bound.
     pub hosts: Option<String>,
+    /// The pod's private folder as a tmpfs of its own mount namespace, at
+    /// this path, instead of a host folder bound there (then it is among
+    /// [`Plan::binds`]): for pods with no emptyDir on disk. Its run folders,
+    /// ConfigMaps and Secrets then never touch the host's disk, and it goes
+    /// with the namespace; the pod's cgroup is charged for what it holds.
+    #[serde(default)]
+    pub private_tmpfs: Option<PathBuf>,
 }
 
 /// One `emptyDir` with `medium: Memory`.
@@ -462,6 +469,15 @@ pub fn needs_host_network(pod: &PodSpec) -> Option<&'static str> {
     pod.host_network.then_some("hostNetwork: true")
 }
 
+/// Whether the pod has an `emptyDir` on disk (not `medium: Memory`): its
+/// private folder is then a host folder, as the kubelet keeps emptyDirs on
+/// the node's disk.
+pub fn needs_disk_emptydir(pod: &PodSpec) -> bool {
+    pod.volumes
+        .iter()
+        .any(|v| matches!(v.source, VolumeSource::EmptyDir { memory: false, .. }))
+}
+
 /// What [`plan`] needs besides the pod: the host paths the supervisor found.
 #[derive(Debug, Clone)]
 pub struct PlanInputs {
@@ -470,6 +486,9 @@ pub struct PlanInputs {
     pub cache_dir: Option<PathBuf>,
     /// The pod's private state folder.
     pub state_dir: PathBuf,
+    /// Whether the private folder must be on the host's disk (the pod has
+    /// an emptyDir there, see [`needs_disk_emptydir`]).
+    pub state_on_disk: bool,
     /// Files for name lookup that exist on the host (`/etc/hosts`, ...).
     pub etc_files: Vec<PathBuf>,
     pub net_namespace: bool,
@@ -535,12 +554,6 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Plan {
             exec: true,
         });
     }
-    add(Bind {
-        path: inputs.state_dir.clone(),
-        file: false,
-        read_only: false,
-        exec: false,
-    });
     if let Some(writable) = &inputs.writable {
         add(Bind {
             path: writable.clone(),
@@ -560,6 +573,20 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Plan {
             exec: false,
         });
     }
+    // A tmpfs unless the disk is needed, or the folder lies inside another
+    // bind (its mount point would then be made in the host's folder).
+    let inside_a_bind = binds.iter().any(|b| inputs.state_dir.starts_with(&b.path));
+    let private_tmpfs = if inputs.state_on_disk || inside_a_bind {
+        binds.push(Bind {
+            path: inputs.state_dir.clone(),
+            file: false,
+            read_only: false,
+            exec: false,
+        });
+        None
+    } else {
+        Some(inputs.state_dir.clone())
+    };
     // Parents first, so that a path bound inside another bind is mounted
     // on top of it, not hidden under it.
     binds.sort_by_key(|b| (b.path.components().count(), b.path.clone()));
@@ -586,6 +613,7 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Plan {
         limits: limits(pod),
         resolv_conf: inputs.resolv_conf.clone(),
         hosts: inputs.hosts.clone(),
+        private_tmpfs,
     }
 }
 
@@ -631,12 +659,48 @@ mod tests {
             images: vec!["/images/box/latest".into(), "/wasm/hello.wasm".into()],
             cache_dir: Some("/home/u/.cache/wpod".into()),
             state_dir: "/tmp/wpod/demo-7-w0".into(),
+            state_on_disk: true,
             etc_files: vec![],
             net_namespace: true,
             resolv_conf: None,
             hosts: None,
             writable: None,
         }
+    }
+
+    #[test]
+    fn the_private_folder_is_a_tmpfs_of_the_pod_unless_an_empty_dir_needs_the_disk() {
+        let state = Path::new("/tmp/wpod/demo-7-w0");
+        let bound = |plan: &Plan| plan.binds.iter().any(|b| b.path == state);
+        let hello = || ContainerSpec::new("a", "hello.wasm");
+        let plain = PodSpec::builder("demo").container(hello()).build().unwrap();
+        let mut inputs = inputs();
+        inputs.state_on_disk = needs_disk_emptydir(&plain);
+        let planned = super::plan(&plain, &inputs);
+        assert_eq!(planned.private_tmpfs.as_deref(), Some(state));
+        assert!(!bound(&planned));
+
+        let scratch = PodSpec::builder("demo")
+            .empty_dir("scratch")
+            .container(hello().mount("scratch", "/scratch", false))
+            .build()
+            .unwrap();
+        inputs.state_on_disk = needs_disk_emptydir(&scratch);
+        let planned = super::plan(&scratch, &inputs);
+        assert_eq!(planned.private_tmpfs, None);
+        assert!(bound(&planned));
+
+        // Inside a hostPath, its mount point would be made in the host's
+        // folder: it stays a host folder, bound.
+        let under = PodSpec::builder("demo")
+            .host_path("tmp", "/tmp", HostPathType::Directory)
+            .container(hello().mount("tmp", "/tmp", false))
+            .build()
+            .unwrap();
+        inputs.state_on_disk = needs_disk_emptydir(&under);
+        let planned = super::plan(&under, &inputs);
+        assert_eq!(planned.private_tmpfs, None);
+        assert!(bound(&planned));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! 2. Sweep what killed runs left: pod cgroups and private folders whose
 //!    owner pid is gone.
 //! 3. Check the user's input for every pod before starting any: images
-//!    resolved, hostPaths checked and created (`Volumes::prepare`), so errors
+//!    resolved, hostPaths checked and created (`prepare_host_paths`), so errors
 //!    name host paths and exit 125 as they do without the wall.
 //! 4. Per pod: its private folder, its [`Plan`], its cgroup; then fork
 //!    pod-init, which carries on in `inside.rs` with the pod in memory.
@@ -26,10 +26,9 @@ use super::{
 };
 use crate::image::ImagePath;
 use crate::job::{Jobs, Step};
-use crate::manifest::{PodSpec, VolumeSource};
+use crate::manifest::PodSpec;
 use crate::pod::{PodOptions, RuntimeConfig};
 use crate::status::{ContainerState, PodPhase, PodStatus, Termination, Timestamp};
-use crate::volume::Volumes;
 use rustix::fd::{AsFd, OwnedFd};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -401,25 +400,14 @@ fn prepare(
         }
     }
     // The library's own checks and DirectoryOrCreate, on the host's side;
-    // emptyDirs are left out (they are made inside, in the private folder).
-    let mut host_paths = pod.clone();
-    host_paths
-        .volumes
-        .retain(|v| matches!(v.source, VolumeSource::HostPath { .. }));
-    Volumes::prepare(&host_paths, &config.options.state_dir, &Default::default())
-        .map_err(|source| crate::Error::volume(pod, source))?;
+    // emptyDirs are made inside, in the private folder.
+    crate::volume::prepare_host_paths(pod).map_err(|source| crate::Error::volume(pod, source))?;
     let cache_dir = config.runtime.cache_dir.as_ref().map(|d| absolute(d)).filter(|dir| {
         crate::image::create_private_dir(dir)
             .map_err(|error| tracing::warn!(dir = %dir.display(), %error, "no compile cache for this run"))
             .is_ok()
     });
-    let folder = PrivateFolder::create(&absolute(&config.options.state_dir), &pod.name).map_err(
-        |source| SandboxError::Supervisor {
-            pod: pod.name.clone(),
-            what: "creating the pod's private folder".into(),
-            source,
-        },
-    )?;
+    let mut folder = PrivateFolder::new(&absolute(&config.options.state_dir), &pod.name);
     let host_network = super::needs_host_network(pod);
     if let Some(reason) = host_network {
         if required {
@@ -488,6 +476,7 @@ fn prepare(
         images,
         cache_dir: cache_dir.clone(),
         state_dir: folder.path.clone(),
+        state_on_disk: super::needs_disk_emptydir(pod),
         etc_files: if host_network.is_some() {
             ETC_FILES
                 .iter()
@@ -517,6 +506,15 @@ fn prepare(
             .map(|dir| absolute(dir).join(&pod.name)),
     };
     let plan = super::plan(pod, &inputs);
+    if plan.private_tmpfs.is_none() {
+        folder
+            .make_on_host()
+            .map_err(|source| SandboxError::Supervisor {
+                pod: pod.name.clone(),
+                what: "creating the pod's private folder".into(),
+                source,
+            })?;
+    }
     let cgroup = match cgroups.map(|c| c.create(&folder.name, &plan.limits)) {
         None => None,
         Some(Ok(cgroup)) => Some(cgroup),
@@ -979,29 +977,49 @@ fn write_pid_file(path: &Path, pods: &[Running]) {
     }
 }
 
-/// The pod's private folder on the host, `<state_dir>/<pod>-<pid>-w<n>`,
-/// bound into the pod as its state folder (emptyDirs go there). Named like
-/// the library's scratch folders, so the same sweep recognises it.
+/// The pod's private folder, `<state_dir>/<pod>-<pid>-w<n>`: its state
+/// folder inside (its run folders, ConfigMaps and Secrets, emptyDirs).
+/// Made on the host, and bound in, only for a pod whose emptyDirs need the
+/// disk (see [`super::Plan::private_tmpfs`]); otherwise it is a tmpfs of
+/// the pod's own mount namespace, gone with it, and nothing is written to
+/// the host. Named like the library's scratch folders, so the same sweep
+/// recognises it.
 #[derive(Debug)]
 struct PrivateFolder {
     path: PathBuf,
     /// Also the name of the pod's cgroup.
     name: String,
+    /// Whether it was made on the host (and is removed on drop).
+    on_host: bool,
 }
 
 impl PrivateFolder {
-    fn create(state_dir: &Path, pod: &str) -> std::io::Result<PrivateFolder> {
+    fn new(state_dir: &Path, pod: &str) -> PrivateFolder {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{pod}-{}-w{n}", std::process::id());
+        PrivateFolder {
+            path: state_dir.join(&name),
+            name,
+            on_host: false,
+        }
+    }
+
+    /// Makes it on the host, in the checked state folder.
+    fn make_on_host(&mut self) -> std::io::Result<()> {
+        let state_dir = self.path.parent().unwrap_or(Path::new("/"));
         crate::state::ensure_private_root(state_dir)?;
-        let path = crate::state::create_private_child(state_dir, &name)?;
-        Ok(PrivateFolder { path, name })
+        crate::state::create_private_child(state_dir, &self.name)?;
+        self.on_host = true;
+        Ok(())
     }
 }
 
 impl Drop for PrivateFolder {
     fn drop(&mut self) {
+        if !self.on_host {
+            return;
+        }
         if let Err(error) = std::fs::remove_dir_all(&self.path) {
             tracing::warn!(path = %self.path.display(), %error, "could not remove the pod's private folder");
         }
