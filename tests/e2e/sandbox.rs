@@ -256,6 +256,22 @@ fn every_namespace_differs_from_the_hosts_and_sigterm_stops_the_pod() {
             .any(|t| t.contains("signalfd") || t.contains("pidfd")),
         "{fds:?}"
     );
+    // In its cgroup in every hierarchy wpod limits (pod-init moved itself
+    // there, and PID 1 was born in it).
+    if is_root() {
+        let cgroups = pod.read("cgroup");
+        for controller in ["memory", "pids", "cpu"] {
+            let line = cgroups
+                .lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|c| c == controller))
+                })
+                .unwrap_or_else(|| panic!("no {controller} line in {cgroups}"));
+            assert!(line.contains("/wpod/walled-"), "{line}");
+        }
+    }
     // `ps` tells the pod processes apart from wpod itself.
     assert_eq!(pod.read("comm").trim(), "pod walled");
     let pod_init = status

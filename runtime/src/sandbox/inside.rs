@@ -111,7 +111,7 @@ pub(super) fn pod_init(
     if let Err(error) = sys::new_session() {
         fail(&error);
     }
-    if let Some(Err(reason)) = cgroup.map(|cgroup| cgroup.add(std::process::id())) {
+    if let Some(Err(reason)) = cgroup.map(PodCgroup::enter) {
         fail(&std::io::Error::other(format!(
             "moving the pod process into its cgroup: {reason}"
         )));
