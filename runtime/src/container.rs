@@ -756,6 +756,7 @@ fn new_store<T: HasLimits + 'static>(engine: &Engine, state: T) -> Store<T> {
     store.limiter(|state| state.limits());
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
     store.set_epoch_deadline(1);
+    store.call_hook(crate::epoch::call_hook());
     store
 }
 

@@ -58,6 +58,7 @@
 mod container;
 mod control;
 mod detached;
+mod epoch;
 mod http;
 mod image;
 mod job;

@@ -817,6 +817,52 @@ fn the_private_folder_touches_the_hosts_disk_only_for_an_empty_dir_there() {
 }
 
 #[test]
+fn an_idle_pod_wakes_no_thread() {
+    if !wall_available() {
+        return;
+    }
+    let workspace = Workspace::new();
+    let pod = Walled::start(&workspace, SLEEPER, &[]);
+    // The epoch tickers advance the epoch only while a guest runs Wasm
+    // code; this one sleeps in a host call, so they stay parked (a check
+    // a second), where they used to wake every 10 ms.
+    let tickers = || {
+        std::fs::read_dir(pod.proc("task"))
+            .unwrap()
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim() == "wpod-epoch")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        !tickers().is_empty(),
+        "no wpod-epoch thread in the pod process"
+    );
+    let switches = || -> u64 {
+        tickers()
+            .into_iter()
+            .map(|task| {
+                let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let before = switches();
+    std::thread::sleep(Duration::from_secs(2));
+    let woken = switches() - before;
+    assert!(woken <= 10, "the epoch tickers woke {woken} times in 2 s");
+    let (code, output) = pod.terminate();
+    assert_eq!(code, 143, "{output}");
+}
+
+#[test]
 fn a_memory_empty_dir_is_a_tmpfs_of_its_size_limit() {
     if !wall_available() {
         return;

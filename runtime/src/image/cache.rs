@@ -186,7 +186,7 @@ impl Compiler {
                     let config = self.winch_config.as_ref()?;
                     match Engine::new(config) {
                         Ok(engine) => {
-                            crate::pod::start_epoch_ticker(&engine);
+                            crate::epoch::start_ticker(&engine);
                             Some(engine)
                         }
                         Err(error) => {

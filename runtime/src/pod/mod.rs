@@ -361,7 +361,7 @@ impl RuntimeInner {
                 return None;
             }
         };
-        start_epoch_ticker(&engine);
+        crate::epoch::start_ticker(&engine);
         tracing::debug!(
             instances = slots,
             memories = needs.num_memories,
@@ -395,9 +395,6 @@ impl RuntimeInner {
     }
 }
 
-/// How often running guests yield to the executor (and notice a stop).
-const EPOCH_TICK: Duration = Duration::from_millis(10);
-
 impl Runtime {
     /// Builds the engine and linkers.
     ///
@@ -414,7 +411,7 @@ impl Runtime {
             config.compiler,
             config.cache_dir,
         );
-        start_epoch_ticker(&engine);
+        crate::epoch::start_ticker(&engine);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 linkers,
@@ -602,22 +599,6 @@ impl Runtime {
             .map_err(|e| Error::Engine(format!("cannot start a tokio runtime: {e}")))?;
         tokio.block_on(self.run(pod, options))
     }
-}
-
-/// One thread per process advances the engines' epochs; it ends with the
-/// last runtime of its engine.
-pub(crate) fn start_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wpod-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("spawning the epoch thread");
 }
 
 /// A running pod.
