@@ -65,6 +65,8 @@ class Bench:
         q = 3 if self.quick else 1
         self.start_rounds = 3
         self.start_runs = max(5, 40 // q)
+        self.pause_runs = 15 if not self.quick else 3
+        self.thousand = 1000 if not self.quick else 100
         self.http_rounds = 3 if not self.quick else 1
         self.http_seconds = 5 if not self.quick else 2
         self.fs_rounds = 5 if not self.quick else 2
@@ -287,17 +289,47 @@ spec:
         cwasm = med["wasmtime run hello.cwasm"]
         native = med["native hello"]
         ms = lambda s: s * 1e3  # noqa: E731
-        for label, _ in variants:
+        for label, flags in variants:
             one = med[f"{label}: hello pod"]
             three = med[f"{label}: three-container pod"]
             name = "hello pod start→exit" + self.suffix(label)
+            # Issue 18 asks ≤ 0.7× for the walled start; without the wall, ≤ 0.5×.
             self.row("start", name, ms(one), "ms", "wasmtime run hello.wasm (warm cache)",
-                     ms(cli), target=("<=", 0.5))
+                     ms(cli), target=("<=", 0.5 if flags else 0.7))
             self.row("start", name, ms(one), "ms", "wasmtime run hello.cwasm", ms(cwasm))
             self.row("start", name, ms(one), "ms", "native hello", ms(native))
             name3 = "3-container pod (1 init + 2 app)" + self.suffix(label)
             self.row("start", name3, ms(three), "ms", "one wasmtime run hello.wasm", ms(cli),
                      target=("<=", 0.6))
+        self.start_after_a_pause(pod1, hello)
+
+    def start_after_a_pause(self, pod, hello):
+        """The start a user sees: each run after a pause (hyperfine's back-to-back runs keep
+        caches warm, and on cgroup v1 the first cgroup move after a quiet spell waits for an
+        RCU grace period). Alternating, medians."""
+        pause = 1.0
+        commands = {label: [self.wpod, "run", *flags, str(pod)] for label, flags in self.variants}
+        commands["wasmtime run hello.wasm"] = self.wt(str(hello))
+        runs = self.pause_runs
+        step(f"pod start after a {pause:g} s pause: {runs} runs each, alternating")
+        times = {label: [] for label in commands}
+        env = self.env()
+        for _ in range(runs):
+            for label, command in commands.items():
+                time.sleep(pause)
+                started = time.perf_counter()
+                subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+                times[label].append((time.perf_counter() - started) * 1e3)
+        for label, t in times.items():
+            note(f"after a pause: {label:28} median {median(t):7.2f} ms (min {min(t):.2f}, "
+                 f"max {max(t):.2f})")
+        self.raw["start_after_a_pause_ms"] = times
+        cli = median(times["wasmtime run hello.wasm"])
+        for label, _ in self.variants:
+            self.row("start", f"hello pod start→exit after a {pause:g} s pause"
+                     + self.suffix(label), median(times[label]), "ms",
+                     f"wasmtime run hello.wasm after a {pause:g} s pause", cli)
 
     def bench_http(self):
         step(f"hostPort HTTP keep-alive throughput: wrk -t1 -c1 -d{self.http_seconds}s, "
@@ -821,11 +853,23 @@ spec:
         cli_label = "100 x wasmtime run"
         times = {label: [] for label, _ in self.variants}
         times[cli_label] = []
+        one_pod = self.hello_pod()
+        apart = {label: f"{label}, 100 processes" for label, _ in self.variants}
+        floor_label = "100 x unshare -Urnmpf true"
+        floor = ["unshare", "-Urnmpf", "true"]
+        times[floor_label] = []
+        for label in apart.values():
+            times[label] = []
+        # Warm: the CLI's cache and wpod's are filled before the first round.
+        self.spawn_together([self.wt(str(hello)), [self.wpod, "run", str(one_pod)]])
         for r in range(self.many_rounds):
             for label, flags in self.variants:
                 times[label].append(self.spawn_together([[self.wpod, "run", *flags,
                                                           str(hellos)]]))
+                times[apart[label]].append(self.spawn_together(
+                    [[self.wpod, "run", *flags, str(one_pod)]] * 100))
             times[cli_label].append(self.spawn_together([self.wt(str(hello))] * 100))
+            times[floor_label].append(self.spawn_together([floor] * 100))
             note(f"round {r + 1}: " + ", ".join(f"{label} {t[-1]:.0f} ms"
                                                 for label, t in times.items()))
         # Memory: the same 100 pods, each sleeping, 3 s after the start (all are up by then):
@@ -840,28 +884,86 @@ spec:
                  f"{m['anon'] / 1024:7.1f} MiB, VmRSS {m['rss'] / 1024:7.1f} MiB "
                  f"({m['count']} processes)")
         self.raw["many"] = {"ms": times, "memory_kib": memory}
+        cli = median(times[cli_label])
+        for label, flags in self.variants:
+            # Issue 18 asks ≤ 0.5× for the walled pods, both ways.
+            walled = ("<=", 0.5) if not flags else None
+            self.row("many", "100 hello pods at once, one wpod run (100 documents)"
+                     + self.suffix(label), median(times[label]), "ms",
+                     "100 wasmtime run at once", cli, fmt="{:.0f}", target=walled)
+            self.row("many", "100 hello pods at once, 100 wpod run processes"
+                     + self.suffix(label), median(times[apart[label]]), "ms",
+                     "100 wasmtime run at once", cli, fmt="{:.0f}", target=walled)
+        # The floor under the walled rows: the kernel's work for the same namespaces alone.
+        self.row("many", "kernel floor: 100 unshare -Urnmpf true at once (no wpod)",
+                 median(times[floor_label]), "ms", "100 wasmtime run at once", cli,
+                 fmt="{:.0f}")
         for label, _ in self.variants:
-            self.row("many", "100 hello pods at once, total time" + self.suffix(label),
-                     median(times[label]), "ms", "100 wasmtime run at once",
-                     median(times[cli_label]), fmt="{:.0f}")
             self.row("many", "100 sleeping pods, memory (Σ Pss)" + self.suffix(label),
                      memory[label]["pss"] / 1024, "MiB", "100 wasmtime run, Σ Pss",
                      memory[cli_label]["pss"] / 1024, fmt="{:.1f}")
 
-    def hundred_pods(self, name, image, args):
-        """A manifest of 100 one-container pods p000..p099 running `image args`."""
+    def hundred_pods(self, name, image, args, count=100):
+        """A manifest of `count` one-container pods p000.. running `image args`."""
         return self.write_pod(name, "---\n".join(f"""\
 apiVersion: v1
 kind: Pod
 metadata:
-  name: p{i:03}
+  name: p{i:04}
 spec:
   restartPolicy: Never
   containers:
   - name: c
     image: {image}
     args: {json.dumps(args)}
-""" for i in range(100)))
+""" for i in range(count)))
+
+    def bench_thousand(self):
+        count = self.thousand
+        step(f"{count} idle walled pods: one wpod run of a {count}-pod manifest, each pod "
+             "sleeping behind its own wall; Σ Pss of every process once all are up")
+        probe = self.guests / "probe.wasm"
+        sleepers = self.hundred_pods("thousand-sleep", probe, ["sleep", "600000"], count)
+        pid_file = self.work / "thousand.pids"
+        pid_file.unlink(missing_ok=True)
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [self.wpod, "run", str(sleepers), "--pid-file", str(pid_file)], env=self.env(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        try:
+            # The pid file lists each pod process once its wall is up, one a line.
+            deadline = time.monotonic() + 300
+            up = 0
+            while up < count:
+                if process.poll() is not None:
+                    raise CannotMeasure(f"wpod exited early ({process.returncode})")
+                if time.monotonic() > deadline:
+                    raise CannotMeasure(f"only {up} of {count} pods up after 300 s")
+                time.sleep(0.05)
+                text = pid_file.read_text() if pid_file.exists() else ""
+                up = text.count("\n")
+            all_up = time.perf_counter() - started
+            time.sleep(3.0)
+            memory = self.tree_memory(process.pid)
+            available = int(re.search(r"^MemAvailable:\s+(\d+) kB",
+                                      Path("/proc/meminfo").read_text(), re.M).group(1))
+        finally:
+            self.stop(process)
+        note(f"{count} sleeping walled pods up in {all_up:.2f} s; Σ Pss "
+             f"{memory['pss'] / 1024:.1f} MiB ({memory['pss'] / count:.0f} KiB a pod), "
+             f"{memory['count']} processes; MemAvailable then {available / 1024 / 1024:.1f} GiB")
+        self.raw["thousand"] = {"count": count, "all_up_s": all_up, "memory_kib": memory,
+                                "mem_available_kib": available}
+        hundred = self.raw.get("many", {}).get("memory_kib", {}).get("100 x wasmtime run")
+        comparison, value = ("—", None)
+        if hundred:
+            comparison = "10 × the 100 sleeping wasmtime run processes' Σ Pss (many section)"
+            value = hundred["pss"] * 10 / 1024
+        self.row("thousand", f"{count} idle walled pods, Σ Pss", memory["pss"] / 1024, "MiB",
+                 comparison, value, fmt="{:.0f}")
+        self.row("thousand", f"{count} idle walled pods, time until every wall is up", all_up,
+                 "s", "—", None)
 
     def bench_detached(self):
         step("detached pods: run -d to Running, exec, and ps with 100 pods vs podman ps -a with "
@@ -1124,7 +1226,8 @@ spec:
                  "| --- | ---: | --- | ---: | --- |"]
         for r in self.rows:
             value = f"{r['fmt'].format(r['wpod'])} {r['unit']}"
-            comp = f"{r['comparison']}: {r['fmt'].format(r['comparison_value'])} {r['unit']}"
+            comp = (f"{r['comparison']}: {r['fmt'].format(r['comparison_value'])} {r['unit']}"
+                    if r["comparison_value"] is not None else r["comparison"])
             ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else ""
             target = ""
             if r["target"]:
@@ -1143,6 +1246,7 @@ spec:
         sections = {"start": self.bench_start, "http": self.bench_http,
                     "volume": self.bench_volume, "idle": self.bench_idle,
                     "large": self.bench_large, "many": self.bench_many,
+                    "thousand": self.bench_thousand,
                     "detached": self.bench_detached, "lifecycle": self.bench_lifecycle}
         for name, section in sections.items():
             if self.only is None or name in self.only:
