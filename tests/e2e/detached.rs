@@ -79,7 +79,13 @@ fn run_detached_then_ps_logs_stop_and_rm_leave_nothing() {
     started.expect_code(0);
     assert_eq!(started.stdout, "chatter\n");
 
-    let ps = workspace.run(&["ps"]);
+    // `run -d` returns once a container has started; the second may still
+    // be starting on a busy machine.
+    let ps = until(&workspace, &["ps"], |run| {
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("chatter") && l.contains("2/2") && l.contains("Running"))
+    });
     ps.expect_code(0);
     let row = ps
         .stdout
