@@ -120,6 +120,7 @@ impl VolumeError {
 /// `DirectoryOrCreate`/`FileOrCreate`) as [`Volumes::prepare`] does, without
 /// making the pod's private folder: the OS wall's supervisor checks them on
 /// the host's side before the pod process starts.
+#[cfg(target_os = "linux")]
 pub(crate) fn prepare_host_paths(pod: &PodSpec) -> Result<(), VolumeError> {
     for volume in &pod.volumes {
         if let VolumeSource::HostPath { path, kind } = &volume.source {
