@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 use support::cri::{self, Cri};
 use support::{Containerd, RUNTIME, component, oci_image, pss_kib};
@@ -51,6 +52,7 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     std::fs::write(config.join("setting"), "on\n").expect("a file in the read-only folder");
     let logs = containerd.dir.join("logs");
     let port = free_port();
+    let mut walled = Vec::new();
 
     block_on(async {
         let mut cri = Cri::connect(containerd.address.clone()).await;
@@ -185,6 +187,43 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         // Both containers are guests of one shim process: the sandbox's.
         let shims = containerd.shims();
         assert_eq!(shims.len(), 1, "shims of the pod: {shims:?}");
+        // They run in the pod's walled process (its helper, the shim's
+        // child, and PID 1 of the pod's namespaces, the helper's child),
+        // behind the OS wall. The shim's other children, if any, compile
+        // programs outside the wall (Cranelift's tier, in the background).
+        let descendants = support::descendants(shims[0]);
+        let named = |pid: &u32| support::process_name(*pid);
+        walled = descendants
+            .iter()
+            .copied()
+            .filter(|pid| named(pid).starts_with("wpod pod"))
+            .collect();
+        assert_eq!(
+            walled.len(),
+            2,
+            "the shim's descendants: {:?}",
+            descendants
+                .iter()
+                .map(|pid| (pid, named(pid)))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            descendants
+                .iter()
+                .all(|pid| walled.contains(pid) || named(pid) == "wpod compile"),
+            "the shim's descendants: {:?}",
+            descendants
+                .iter()
+                .map(|pid| (pid, named(pid)))
+                .collect::<Vec<_>>()
+        );
+        for pid in &walled {
+            let wall = support::wall_of(*pid);
+            assert!(
+                wall.iter().all(|(_, holds)| *holds),
+                "process {pid}: {wall:#?}"
+            );
+        }
         eprintln!(
             "figures: RunPodSandbox to the second container running: {:.1} ms; shim Pss with both containers running: {} KiB",
             second_running.as_secs_f64() * 1000.0,
@@ -243,6 +282,14 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     });
     containerd.wait_no_shims();
     assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    // Nor the pod's walled process, nor its folder.
+    for pid in walled {
+        assert!(
+            !Path::new("/proc").join(pid.to_string()).exists(),
+            "the pod's process {pid} is left"
+        );
+    }
+    containerd.assert_no_pod_folders();
 }
 
 /// The image of the CRI tests' containers: the `box` guest as `/bin/sh` and
@@ -407,6 +454,7 @@ fn a_pod_on_a_cni_network_serves_on_its_own_address() {
     });
     containerd.wait_no_shims();
     assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    containerd.assert_no_pod_folders();
 }
 
 /// A task whose spec names a network namespace to join (as the CRI plugin
@@ -493,6 +541,7 @@ fn a_task_runs_in_the_network_namespace_its_spec_names() {
     );
     containerd.wait_no_shims();
     assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    containerd.assert_no_pod_folders();
 }
 
 /// A container whose program is not in its image does not start, and the
@@ -523,4 +572,143 @@ fn a_missing_program_is_refused_by_name() {
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
     containerd.wait_no_shims();
     assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    containerd.assert_no_pod_folders();
+}
+
+/// Runs `/bin/sh -c SCRIPT` with `ctr run -d` as task `id`, in an image
+/// holding the `box` guest as `/bin/sh`, and returns the shim's PID and its
+/// pod's walled processes (the helper and PID 1 of the pod's namespaces)
+/// once the container runs.
+fn run_detached(containerd: &Containerd, id: &str, script: &str) -> (u32, Vec<u32>) {
+    let shell = std::fs::read(component("box")).expect("the box guest");
+    let image = "docker.io/wpod-test/box:latest";
+    containerd.import(
+        "default",
+        &oci_image(image, &[("/bin/sh", shell)], &["/bin/sh"]),
+        image,
+    );
+    let output = containerd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        image,
+        id,
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        output.status.success(),
+        "ctr run -d: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        containerd.log()
+    );
+    let shims = containerd.shims();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let walled: Vec<u32> = support::descendants(shims[0])
+        .into_iter()
+        .filter(|pid| support::process_name(*pid).starts_with("wpod pod"))
+        .collect();
+    assert_eq!(walled.len(), 2, "the pod's processes: {walled:?}");
+    (shims[0], walled)
+}
+
+/// Waits (up to 20 s) until `ready` holds, failing with `what` and
+/// containerd's log.
+fn wait_until(containerd: &Containerd, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within 20 s\n{}",
+            containerd.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// When the pod's walled process dies (killed here, as the OOM killer of a
+/// cgroup would kill it), its containers end with 137, as processes killed
+/// with their pod's do, and the shim cleans up after them: the task is
+/// deleted, its shim ends, nothing is left.
+#[test]
+fn a_killed_pod_process_ends_its_containers_with_137() {
+    let containerd = Containerd::start();
+    let (_, walled) = run_detached(&containerd, "sleeper", "sleep infinity");
+    let pid_one = walled
+        .iter()
+        .copied()
+        .find(|pid| support::process_name(*pid) != "wpod pod-init")
+        .expect("PID 1 of the pod's namespaces");
+    support::kill(pid_one, rustix::process::Signal::KILL);
+    wait_until(&containerd, "the task did not stop", || {
+        let tasks = containerd.ctr(&["tasks", "ls"]);
+        String::from_utf8_lossy(&tasks.stdout)
+            .lines()
+            .any(|line| line.starts_with("sleeper") && line.contains("STOPPED"))
+    });
+    // ctr says the exit status (and exits 0).
+    let deleted = containerd.ctr(&["tasks", "delete", "sleeper"]);
+    let said = String::from_utf8_lossy(&deleted.stderr);
+    assert!(
+        deleted.status.success() && said.contains("exit code 137"),
+        "ctr tasks delete: {said}"
+    );
+    assert!(
+        containerd
+            .ctr(&["containers", "rm", "sleeper"])
+            .status
+            .success()
+    );
+    containerd.wait_no_shims();
+    for pid in walled {
+        assert!(
+            !Path::new("/proc").join(pid.to_string()).exists(),
+            "the pod's process {pid} is left"
+        );
+    }
+    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    containerd.assert_no_pod_folders();
+}
+
+/// A shim killed (`kill -9`) takes its pod's walled process with it, and
+/// containerd's clean-up of the dead shim (its `delete`) removes the pod's
+/// folder and mounts: nothing is left.
+#[test]
+fn a_killed_shim_takes_its_pod_process_and_leaves_nothing() {
+    let containerd = Containerd::start();
+    let (shim, walled) = run_detached(&containerd, "orphan", "sleep infinity");
+    support::kill(shim, rustix::process::Signal::KILL);
+    wait_until(
+        &containerd,
+        "the pod's processes outlived their shim",
+        || {
+            walled
+                .iter()
+                .all(|pid| !Path::new("/proc").join(pid.to_string()).exists())
+        },
+    );
+    // containerd finds the shim dead, runs its `delete` and removes the
+    // task; the container is then removed as usual.
+    wait_until(
+        &containerd,
+        "containerd did not clean up the dead shim",
+        || {
+            containerd.ctr(&["tasks", "delete", "orphan"]);
+            let tasks = containerd.ctr(&["tasks", "ls", "-q"]);
+            String::from_utf8_lossy(&tasks.stdout).trim().is_empty()
+        },
+    );
+    assert!(
+        containerd
+            .ctr(&["containers", "rm", "orphan"])
+            .status
+            .success()
+    );
+    containerd.wait_no_shims();
+    wait_until(&containerd, "mounts are left", || {
+        containerd.mounts().is_empty()
+    });
+    containerd.assert_no_pod_folders();
 }

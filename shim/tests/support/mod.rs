@@ -315,6 +315,18 @@ state = "{dir}/state"
         self.dir.join("state/io.containerd.runtime.v2.task/k8s.io")
     }
 
+    /// Fails unless the pods' folders (`<state>/wpod/...`) are all gone.
+    pub fn assert_no_pod_folders(&self) {
+        let folders = self.dir.join("state").join("wpod");
+        let left: Vec<PathBuf> = std::fs::read_dir(&folders)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        assert_eq!(left, Vec::<PathBuf>::new(), "pod folders left");
+    }
+
     /// The mounts under the test's folder, deepest first.
     pub fn mounts(&self) -> Vec<PathBuf> {
         mounts_under(&self.dir)
@@ -394,7 +406,7 @@ fn netns_of(bundle: &Path) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-fn kill(pid: u32, signal: rustix::process::Signal) {
+pub fn kill(pid: u32, signal: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, signal);
     }
@@ -509,6 +521,94 @@ pub fn pss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("Pss:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The descendants of process `pid` (children first), from `/proc`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `PID (COMM) STATE PPID ...`: the name may hold spaces.
+            let parent = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        next += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// A process's name (`/proc/PID/comm`), empty once it is gone.
+pub fn process_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|name| name.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+/// What shows that process `pid` runs behind the OS wall, as
+/// `(what, holds)`: seccomp's filter mode, no_new_privs, no capabilities,
+/// a user and a mount namespace not the host's (this test's), a root
+/// without the host's `/etc/shadow`.
+pub fn wall_of(pid: u32) -> Vec<(String, bool)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|value| value.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let namespace = |kind: &str, of: &str| std::fs::read_link(format!("/proc/{of}/ns/{kind}")).ok();
+    let mut checks = vec![
+        (
+            format!("Seccomp: {}", field("Seccomp:")),
+            field("Seccomp:") == "2",
+        ),
+        (
+            format!("NoNewPrivs: {}", field("NoNewPrivs:")),
+            field("NoNewPrivs:") == "1",
+        ),
+        (
+            format!("CapEff: {}", field("CapEff:")),
+            field("CapEff:") == "0000000000000000",
+        ),
+    ];
+    for kind in ["user", "mnt"] {
+        let (theirs, ours) = (namespace(kind, &pid.to_string()), namespace(kind, "self"));
+        checks.push((
+            format!("{kind} namespace {theirs:?}, the host's {ours:?}"),
+            theirs.is_some() && theirs != ours,
+        ));
+    }
+    let shadow = Path::new("/proc")
+        .join(pid.to_string())
+        .join("root/etc/shadow");
+    checks.push((
+        format!("{} absent", shadow.display()),
+        Path::new("/etc/shadow").exists() && !shadow.exists(),
+    ));
+    checks
 }
 
 /// A CNI bridge the CRI plugin makes on the host, deleted on drop.
