@@ -176,6 +176,8 @@ pub enum HostError {
     /// A container could not start (its program not found, not runnable).
     #[error("{0}")]
     NotStarted(ErrorReport),
+    #[error("the pod's cgroup `{path}`: {reason}")]
+    Cgroup { path: String, reason: String },
 }
 
 impl HostError {
@@ -207,6 +209,72 @@ pub enum HostEvent {
     /// The pod process ended (killed, or failed): every container with it.
     /// The last event.
     Gone,
+}
+
+/// The pod's cgroup at the path an OCI spec names (`linux.cgroupsPath`, in
+/// cgroupfs form: `/kubepods/pod<uid>/<sandbox id>`), below the kubelet's
+/// cgroup of the pod, whose limits then apply to the pod host; made by the
+/// caller before the host starts (the host joins it before it unshares),
+/// with wpod's pids limit ([`crate::sandbox::PIDS_LIMIT`]) and no other.
+/// Dropped, it is removed, anything left in it killed first.
+#[derive(Debug)]
+pub struct HostCgroup(crate::sandbox::cgroup::PodCgroup);
+
+impl HostCgroup {
+    /// Makes the cgroup `path` in every hierarchy wpod uses (v1 memory,
+    /// pids and cpu; or v2).
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Cgroup`] for a path in systemd's form
+    /// (`slice:prefix:name`), or one that cannot be made.
+    pub fn create(path: &str) -> Result<HostCgroup, HostError> {
+        let (hierarchies, name) = Self::hierarchies(path)?;
+        let limits = Limits {
+            memory_bytes: None,
+            memory_source: MemorySource::Unlimited,
+            cpu_millis: None,
+            pids: crate::sandbox::PIDS_LIMIT,
+        };
+        hierarchies
+            .create(&name, &limits)
+            .map(HostCgroup)
+            .map_err(|error| HostError::Cgroup {
+                path: path.to_owned(),
+                reason: error.to_string(),
+            })
+    }
+
+    /// Removes the cgroup `path` if it is there (one a killed caller left).
+    pub fn remove(path: &str) {
+        if let Ok((hierarchies, name)) = Self::hierarchies(path) {
+            drop(HostCgroup(hierarchies.existing(&name)));
+        }
+    }
+
+    /// Its directories, one per hierarchy: [`HostConfig::cgroups`].
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.0.dirs()
+    }
+
+    fn hierarchies(path: &str) -> Result<(crate::sandbox::cgroup::Hierarchies, String), HostError> {
+        let refused = |reason: &str| HostError::Cgroup {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let as_path = Path::new(path);
+        let (Some(parent), Some(name)) = (as_path.parent(), as_path.file_name()) else {
+            return Err(refused("not a cgroup path"));
+        };
+        if !as_path.is_absolute() || path.contains(':') {
+            return Err(refused(
+                "not a cgroupfs path (`/parent/name`); systemd's `slice:prefix:name` is not supported",
+            ));
+        }
+        let hierarchies = crate::sandbox::cgroup::Hierarchies::below(parent)
+            .map_err(|error| refused(&error.to_string()))?;
+        Ok((hierarchies, name.to_string_lossy().into_owned()))
+    }
 }
 
 /// The caller's handle on a running pod host.
