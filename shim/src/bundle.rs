@@ -393,6 +393,11 @@ pub fn peek(path: &Path, id: &str) -> Result<(String, Option<PathBuf>), BundleEr
     Ok((sandbox_id(&spec, id), netns(&spec)))
 }
 
+/// The bundle's `linux.cgroupsPath`, if its spec can be read and names one.
+pub fn peek_cgroups_path(path: &Path) -> Option<String> {
+    load(path).ok().as_ref().and_then(cgroups_path)
+}
+
 /// Whether the bundle is a pod's sandbox (read before its rootfs is
 /// mounted: a sandbox needs none). A spec that cannot be read is not one.
 pub fn peek_is_sandbox(path: &Path) -> bool {

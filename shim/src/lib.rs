@@ -124,6 +124,9 @@ impl Shim for WpodShim {
             }
             if sandbox_id == self.id {
                 pod::tear_down(&folder);
+                if let Some(path) = bundle::peek_cgroups_path(&bundle) {
+                    wpod::pod_host::HostCgroup::remove(&path);
+                }
             }
         }
         Ok(DeleteResponse {

@@ -74,6 +74,9 @@ pub(crate) struct Pod {
     pub(crate) sandbox_id: String,
     pub(crate) folder: PathBuf,
     hostname: String,
+    /// The pod's cgroup, where the sandbox's spec puts it; removed with
+    /// the pod (after its process).
+    cgroup: Option<wpod::pod_host::HostCgroup>,
     /// The walled process, while it runs (started again for the next
     /// container if it died).
     host: tokio::sync::Mutex<Option<Arc<PodHost>>>,
@@ -239,10 +242,18 @@ impl Service {
             .hostname
             .clone()
             .unwrap_or_else(|| bundle.sandbox_id.chars().take(12).collect());
+        // The sandbox's `cgroupsPath` (the kubelet's cgroup of the pod, and
+        // the sandbox's name), where runc would put the pause process.
+        let cgroup = bundle.cgroups_path.as_deref().and_then(|path| {
+            wpod::pod_host::HostCgroup::create(path)
+                .map_err(|e| log::warn!("the pod process stays in the shim's cgroup: {e}"))
+                .ok()
+        });
         let made = Arc::new(Pod {
             sandbox_id: bundle.sandbox_id.clone(),
             folder: folder.to_owned(),
             hostname,
+            cgroup,
             host: tokio::sync::Mutex::new(None),
         });
         *pod = Some(made.clone());
@@ -281,7 +292,7 @@ impl Service {
             pod_folder: pod.folder.clone(),
             program: PathBuf::from("/proc/self/exe"),
             runtime,
-            cgroups: Vec::new(),
+            cgroups: pod.cgroup.as_ref().map(|c| c.dirs()).unwrap_or_default(),
         };
         let (started, events) = PodHost::start(config).await?;
         let started = Arc::new(started);
@@ -523,6 +534,8 @@ impl Service {
             host.shut_down().await;
         }
         crate::pod::tear_down(&pod.folder);
+        // The cgroup goes with `pod` (its `Drop`), now that nothing runs in
+        // it.
     }
 
     /// An action that ends the sandbox with `code`.

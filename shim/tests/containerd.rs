@@ -53,6 +53,10 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     let logs = containerd.dir.join("logs");
     let port = free_port();
     let mut walled = Vec::new();
+    // The kubelet's cgroup of the pod, which the pod process goes below.
+    let cgroup_parent =
+        support::CgroupParent::new(&format!("wpod-shim-test-{}", std::process::id()));
+    let mut pod_cgroup = String::new();
 
     block_on(async {
         let mut cri = Cri::connect(containerd.address.clone()).await;
@@ -60,7 +64,10 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         // CNI plugin is needed, and its containers meet on the shim's
         // localhost, which is the host's here.
         let network = cri::NAMESPACE_NODE;
-        let sandbox_config = cri::sandbox_config("pair", &logs, network);
+        let mut sandbox_config = cri::sandbox_config("pair", &logs, network);
+        if let Some(linux) = sandbox_config.linux.as_mut() {
+            linux.cgroup_parent = cgroup_parent.path.clone();
+        }
         let started = Instant::now();
         let sandbox_id = cri
             .run_sandbox(&sandbox_config)
@@ -217,11 +224,19 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
                 .map(|pid| (pid, named(pid)))
                 .collect::<Vec<_>>()
         );
+        // The pod's cgroup is the sandbox's (`cgroupsPath`: the kubelet's
+        // cgroup of the pod, then the sandbox's id), in every hierarchy.
+        pod_cgroup = format!("{}/{sandbox_id}", cgroup_parent.path);
         for pid in &walled {
             let wall = support::wall_of(*pid);
             assert!(
                 wall.iter().all(|(_, holds)| *holds),
                 "process {pid}: {wall:#?}"
+            );
+            let cgroups = support::cgroups_of(*pid);
+            assert!(
+                cgroups.iter().any(|path| *path == pod_cgroup),
+                "process {pid} is not in {pod_cgroup}: {cgroups:?}"
             );
         }
         eprintln!(
@@ -282,7 +297,7 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     });
     containerd.wait_no_shims();
     assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
-    // Nor the pod's walled process, nor its folder.
+    // Nor the pod's walled process, nor its folder, nor its cgroup.
     for pid in walled {
         assert!(
             !Path::new("/proc").join(pid.to_string()).exists(),
@@ -290,6 +305,17 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         );
     }
     containerd.assert_no_pod_folders();
+    let left: Vec<_> = cgroup_parent
+        .dirs()
+        .into_iter()
+        .map(|dir| dir.join(pod_cgroup.rsplit('/').next().unwrap_or_default()))
+        .filter(|dir| dir.exists())
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<std::path::PathBuf>::new(),
+        "the pod's cgroup is left"
+    );
 }
 
 /// The image of the CRI tests' containers: the `box` guest as `/bin/sh` and

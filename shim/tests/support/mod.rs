@@ -130,7 +130,7 @@ state = "{dir}/state"
   level = "info"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "docker.io/wpod-test/pause:latest"
-  disable_cgroup = true
+  disable_cgroup = false
   disable_apparmor = true
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
@@ -368,6 +368,10 @@ impl Drop for Containerd {
             let _ = rustix::mount::unmount(&namespace, rustix::mount::UnmountFlags::DETACH);
             let _ = std::fs::remove_file(&namespace);
         }
+        // `ctr run`'s tasks have the cgroup `/default/<id>` (containerd's
+        // namespace, then the task), whose parent the shim makes as runc
+        // does and, as runc, leaves: removed here once empty.
+        drop(CgroupParent::new("default"));
         // The TempDir removes the folder.
     }
 }
@@ -557,6 +561,52 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     }
     found.remove(0);
     found
+}
+
+/// The cgroup paths process `pid` is in, one per hierarchy (as
+/// `/proc/PID/cgroup` names them from this test's cgroup namespace).
+pub fn cgroups_of(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.splitn(3, ':').nth(2).map(str::to_owned))
+        .collect()
+}
+
+/// A cgroup parent of the test's own (as the kubelet's cgroup of a pod),
+/// `/NAME` in every v1 hierarchy or in cgroup v2, removed on drop.
+pub struct CgroupParent {
+    pub path: String,
+}
+
+impl CgroupParent {
+    pub fn new(name: &str) -> CgroupParent {
+        CgroupParent {
+            path: format!("/{name}"),
+        }
+    }
+
+    /// Its directories, where they are (made by the shim).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|hierarchy| hierarchy.path().join(self.path.trim_start_matches('/')))
+            .chain(std::iter::once(
+                Path::new("/sys/fs/cgroup").join(self.path.trim_start_matches('/')),
+            ))
+            .filter(|dir| dir.is_dir())
+            .collect()
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        for dir in self.dirs() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// A process's name (`/proc/PID/comm`), empty once it is gone.
