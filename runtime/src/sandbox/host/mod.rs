@@ -192,7 +192,7 @@ impl HostError {
 }
 
 /// What the pod host tells of its own accord.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HostEvent {
     /// A container ended.
     Exited {
@@ -207,7 +207,7 @@ pub enum HostEvent {
         exit_code: i32,
     },
     /// The pod process ended (killed, or failed): every container with it.
-    /// The last event.
+    /// The last event (the caller's own: the host cannot say it).
     Gone,
 }
 
@@ -726,27 +726,8 @@ async fn read_events(
         match message {
             FromHost::Started { id } => answer_start(&pending, &id, Ok(())),
             FromHost::NotStarted { id, report } => answer_start(&pending, &id, Err(report)),
-            FromHost::Exited {
-                id,
-                exit_code,
-                message,
-            } => {
-                let _ = events.send(HostEvent::Exited {
-                    id,
-                    exit_code,
-                    message,
-                });
-            }
-            FromHost::ExecEnded {
-                id,
-                exec_id,
-                exit_code,
-            } => {
-                let _ = events.send(HostEvent::ExecEnded {
-                    id,
-                    exec_id,
-                    exit_code,
-                });
+            FromHost::Event(event) => {
+                let _ = events.send(event);
             }
             FromHost::Usage { seq, containers } => {
                 let asker = pending.usage.lock().expect("pending usage").remove(&seq);

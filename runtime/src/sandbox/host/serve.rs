@@ -26,7 +26,7 @@
 
 use super::output::Output;
 use super::wire::{self, Channel, FromHost, Outputs, Setup, ToHost};
-use super::{COMPILE_ARG, HOST_ARG, HOST_FD, HostedContainer};
+use super::{COMPILE_ARG, HOST_ARG, HOST_FD, HostEvent, HostedContainer};
 use crate::pod::{ExecRequest, Execer, PodOptions, Runtime};
 use crate::sandbox::sys;
 use crate::sandbox::{ErrorReport, inside};
@@ -313,14 +313,14 @@ impl Host {
             .container_statuses
             .first()
             .and_then(|c| c.terminated());
-        let ended = FromHost::Exited {
+        let ended = FromHost::Event(HostEvent::Exited {
             id: id.clone(),
             exit_code: terminated.map_or(128, |t| t.exit_code),
             message: status
                 .message
                 .clone()
                 .or_else(|| terminated.and_then(|t| t.message.clone())),
-        };
+        });
         if let Some(running) = self.containers.lock().expect("containers").remove(&id) {
             running.execs.values().for_each(|run| run.abort());
         }
@@ -343,11 +343,11 @@ impl Host {
         let (Ok(output), Some(running)) = (output, containers.get_mut(&id)) else {
             let channel = self.channel.clone();
             tokio::spawn(async move {
-                let ended = FromHost::ExecEnded {
+                let ended = FromHost::Event(HostEvent::ExecEnded {
                     id,
                     exec_id,
                     exit_code: 137,
-                };
+                });
                 let _ = channel.send(&ended, &[]).await;
             });
             return;
@@ -378,11 +378,11 @@ impl Host {
             if let Some(running) = host.containers.lock().expect("containers").get_mut(&id) {
                 running.execs.remove(&exec_id);
             }
-            let ended = FromHost::ExecEnded {
+            let ended = FromHost::Event(HostEvent::ExecEnded {
                 id,
                 exec_id,
                 exit_code,
-            };
+            });
             let _ = host.channel.send(&ended, &[]).await;
         });
     }

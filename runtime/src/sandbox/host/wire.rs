@@ -9,7 +9,7 @@
 //! directory's descriptor would let the walled process walk `..` out of its
 //! new root.
 
-use super::HostedContainer;
+use super::{HostEvent, HostedContainer};
 use crate::pod::ContainerUsage;
 use crate::sandbox::{ErrorReport, Plan};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -128,18 +128,8 @@ pub(super) enum FromHost {
         id: String,
         report: ErrorReport,
     },
-    /// A container ended.
-    Exited {
-        id: String,
-        exit_code: i32,
-        message: Option<String>,
-    },
-    /// An exec ended (a program that could not run, with wpod's status).
-    ExecEnded {
-        id: String,
-        exec_id: String,
-        exit_code: i32,
-    },
+    /// A container or an exec ended.
+    Event(HostEvent),
     Usage {
         seq: u64,
         containers: Vec<ContainerUsage>,
