@@ -294,12 +294,14 @@ impl Service {
             runtime,
             cgroups: pod.cgroup.as_ref().map(|c| c.dirs()).unwrap_or_default(),
         };
+        let starting = std::time::Instant::now();
         let (started, events) = PodHost::start(config).await?;
         let started = Arc::new(started);
         log::info!(
-            "the pod's walled process: {} (helper {})",
+            "the pod's walled process: {} (helper {}), up in {:?}",
             started.walled_pid(),
-            started.pid()
+            started.pid(),
+            starting.elapsed()
         );
         *host = Some(started.clone());
         tokio::spawn(self.clone().follow(started.clone(), events));

@@ -26,10 +26,9 @@ fn ctr_run_prints_the_guest_output() {
         containerd.log()
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout), "hello from wpod\n");
-    containerd.wait_no_shims();
     let listed = containerd.ctr(&["containers", "ls", "-q"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    containerd.assert_nothing_left();
 }
 
 /// A pod through containerd's CRI plugin, as the kubelet drives it: a
@@ -235,14 +234,16 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             );
             let cgroups = support::cgroups_of(*pid);
             assert!(
-                cgroups.iter().any(|path| *path == pod_cgroup),
+                cgroups.contains(&pod_cgroup),
                 "process {pid} is not in {pod_cgroup}: {cgroups:?}"
             );
         }
+        let walled_pss: u64 = walled.iter().filter_map(|pid| pss_kib(*pid)).sum();
         eprintln!(
-            "figures: RunPodSandbox to the second container running: {:.1} ms; shim Pss with both containers running: {} KiB",
+            "figures: RunPodSandbox to the second container running: {:.1} ms; Pss with both containers running: shim {} KiB, its walled pod process {} KiB",
             second_running.as_secs_f64() * 1000.0,
-            pss_kib(shims[0]).unwrap_or(0)
+            pss_kib(shims[0]).unwrap_or(0),
+            walled_pss
         );
 
         // As the kubelet stops a container: SIGTERM, which asks the guest to
@@ -295,16 +296,14 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             .expect("ListContainers");
         assert_eq!(containers.containers, vec![]);
     });
-    containerd.wait_no_shims();
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
-    // Nor the pod's walled process, nor its folder, nor its cgroup.
+    containerd.assert_nothing_left();
+    // Nor the pod's walled process, nor its cgroup.
     for pid in walled {
         assert!(
             !Path::new("/proc").join(pid.to_string()).exists(),
             "the pod's process {pid} is left"
         );
     }
-    containerd.assert_no_pod_folders();
     let left: Vec<_> = cgroup_parent
         .dirs()
         .into_iter()
@@ -478,9 +477,7 @@ fn a_pod_on_a_cni_network_serves_on_its_own_address() {
             .unwrap_or_else(|e| panic!("removing the sandbox: {e}\n{}", containerd.log()));
         assert!(!netns.exists(), "{} is left", netns.display());
     });
-    containerd.wait_no_shims();
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
-    containerd.assert_no_pod_folders();
+    containerd.assert_nothing_left();
 }
 
 /// A task whose spec names a network namespace to join (as the CRI plugin
@@ -565,9 +562,7 @@ fn a_task_runs_in_the_network_namespace_its_spec_names() {
             .status
             .success()
     );
-    containerd.wait_no_shims();
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
-    containerd.assert_no_pod_folders();
+    containerd.assert_nothing_left();
 }
 
 /// A container whose program is not in its image does not start, and the
@@ -596,9 +591,7 @@ fn a_missing_program_is_refused_by_name() {
     // `ctr run --rm` could delete it and its container.
     let listed = containerd.ctr(&["containers", "ls", "-q"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
-    containerd.wait_no_shims();
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
-    containerd.assert_no_pod_folders();
+    containerd.assert_nothing_left();
 }
 
 /// Runs `/bin/sh -c SCRIPT` with `ctr run -d` as task `id`, in an image
@@ -687,15 +680,13 @@ fn a_killed_pod_process_ends_its_containers_with_137() {
             .status
             .success()
     );
-    containerd.wait_no_shims();
+    containerd.assert_nothing_left();
     for pid in walled {
         assert!(
             !Path::new("/proc").join(pid.to_string()).exists(),
             "the pod's process {pid} is left"
         );
     }
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
-    containerd.assert_no_pod_folders();
 }
 
 /// A shim killed (`kill -9`) takes its pod's walled process with it, and

@@ -315,6 +315,15 @@ state = "{dir}/state"
         self.dir.join("state/io.containerd.runtime.v2.task/k8s.io")
     }
 
+    /// Fails unless nothing of the pods is left, once their tasks and
+    /// containers are removed: no shim, no mount under the test's folder,
+    /// no pod folder.
+    pub fn assert_nothing_left(&self) {
+        self.wait_no_shims();
+        assert_eq!(self.mounts(), Vec::<PathBuf>::new());
+        self.assert_no_pod_folders();
+    }
+
     /// Fails unless the pods' folders (`<state>/wpod/...`) are all gone.
     pub fn assert_no_pod_folders(&self) {
         let folders = self.dir.join("state").join("wpod");
