@@ -497,14 +497,16 @@ impl PodHost {
 /// child process outside the wall (the caller's binary, [`COMPILE_ARG`]),
 /// so that the host finds them compiled in its read-only cache; returns
 /// when the first tier is done (the child goes on with Cranelift when
-/// tiered). Nothing happens without a cache; a failure is left to the
-/// host, which compiles in memory.
+/// tiered). Nothing happens without a cache, or when the cache has them;
+/// a failure is left to the host, which compiles in memory.
 pub async fn compile_ahead(
     program: &Path,
     container: &HostedContainer,
     runtime: &crate::RuntimeConfig,
 ) {
-    if runtime.cache_dir.is_none() {
+    // Looking is quick (the image's config, a stat, the cache's index):
+    // done here, so that a warm cache costs no child.
+    if serve::missing_programs(container, runtime).is_empty() {
         return;
     }
     let request = serve::CompileRequest {
@@ -695,18 +697,21 @@ fn kill(pid: u32) {
     crate::sandbox::sys::send_signal(pid, libc::SIGKILL);
 }
 
-/// Waits for the helper's `Walled` and PID 1's `Ready`; returns the walled
-/// PID.
+/// Waits for the helper's `Walled` and PID 1's `Ready` (in either order:
+/// they are two processes); returns the walled PID.
 async fn wait_ready(channel: &Channel) -> Result<u32, HostError> {
-    let mut walled_pid = None;
+    let (mut walled_pid, mut ready) = (None, false);
     loop {
         match channel.recv::<FromHost>().await {
             Ok(Some((FromHost::Walled { pid }, _))) => walled_pid = Some(pid),
-            Ok(Some((FromHost::Ready, _))) => return walled_pid.ok_or(HostError::Gone),
+            Ok(Some((FromHost::Ready, _))) => ready = true,
             Ok(Some((FromHost::Failed(report), _))) => return Err(HostError::Wall(report)),
             Ok(Some(_)) => {}
             Ok(None) => return Err(HostError::Gone),
             Err(error) => return Err(HostError::Channel(error)),
+        }
+        if let (Some(pid), true) = (walled_pid, ready) {
+            return Ok(pid);
         }
     }
 }

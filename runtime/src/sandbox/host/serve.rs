@@ -51,8 +51,14 @@ pub fn main_if_helper() {
 
 /// Step 1 to 3 of the module docs, then PID 1. Never returns.
 fn host_main() -> ! {
-    // SAFETY: the caller placed its socket at HOST_FD before it executed
-    // this process, and nothing else of this fresh process owns that number.
+    // SAFETY: fcntl(F_GETFD) on a number only reads its flags; it fails
+    // (EBADF) when nothing is open there: a helper run by hand.
+    if unsafe { libc::fcntl(HOST_FD, libc::F_GETFD) } < 0 {
+        sys::exit_now(2);
+    }
+    // SAFETY: HOST_FD is open (checked above): the caller placed its socket
+    // there before it executed this process, and nothing else of this
+    // fresh process owns that number.
     let socket = unsafe { OwnedFd::from_raw_fd(HOST_FD) };
     // SAFETY: a freshly executed process at the top of `main`: no thread
     // was started and no descriptor is owned but `socket`, which is kept.
@@ -471,7 +477,7 @@ fn compile_main() -> ! {
 }
 
 /// The container's programs that the cache lacks: (reference, path).
-fn missing_programs(
+pub(super) fn missing_programs(
     container: &HostedContainer,
     config: &crate::RuntimeConfig,
 ) -> Vec<(String, std::path::PathBuf)> {
