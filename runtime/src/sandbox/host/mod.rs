@@ -755,3 +755,120 @@ fn answer_start(pending: &Pending, id: &str, answer: Result<(), ErrorReport>) {
         let _ = asker.send(answer);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(cache: Option<PathBuf>) -> HostConfig {
+        HostConfig {
+            name: "sandbox".into(),
+            hostname: "web-0".into(),
+            pod_folder: "/run/c/wpod/k8s.io/sandbox".into(),
+            program: "/proc/self/exe".into(),
+            runtime: crate::RuntimeConfig {
+                cache_dir: cache,
+                ..Default::default()
+            },
+            cgroups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_wall_binds_the_pod_folder_the_cache_and_the_name_files_and_receives_mounts() {
+        let cache = std::env::temp_dir();
+        let plan = plan(&config(Some(cache.clone())));
+        assert!(plan.receive_mounts);
+        assert!(!plan.net_namespace);
+        assert_eq!(plan.hostname, "web-0");
+        let folder = (plan.binds.iter())
+            .find(|b| b.path == Path::new("/run/c/wpod/k8s.io/sandbox"))
+            .expect("the pod folder");
+        assert!(!folder.read_only && !folder.exec && !folder.file);
+        let cached = (plan.binds.iter())
+            .find(|b| b.path == cache)
+            .expect("the cache");
+        assert!(cached.read_only && cached.exec);
+        for bind in &plan.binds {
+            let expected = [Path::new("/run/c/wpod/k8s.io/sandbox"), &cache];
+            let name_file = ETC_FILES.iter().any(|f| bind.path == Path::new(f));
+            assert!(
+                expected.contains(&bind.path.as_path()) || (name_file && bind.read_only),
+                "{bind:?}"
+            );
+        }
+        // A cache that is not there is not bound.
+        let without = super::plan(&config(Some("/nonexistent/wpod-cache".into())));
+        assert!(without.binds.iter().all(|b| !b.exec));
+    }
+
+    #[test]
+    fn a_hosted_container_is_a_one_container_pod_of_host_paths() {
+        let container = HostedContainer {
+            pod_name: "abc".into(),
+            container_name: "web".into(),
+            image: "k8s.io:abc".into(),
+            image_root: "/p".into(),
+            base_dir: "/p/k8s.io/abc".into(),
+            state_dir: "/p/k8s.io/abc/wpod".into(),
+            mounts: vec![HostedMount {
+                source: "/p/k8s.io/abc/mounts/3".into(),
+                destination: "/data".into(),
+                read_only: true,
+            }],
+            memory_limit: Some(64 << 20),
+            ports: vec![HostedPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                udp: false,
+            }],
+        };
+        let pod = container.pod().unwrap();
+        assert_eq!(pod.name, "abc");
+        assert!(pod.host_network);
+        assert_eq!(pod.restart_policy, RestartPolicy::Never);
+        let spec = &pod.containers[0];
+        assert_eq!(
+            (spec.name.as_str(), spec.image.as_str()),
+            ("web", "k8s.io:abc")
+        );
+        assert_eq!(spec.resources.memory_limit, Some(64 << 20));
+        assert_eq!(spec.ports[0].container_port, 8080);
+        assert_eq!(spec.volume_mounts[0].mount_path, "/data");
+        assert!(spec.volume_mounts[0].read_only);
+        assert!(matches!(
+            &pod.volumes[0].source,
+            crate::VolumeSource::HostPath { path, .. } if path == Path::new("/p/k8s.io/abc/mounts/3")
+        ));
+        // What the manifest refuses, the host refuses: a name that is no
+        // DNS label.
+        let bad = HostedContainer {
+            container_name: "Not_A_Label".into(),
+            ..container
+        };
+        assert!(bad.pod().is_err());
+    }
+
+    #[test]
+    fn a_message_and_its_files_cross_the_socket_together() {
+        let (ours, theirs) = wire::socket_pair().unwrap();
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        let request = ToHost::Stop {
+            id: "web".into(),
+            force: true,
+        };
+        wire::send(ours.as_fd(), &request, &[write.as_fd()]).unwrap();
+        drop(write);
+        let (got, files) = wire::recv::<ToHost>(theirs.as_fd()).unwrap().unwrap();
+        assert!(matches!(got, ToHost::Stop { ref id, force: true } if id == "web"));
+        assert_eq!(files.len(), 1);
+        rustix::io::write(&files[0], b"through").unwrap();
+        drop(files);
+        let mut buffer = [0u8; 16];
+        let n = rustix::io::read(&read, &mut buffer).unwrap();
+        assert_eq!(&buffer[..n], b"through");
+        // The other end closed: the end of file, not an error.
+        drop(ours);
+        assert!(wire::recv::<ToHost>(theirs.as_fd()).unwrap().is_none());
+    }
+}
