@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::cri::{self, Cri};
@@ -199,11 +200,7 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         // programs outside the wall (Cranelift's tier, in the background).
         let descendants = support::descendants(shims[0]);
         let named = |pid: &u32| support::process_name(*pid);
-        walled = descendants
-            .iter()
-            .copied()
-            .filter(|pid| named(pid).starts_with("wpod pod"))
-            .collect();
+        walled = support::walled_processes(shims[0]);
         assert_eq!(
             walled.len(),
             2,
@@ -437,6 +434,24 @@ fn a_pod_on_a_cni_network_serves_on_its_own_address() {
             .and_then(|network| network.ip.parse().ok())
             .expect("the pod's address");
         let netns = containerd.sandbox_netns(&sandbox_id);
+        // The pod's walled process keeps the pod's network namespace (the
+        // one CNI set up, which the shim joined): the OS wall makes none.
+        let shims = containerd.shims();
+        assert_eq!(shims.len(), 1, "{shims:?}");
+        let walled = support::walled_processes(shims[0]);
+        assert_eq!(walled.len(), 2, "the pod's processes: {walled:?}");
+        let pod_network = std::fs::metadata(&netns)
+            .map(|m| m.ino())
+            .expect("the pod's netns");
+        for pid in &walled {
+            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("its netns");
+            assert_eq!(
+                theirs.display().to_string(),
+                format!("net:[{pod_network}]"),
+                "process {pid}"
+            );
+            assert!(support::wall_of(*pid).iter().all(|(_, holds)| *holds));
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         for address in [
             std::net::SocketAddr::new(ip, port),
@@ -625,10 +640,7 @@ fn run_detached(containerd: &Containerd, id: &str, script: &str) -> (u32, Vec<u3
     );
     let shims = containerd.shims();
     assert_eq!(shims.len(), 1, "{shims:?}");
-    let walled: Vec<u32> = support::descendants(shims[0])
-        .into_iter()
-        .filter(|pid| support::process_name(*pid).starts_with("wpod pod"))
-        .collect();
+    let walled = support::walled_processes(shims[0]);
     assert_eq!(walled.len(), 2, "the pod's processes: {walled:?}");
     (shims[0], walled)
 }

@@ -618,6 +618,16 @@ impl Drop for CgroupParent {
     }
 }
 
+/// The pod's walled processes among the shim's descendants, by name: its
+/// helper (`wpod pod-init`, the shim's child) and PID 1 of the pod's
+/// namespaces (`wpod pod <sandbox>`, the helper's child).
+pub fn walled_processes(shim: u32) -> Vec<u32> {
+    descendants(shim)
+        .into_iter()
+        .filter(|pid| process_name(*pid).starts_with("wpod pod"))
+        .collect()
+}
+
 /// A process's name (`/proc/PID/comm`), empty once it is gone.
 pub fn process_name(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
