@@ -80,11 +80,19 @@ fn host_main() -> ! {
     }
     sys::set_process_name("wpod pod-init");
     for dir in &setup.cgroups {
-        let procs = dir.join("cgroup.procs");
-        if let Err(error) = std::fs::write(&procs, std::process::id().to_string()) {
+        // As pod-init moves itself (`PodCgroup::enter`): one thread writing
+        // `0` to v1's `tasks` skips the kernel's global migration lock;
+        // v2 has `cgroup.procs` only.
+        let tasks = dir.join("tasks");
+        let file = if tasks.exists() {
+            tasks
+        } else {
+            dir.join("cgroup.procs")
+        };
+        if let Err(error) = std::fs::write(&file, "0") {
             let error = std::io::Error::other(format!(
                 "moving the pod process into its cgroup: {}: {error}",
-                procs.display()
+                file.display()
             ));
             fail(socket.as_fd(), &error);
         }
