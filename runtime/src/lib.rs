@@ -96,6 +96,11 @@ pub use registry::{
     check_images, is_registry_reference, push_wasm,
 };
 pub use run::{CompileProgress, PodOutcome, RunConfig, RunOutcome, StatusSink, run};
+/// The walled pod host that the containerd shim feeds over a socket (Linux
+/// only; not for embedders yet).
+#[cfg(target_os = "linux")]
+#[doc(hidden)]
+pub use sandbox::host as pod_host;
 pub use sandbox::{ErrorReport, Isolation, SandboxError};
 pub use status::{
     ContainerState, ContainerStatus, PodCondition, PodPhase, PodStatus, Termination, Timestamp,

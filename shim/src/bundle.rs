@@ -1,13 +1,16 @@
 //! An OCI bundle (`config.json` and `rootfs/`, as containerd lays it out for a
 //! task) read into what the shim runs: the pod sandbox, or a container as a
-//! one-container wpod pod ([`wpod::PodSpec`]) whose image is the bundle itself.
+//! one-container wpod pod ([`wpod::pod_host::HostedContainer`]) whose image is
+//! the container's folder in the pod folder (see [`crate::pod`]), which holds
+//! the bundle's `rootfs/` and the `image.json` made here.
 //!
 //! No IO here beyond reading `config.json` and looking into `rootfs/` for the
-//! program: the shim writes the image's `image.json` and mounts the rootfs.
+//! program: the shim mounts the rootfs, fills the pod folder and writes
+//! `image.json`.
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::path::{Path, PathBuf};
-use wpod::{ContainerSpec, HostPathType, PodSpec, PortSpec, Protocol, RestartPolicy};
+use wpod::pod_host::{HostedContainer, HostedMount, HostedPort};
 
 /// The CRI annotation naming the pod sandbox a container belongs to.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
@@ -28,6 +31,10 @@ pub struct Bundle {
     /// The sandbox this task belongs to (its own id for a sandbox, or for a
     /// task outside any pod, as `ctr run` makes).
     pub sandbox_id: String,
+    /// The pod's hostname (the spec's `hostname`), if it names one.
+    pub hostname: Option<String>,
+    /// The pod's cgroup (`linux.cgroupsPath`), if the spec names one.
+    pub cgroups_path: Option<String>,
     /// The network namespace the sandbox's containers share, when the
     /// runtime made one for the pod (a CNI network); `None` for
     /// `hostNetwork` pods and for tasks without a path to join.
@@ -44,15 +51,20 @@ pub enum TaskKind {
     Container(Box<ContainerTask>),
 }
 
-/// A container: the pod wpod runs for it, and the image config the shim
-/// writes into the bundle (`image.json`) so that wpod finds the program in
-/// `rootfs/` as it does in any image folder.
+/// A container: the pod wpod runs for it, as the walled host sees it, and
+/// the image config the shim writes beside its `rootfs/` (`image.json`) so
+/// that wpod finds the program there as it does in any image folder.
 #[derive(Debug, Clone)]
 pub struct ContainerTask {
-    pub pod: PodSpec,
+    pub container: HostedContainer,
+    /// The container's folder in the pod folder.
+    pub dir: crate::pod::ContainerDir,
     /// `image.json`'s content: the process's args, env and cwd as an OCI
     /// image config (`Entrypoint`, `Env`, `WorkingDir`).
     pub image_json: serde_json::Value,
+    /// The volumes to bind into the container's folder: (index, the
+    /// kubelet's folder, read-only).
+    pub volumes: Vec<(usize, PathBuf, bool)>,
     /// The bind mounts that were not given to the container, with why
     /// (files such as `/etc/hosts`: WASI preopens folders only).
     pub skipped_mounts: Vec<String>,
@@ -86,13 +98,13 @@ pub enum BundleError {
 }
 
 impl Bundle {
-    /// Reads `path/config.json`.
+    /// Reads `path/config.json`; a container's folder goes in `pod_folder`.
     ///
     /// # Errors
     ///
     /// [`BundleError`] when the spec cannot be read, or asks for what a
     /// Wasm container cannot have (a terminal, no program).
-    pub fn read(path: &Path, id: &str) -> Result<Bundle, BundleError> {
+    pub fn read(path: &Path, id: &str, pod_folder: &Path) -> Result<Bundle, BundleError> {
         let spec = load(path)?;
         let annotations = spec.annotations().clone().unwrap_or_default();
         let kind = if annotations
@@ -105,11 +117,13 @@ impl Bundle {
                 .get(CONTAINER_NAME_ANNOTATION)
                 .map(String::as_str)
                 .unwrap_or("main");
-            TaskKind::Container(Box::new(container(path, id, name, &spec)?))
+            TaskKind::Container(Box::new(container(path, id, name, &spec, pod_folder)?))
         };
         Ok(Bundle {
             path: path.to_owned(),
             sandbox_id: sandbox_id(&spec, id),
+            hostname: spec.hostname().clone().filter(|name| !name.is_empty()),
+            cgroups_path: cgroups_path(&spec),
             netns: netns(&spec),
             kind,
         })
@@ -140,6 +154,7 @@ fn container(
     id: &str,
     name: &str,
     spec: &Spec,
+    pod_folder: &Path,
 ) -> Result<ContainerTask, BundleError> {
     let process = spec
         .process()
@@ -184,37 +199,38 @@ fn container(
     let image_json = serde_json::json!({
         "config": { "Entrypoint": args, "Env": env, "WorkingDir": cwd }
     });
-    let (_, reference) = image_reference(bundle).ok_or_else(|| BundleError::Layout {
+    // The host finds the image as `<pod folder>/<namespace>/<id>`, named
+    // `<namespace>:<id>` as the bundle is.
+    let layout = || BundleError::Layout {
         bundle: bundle.to_owned(),
-    })?;
-    let mut container = ContainerSpec::new(dns_label(name, "main"), reference);
-    if let Some(ports) = spec
+    };
+    let namespace = (bundle.parent())
+        .and_then(|parent| parent.file_name())
+        .and_then(|name| name.to_str())
+        .ok_or_else(layout)?;
+    let dir = crate::pod::ContainerDir::new(pod_folder, namespace, id);
+    let (image_root, reference) = image_reference(&dir.path).ok_or_else(layout)?;
+    let ports = match spec
         .annotations()
         .as_ref()
         .and_then(|annotations| annotations.get(PORTS_ANNOTATION))
     {
-        container.ports = ports_of(ports).map_err(|message| BundleError::Ports {
+        Some(ports) => ports_of(ports).map_err(|message| BundleError::Ports {
             bundle: bundle.to_owned(),
             message,
-        })?;
-    }
-    if let Some(limit) = spec
+        })?,
+        None => Vec::new(),
+    };
+    let memory_limit = spec
         .linux()
         .as_ref()
         .and_then(|linux| linux.resources().as_ref())
         .and_then(|resources| resources.memory().as_ref())
         .and_then(|memory| memory.limit())
         .filter(|limit| *limit > 0)
-    {
-        container = container.memory_limit(limit.unsigned_abs());
-    }
-    let mut builder = PodSpec::builder(dns_label(id, "task"))
-        .restart_policy(RestartPolicy::Never)
-        // The containers of a pod meet on the network the shim's process is
-        // in: the pod's network namespace, which the shim joined at start
-        // (see `netns`), as every container of a runc pod joins it.
-        .host_network(true)
-        .base_dir(bundle);
+        .map(i64::unsigned_abs);
+    let mut mounts = Vec::new();
+    let mut volumes = Vec::new();
     let mut skipped_mounts = Vec::new();
     for (index, mount) in spec.mounts().iter().flatten().enumerate() {
         let options = mount.options().clone().unwrap_or_default();
@@ -234,21 +250,38 @@ fn container(
             ));
             continue;
         }
-        let volume = format!("mount-{index}");
         let read_only = options.iter().any(|o| o == "ro");
-        builder = builder.host_path(volume.clone(), source, HostPathType::Directory);
-        container = container.mount(volume, destination, read_only);
+        mounts.push(HostedMount {
+            source: dir.mount(index),
+            destination,
+            read_only,
+        });
+        volumes.push((index, source, read_only));
     }
-    let pod = builder
-        .container(container)
-        .build()
-        .map_err(|error| BundleError::Pod {
-            bundle: bundle.to_owned(),
-            message: error.to_string(),
-        })?;
+    let container = HostedContainer {
+        // The containers of a pod meet on the network the shim's process is
+        // in: the pod's network namespace, which the shim joined at start
+        // (see `netns`) and the walled host keeps, as every container of a
+        // runc pod joins it.
+        pod_name: dns_label(id, "task"),
+        container_name: dns_label(name, "main"),
+        image: reference,
+        image_root,
+        base_dir: dir.path.clone(),
+        state_dir: dir.state(),
+        mounts,
+        memory_limit,
+        ports,
+    };
+    container.pod().map_err(|error| BundleError::Pod {
+        bundle: bundle.to_owned(),
+        message: error.to_string(),
+    })?;
     Ok(ContainerTask {
-        pod,
+        container,
+        dir,
         image_json,
+        volumes,
         skipped_mounts,
     })
 }
@@ -257,7 +290,7 @@ fn container(
 /// JSON (`[{"name":"http","containerPort":8080,"protocol":"TCP"}]`). Only
 /// what a container port is matters here: a `hostPort` is the network's
 /// (CNI's portmap) to publish, not the shim's.
-fn ports_of(json: &str) -> Result<Vec<PortSpec>, String> {
+fn ports_of(json: &str) -> Result<Vec<HostedPort>, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Port {
@@ -269,17 +302,15 @@ fn ports_of(json: &str) -> Result<Vec<PortSpec>, String> {
     ports
         .into_iter()
         .map(|port| {
-            let protocol = match port.protocol.as_deref() {
-                None | Some("TCP") => Protocol::Tcp,
-                Some("UDP") => Protocol::Udp,
+            let udp = match port.protocol.as_deref() {
+                None | Some("TCP") => false,
+                Some("UDP") => true,
                 Some(other) => return Err(format!("protocol `{other}` is neither TCP nor UDP")),
             };
-            Ok(PortSpec {
+            Ok(HostedPort {
                 name: port.name,
                 container_port: port.container_port,
-                host_port: None,
-                host_ip: None,
-                protocol,
+                udp,
             })
         })
         .collect()
@@ -362,6 +393,11 @@ pub fn peek(path: &Path, id: &str) -> Result<(String, Option<PathBuf>), BundleEr
     Ok((sandbox_id(&spec, id), netns(&spec)))
 }
 
+/// The bundle's `linux.cgroupsPath`, if its spec can be read and names one.
+pub fn peek_cgroups_path(path: &Path) -> Option<String> {
+    load(path).ok().as_ref().and_then(cgroups_path)
+}
+
 /// Whether the bundle is a pod's sandbox (read before its rootfs is
 /// mounted: a sandbox needs none). A spec that cannot be read is not one.
 pub fn peek_is_sandbox(path: &Path) -> bool {
@@ -387,6 +423,14 @@ fn sandbox_id(spec: &Spec, id: &str) -> String {
         .and_then(|annotations| annotations.get(SANDBOX_ID_ANNOTATION))
         .cloned()
         .unwrap_or_else(|| id.to_owned())
+}
+
+fn cgroups_path(spec: &Spec) -> Option<String> {
+    spec.linux()
+        .as_ref()
+        .and_then(|linux| linux.cgroups_path().as_ref())
+        .map(|path| path.display().to_string())
+        .filter(|path| !path.is_empty())
 }
 
 fn netns(spec: &Spec) -> Option<PathBuf> {
@@ -428,10 +472,7 @@ mod tests {
             (ports[0].name.as_deref(), ports[0].container_port),
             (Some("http"), 8080)
         );
-        assert_eq!(
-            (ports[1].protocol, ports[1].host_port),
-            (Protocol::Udp, None)
-        );
+        assert!(ports[1].udp);
         assert!(ports_of(r#"[{"containerPort":1,"protocol":"SCTP"}]"#).is_err());
         assert!(ports_of("{}").is_err());
     }

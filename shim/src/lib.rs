@@ -7,14 +7,16 @@
 //! that shim (containerd-shim's `spawn`, grouped by the sandbox id), so
 //! every container of a pod lands in one process, as wpod's pod process is
 //! one. There, [`service`] serves containerd's task API: each container is a
-//! one-container pod on the shim's [`wpod::Runtime`], reading its program,
-//! args, env and mounts from its OCI bundle ([`bundle`]), its output going to
-//! containerd's FIFOs ([`stdio`]).
+//! one-container pod in the pod's walled process ([`pod`], wpod's
+//! [`wpod::pod_host`]), reading its program, args, env and mounts from its
+//! OCI bundle ([`bundle`]), its output going to containerd's FIFOs
+//! ([`stdio`]).
 //!
 //! The pod's network is the shim process's: when the CRI plugin made a
 //! network namespace for the pod, the shim joins it before any thread
-//! starts ([`netns`]), and every container uses it as a `hostNetwork` wpod
-//! pod does, so the pod's containers meet on its localhost.
+//! starts ([`netns`]); the walled process keeps it, and every container
+//! uses it as a `hostNetwork` wpod pod does, so the pod's containers meet
+//! on its localhost.
 //!
 //! Where to read next: `docs/kubernetes.md` (installing and configuring it),
 //! [`task::TaskService`] (the task API), [`service::Service`] (what it does), [`bundle::Bundle`] (what of an
@@ -24,6 +26,7 @@
 
 pub mod bundle;
 pub mod netns;
+pub mod pod;
 pub mod process;
 pub mod service;
 pub mod stdio;
@@ -49,6 +52,7 @@ pub const NETNS_ENV: &str = "WPOD_SHIM_NETNS";
 
 /// The shim: containerd-shim calls it for `start`, `delete` and to serve.
 pub struct WpodShim {
+    id: String,
     namespace: String,
     exit: Arc<ExitSignal>,
 }
@@ -66,9 +70,11 @@ impl Shim for WpodShim {
     type T = task::TaskService;
 
     async fn new(_runtime_id: &str, args: &Flags, config: &mut Config) -> Self {
-        // The shim starts no child processes: no reaping of them.
+        // The shim's children (the pod's walled process, compilers) are
+        // each reaped by the thread that started it.
         config.no_reaper = true;
         WpodShim {
+            id: args.id.clone(),
             namespace: args.namespace.clone(),
             exit: Arc::new(ExitSignal::default()),
         }
@@ -105,8 +111,24 @@ impl Shim for WpodShim {
 
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
         // containerd calls this when a shim died without deleting a task:
-        // nothing of the task outlives the shim process (its containers
-        // were guests in it), and containerd unmounts the bundle's rootfs.
+        // the pod's walled process died with the shim (PR_SET_PDEATHSIG),
+        // and containerd unmounts the bundle's rootfs; what is left is the
+        // task's place in the pod folder, and, for the sandbox's own task,
+        // the pod folder itself.
+        if let Ok(bundle) = std::env::current_dir()
+            && let Ok((sandbox_id, _)) = bundle::peek(&bundle, &self.id)
+            && let Ok(folder) = pod::folder_for(&bundle, &sandbox_id)
+        {
+            if let Some(namespace) = bundle.parent().and_then(|p| p.file_name()) {
+                pod::ContainerDir::new(&folder, &namespace.to_string_lossy(), &self.id).remove();
+            }
+            if sandbox_id == self.id {
+                pod::tear_down(&folder);
+                if let Some(path) = bundle::peek_cgroups_path(&bundle) {
+                    wpod::pod_host::HostCgroup::remove(&path);
+                }
+            }
+        }
         Ok(DeleteResponse {
             exit_status: 137,
             exited_at: MessageField::some(Timestamp::now()),

@@ -1,10 +1,14 @@
 //! `containerd-shim-wpod-v1`: containerd's runtime `io.containerd.wpod.v1`.
 //! Everything is in the library (`wpod_shim`); this joins the pod's network
 //! namespace while the process has one thread, then runs containerd-shim's
-//! loop on tokio.
+//! loop on tokio. Executed by the shim itself with wpod's helper argument,
+//! it is the pod's walled process instead (`wpod::pod_host`).
 
 #[cfg(target_os = "linux")]
 fn main() {
+    // The pod's walled process and the compiler are this binary executed
+    // again: they return from here only when this is neither.
+    wpod::pod_host::main_if_helper();
     // The shim server spawned by `start` for a pod with a network namespace
     // of its own is told its path; `start` and `delete` themselves never are.
     if let Some(path) = std::env::var_os(wpod_shim::NETNS_ENV)

@@ -3,7 +3,8 @@
 //! The CRI plugin makes a network namespace for a pod (unless it uses the
 //! host's network) and names it in every container's spec, for the runtime
 //! to put the container's process in. Here the containers are guests of the
-//! shim's process, so the process joins it: before any thread starts, since
+//! pod's walled process, which the shim starts and which inherits the shim's
+//! network namespace, so the shim joins it: before any thread starts, since
 //! `setns` moves only the calling thread and threads inherit the namespace
 //! of the thread that made them.
 

@@ -121,7 +121,10 @@ impl Task for TaskService {
             if !exec.process.is_created() {
                 return Err(already_started(&req.exec_id));
             }
-            if let Err(e) = service.start_exec(&req.id, &req.exec_id, &task, &exec) {
+            if let Err(e) = service
+                .start_exec(&req.id, &req.exec_id, &task, &exec)
+                .await
+            {
                 service
                     .ended(&req.id, &req.exec_id, &exec.process, 128)
                     .await;
@@ -285,6 +288,7 @@ impl Task for TaskService {
             });
         }
         service.tasks.lock().expect("tasks lock").remove(&req.id);
+        service.deleted(&req.id, &task).await;
         if task.rootfs_mounted {
             unmount(&task.bundle.path.join("rootfs"));
         }
@@ -324,14 +328,8 @@ impl Task for TaskService {
         use containerd_shim::protos::cgroups::metrics::{
             CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics,
         };
-        let task = self.0.task(&req.id)?;
-        let usage = task
-            .execer
-            .lock()
-            .expect("execer lock")
-            .as_ref()
-            .map(|execer| execer.usage())
-            .unwrap_or_default();
+        self.0.task(&req.id)?;
+        let usage = self.0.usage(&req.id).await;
         let memory: u64 = usage.iter().map(|u| u.memory_bytes).sum();
         let cpu: u128 = usage.iter().map(|u| u.cpu_time.as_nanos()).sum();
         let limit = usage.iter().filter_map(|u| u.memory_limit).sum::<u64>();
@@ -380,6 +378,9 @@ impl Task for TaskService {
         // containerd asks after each task's delete; the shim holds the
         // whole pod, so it goes only with its last task.
         if req.now || self.0.tasks.lock().expect("tasks lock").is_empty() {
+            // Nothing of the pod outlives the shim: its walled process and
+            // its folder go first.
+            self.0.tear_down().await;
             self.0.exit.signal();
         }
         Ok(Empty::new())

@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use support::cri::{self, Cri};
 use support::{Containerd, RUNTIME, component, oci_image, pss_kib};
@@ -25,10 +27,9 @@ fn ctr_run_prints_the_guest_output() {
         containerd.log()
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout), "hello from wpod\n");
-    containerd.wait_no_shims();
     let listed = containerd.ctr(&["containers", "ls", "-q"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    containerd.assert_nothing_left();
 }
 
 /// A pod through containerd's CRI plugin, as the kubelet drives it: a
@@ -51,6 +52,11 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
     std::fs::write(config.join("setting"), "on\n").expect("a file in the read-only folder");
     let logs = containerd.dir.join("logs");
     let port = free_port();
+    let mut walled = Vec::new();
+    // The kubelet's cgroup of the pod, which the pod process goes below.
+    let cgroup_parent =
+        support::CgroupParent::new(&format!("wpod-shim-test-{}", std::process::id()));
+    let mut pod_cgroup = String::new();
 
     block_on(async {
         let mut cri = Cri::connect(containerd.address.clone()).await;
@@ -58,7 +64,10 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         // CNI plugin is needed, and its containers meet on the shim's
         // localhost, which is the host's here.
         let network = cri::NAMESPACE_NODE;
-        let sandbox_config = cri::sandbox_config("pair", &logs, network);
+        let mut sandbox_config = cri::sandbox_config("pair", &logs, network);
+        if let Some(linux) = sandbox_config.linux.as_mut() {
+            linux.cgroup_parent = cgroup_parent.path.clone();
+        }
         let started = Instant::now();
         let sandbox_id = cri
             .run_sandbox(&sandbox_config)
@@ -185,10 +194,53 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
         // Both containers are guests of one shim process: the sandbox's.
         let shims = containerd.shims();
         assert_eq!(shims.len(), 1, "shims of the pod: {shims:?}");
+        // They run in the pod's walled process (its helper, the shim's
+        // child, and PID 1 of the pod's namespaces, the helper's child),
+        // behind the OS wall. The shim's other children, if any, compile
+        // programs outside the wall (Cranelift's tier, in the background).
+        let descendants = support::descendants(shims[0]);
+        let named = |pid: &u32| support::process_name(*pid);
+        walled = support::walled_processes(shims[0]);
+        assert_eq!(
+            walled.len(),
+            2,
+            "the shim's descendants: {:?}",
+            descendants
+                .iter()
+                .map(|pid| (pid, named(pid)))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            descendants
+                .iter()
+                .all(|pid| walled.contains(pid) || named(pid) == "wpod compile"),
+            "the shim's descendants: {:?}",
+            descendants
+                .iter()
+                .map(|pid| (pid, named(pid)))
+                .collect::<Vec<_>>()
+        );
+        // The pod's cgroup is the sandbox's (`cgroupsPath`: the kubelet's
+        // cgroup of the pod, then the sandbox's id), in every hierarchy.
+        pod_cgroup = format!("{}/{sandbox_id}", cgroup_parent.path);
+        for pid in &walled {
+            let wall = support::wall_of(*pid);
+            assert!(
+                wall.iter().all(|(_, holds)| *holds),
+                "process {pid}: {wall:#?}"
+            );
+            let cgroups = support::cgroups_of(*pid);
+            assert!(
+                cgroups.contains(&pod_cgroup),
+                "process {pid} is not in {pod_cgroup}: {cgroups:?}"
+            );
+        }
+        let walled_pss: u64 = walled.iter().filter_map(|pid| pss_kib(*pid)).sum();
         eprintln!(
-            "figures: RunPodSandbox to the second container running: {:.1} ms; shim Pss with both containers running: {} KiB",
+            "figures: RunPodSandbox to the second container running: {:.1} ms; Pss with both containers running: shim {} KiB, its walled pod process {} KiB",
             second_running.as_secs_f64() * 1000.0,
-            pss_kib(shims[0]).unwrap_or(0)
+            pss_kib(shims[0]).unwrap_or(0),
+            walled_pss
         );
 
         // As the kubelet stops a container: SIGTERM, which asks the guest to
@@ -241,8 +293,25 @@ fn cri_runs_a_pod_of_two_containers_in_one_shim() {
             .expect("ListContainers");
         assert_eq!(containers.containers, vec![]);
     });
-    containerd.wait_no_shims();
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    containerd.assert_nothing_left();
+    // Nor the pod's walled process, nor its cgroup.
+    for pid in walled {
+        assert!(
+            !Path::new("/proc").join(pid.to_string()).exists(),
+            "the pod's process {pid} is left"
+        );
+    }
+    let left: Vec<_> = cgroup_parent
+        .dirs()
+        .into_iter()
+        .map(|dir| dir.join(pod_cgroup.rsplit('/').next().unwrap_or_default()))
+        .filter(|dir| dir.exists())
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<std::path::PathBuf>::new(),
+        "the pod's cgroup is left"
+    );
 }
 
 /// The image of the CRI tests' containers: the `box` guest as `/bin/sh` and
@@ -365,6 +434,24 @@ fn a_pod_on_a_cni_network_serves_on_its_own_address() {
             .and_then(|network| network.ip.parse().ok())
             .expect("the pod's address");
         let netns = containerd.sandbox_netns(&sandbox_id);
+        // The pod's walled process keeps the pod's network namespace (the
+        // one CNI set up, which the shim joined): the OS wall makes none.
+        let shims = containerd.shims();
+        assert_eq!(shims.len(), 1, "{shims:?}");
+        let walled = support::walled_processes(shims[0]);
+        assert_eq!(walled.len(), 2, "the pod's processes: {walled:?}");
+        let pod_network = std::fs::metadata(&netns)
+            .map(|m| m.ino())
+            .expect("the pod's netns");
+        for pid in &walled {
+            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("its netns");
+            assert_eq!(
+                theirs.display().to_string(),
+                format!("net:[{pod_network}]"),
+                "process {pid}"
+            );
+            assert!(support::wall_of(*pid).iter().all(|(_, holds)| *holds));
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         for address in [
             std::net::SocketAddr::new(ip, port),
@@ -405,8 +492,7 @@ fn a_pod_on_a_cni_network_serves_on_its_own_address() {
             .unwrap_or_else(|e| panic!("removing the sandbox: {e}\n{}", containerd.log()));
         assert!(!netns.exists(), "{} is left", netns.display());
     });
-    containerd.wait_no_shims();
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    containerd.assert_nothing_left();
 }
 
 /// A task whose spec names a network namespace to join (as the CRI plugin
@@ -491,8 +577,7 @@ fn a_task_runs_in_the_network_namespace_its_spec_names() {
             .status
             .success()
     );
-    containerd.wait_no_shims();
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    containerd.assert_nothing_left();
 }
 
 /// A container whose program is not in its image does not start, and the
@@ -521,6 +606,138 @@ fn a_missing_program_is_refused_by_name() {
     // `ctr run --rm` could delete it and its container.
     let listed = containerd.ctr(&["containers", "ls", "-q"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
+    containerd.assert_nothing_left();
+}
+
+/// Runs `/bin/sh -c SCRIPT` with `ctr run -d` as task `id`, in an image
+/// holding the `box` guest as `/bin/sh`, and returns the shim's PID and its
+/// pod's walled processes (the helper and PID 1 of the pod's namespaces)
+/// once the container runs.
+fn run_detached(containerd: &Containerd, id: &str, script: &str) -> (u32, Vec<u32>) {
+    let shell = std::fs::read(component("box")).expect("the box guest");
+    let image = "docker.io/wpod-test/box:latest";
+    containerd.import(
+        "default",
+        &oci_image(image, &[("/bin/sh", shell)], &["/bin/sh"]),
+        image,
+    );
+    let output = containerd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        image,
+        id,
+        "/bin/sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        output.status.success(),
+        "ctr run -d: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        containerd.log()
+    );
+    let shims = containerd.shims();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let walled = support::walled_processes(shims[0]);
+    assert_eq!(walled.len(), 2, "the pod's processes: {walled:?}");
+    (shims[0], walled)
+}
+
+/// Waits (up to 20 s) until `ready` holds, failing with `what` and
+/// containerd's log.
+fn wait_until(containerd: &Containerd, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within 20 s\n{}",
+            containerd.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// When the pod's walled process dies (killed here, as the OOM killer of a
+/// cgroup would kill it), its containers end with 137, as processes killed
+/// with their pod's do, and the shim cleans up after them: the task is
+/// deleted, its shim ends, nothing is left.
+#[test]
+fn a_killed_pod_process_ends_its_containers_with_137() {
+    let containerd = Containerd::start();
+    let (_, walled) = run_detached(&containerd, "sleeper", "sleep infinity");
+    let pid_one = walled
+        .iter()
+        .copied()
+        .find(|pid| support::process_name(*pid) != "wpod pod-init")
+        .expect("PID 1 of the pod's namespaces");
+    support::kill(pid_one, rustix::process::Signal::KILL);
+    wait_until(&containerd, "the task did not stop", || {
+        let tasks = containerd.ctr(&["tasks", "ls"]);
+        String::from_utf8_lossy(&tasks.stdout)
+            .lines()
+            .any(|line| line.starts_with("sleeper") && line.contains("STOPPED"))
+    });
+    // ctr says the exit status (and exits 0).
+    let deleted = containerd.ctr(&["tasks", "delete", "sleeper"]);
+    let said = String::from_utf8_lossy(&deleted.stderr);
+    assert!(
+        deleted.status.success() && said.contains("exit code 137"),
+        "ctr tasks delete: {said}"
+    );
+    assert!(
+        containerd
+            .ctr(&["containers", "rm", "sleeper"])
+            .status
+            .success()
+    );
+    containerd.assert_nothing_left();
+    for pid in walled {
+        assert!(
+            !Path::new("/proc").join(pid.to_string()).exists(),
+            "the pod's process {pid} is left"
+        );
+    }
+}
+
+/// A shim killed (`kill -9`) takes its pod's walled process with it, and
+/// containerd's clean-up of the dead shim (its `delete`) removes the pod's
+/// folder and mounts: nothing is left.
+#[test]
+fn a_killed_shim_takes_its_pod_process_and_leaves_nothing() {
+    let containerd = Containerd::start();
+    let (shim, walled) = run_detached(&containerd, "orphan", "sleep infinity");
+    support::kill(shim, rustix::process::Signal::KILL);
+    wait_until(
+        &containerd,
+        "the pod's processes outlived their shim",
+        || {
+            walled
+                .iter()
+                .all(|pid| !Path::new("/proc").join(pid.to_string()).exists())
+        },
+    );
+    // containerd finds the shim dead, runs its `delete` and removes the
+    // task; the container is then removed as usual.
+    wait_until(
+        &containerd,
+        "containerd did not clean up the dead shim",
+        || {
+            containerd.ctr(&["tasks", "delete", "orphan"]);
+            let tasks = containerd.ctr(&["tasks", "ls", "-q"]);
+            String::from_utf8_lossy(&tasks.stdout).trim().is_empty()
+        },
+    );
+    assert!(
+        containerd
+            .ctr(&["containers", "rm", "orphan"])
+            .status
+            .success()
+    );
     containerd.wait_no_shims();
-    assert_eq!(containerd.mounts(), Vec::<std::path::PathBuf>::new());
+    wait_until(&containerd, "mounts are left", || {
+        containerd.mounts().is_empty()
+    });
+    containerd.assert_no_pod_folders();
 }

@@ -187,6 +187,47 @@ impl Hierarchies {
         Ok(cgroup)
     }
 
+    /// The hierarchies for cgroups below `parent`, a cgroup path as an OCI
+    /// spec's `cgroupsPath` names it in cgroupfs form (from each
+    /// hierarchy's root, as runc reads it), rather than below wpod's own:
+    /// where the containerd shim puts its pod process, under the kubelet's
+    /// cgroup of the pod (see `host`).
+    pub(crate) fn below(parent: &Path) -> Result<Hierarchies, CgroupError> {
+        let path: &'static str = "/proc/self/mountinfo";
+        let mountinfo =
+            std::fs::read_to_string(path).map_err(|source| CgroupError::Read { path, source })?;
+        let mounts: Vec<Mount> = mountinfo.lines().filter_map(Mount::parse).collect();
+        let parent = parent.to_string_lossy();
+        let v1 = |controller: &str| {
+            mounts
+                .iter()
+                .find(|m| m.fstype == "cgroup" && m.has_controller(controller))
+        };
+        if v1("memory").is_some() {
+            let parents = (V1_CONTROLLERS.iter())
+                .filter_map(|c| v1(c).map(|mount| (*c, mount.dir_of(&parent))))
+                .collect();
+            return Ok(Hierarchies { parents, v2: false });
+        }
+        let mount = (mounts.iter())
+            .find(|m| m.fstype == "cgroup2")
+            .ok_or(CgroupError::NoFilesystem)?;
+        Ok(Hierarchies {
+            parents: vec![("", mount.dir_of(&parent))],
+            v2: true,
+        })
+    }
+
+    /// The cgroup `name` as it is, made or not, to remove it (its `Drop`).
+    pub(crate) fn existing(&self, name: &str) -> PodCgroup {
+        PodCgroup {
+            dirs: (self.parents.iter())
+                .map(|(controller, parent)| (*controller, parent.join(name)))
+                .collect(),
+            v2: self.v2,
+        }
+    }
+
     /// Removes cgroups of pods whose `wpod` (the pid in their name) is gone,
     /// killing anything still in them first.
     pub(crate) fn sweep_stale(&self) {
@@ -255,6 +296,11 @@ impl PodCgroup {
             }
         }
         Ok(())
+    }
+
+    /// Its directories, one per hierarchy.
+    pub(crate) fn dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(_, dir)| dir.clone()).collect()
     }
 
     /// Moves the calling process, which must have a single thread (pod-init,

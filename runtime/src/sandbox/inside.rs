@@ -53,7 +53,7 @@ const NEW_ROOT: &str = "/tmp";
 /// how to get past it.
 #[derive(Debug, thiserror::Error)]
 #[error("setting up the OS wall: {step}: {source}; {hint}")]
-struct WallError {
+pub(super) struct WallError {
     step: &'static str,
     #[source]
     source: SysError,
@@ -181,8 +181,12 @@ pub(super) fn pod_init(
 
 /// Steps 7 to 9 of the module docs, in PID 1. Returns the DNS relay's
 /// socket, bound while port 53 may still be bound.
-fn build_wall(plan: &Plan) -> Result<Option<OwnedFd>, WallError> {
-    sys::make_mounts_private().map_err(step("making mounts private", HINT_KERNEL))?;
+pub(super) fn build_wall(plan: &Plan) -> Result<Option<OwnedFd>, WallError> {
+    if plan.receive_mounts {
+        sys::make_mounts_slave().map_err(step("making mounts slaves", HINT_KERNEL))?;
+    } else {
+        sys::make_mounts_private().map_err(step("making mounts private", HINT_KERNEL))?;
+    }
     let sources = plan
         .binds
         .iter()

@@ -40,6 +40,8 @@ mod cgroup;
 #[cfg(target_os = "linux")]
 mod dns;
 #[cfg(target_os = "linux")]
+pub mod host;
+#[cfg(target_os = "linux")]
 mod inside;
 #[cfg(target_os = "linux")]
 mod linux;
@@ -384,6 +386,13 @@ pub struct Plan {
     /// with the namespace; the pod's cgroup is charged for what it holds.
     #[serde(default)]
     pub private_tmpfs: Option<PathBuf>,
+    /// Whether mounts made later on the host under a bound path that is a
+    /// shared mount appear in the pod (the pod host of the containerd shim,
+    /// see `host`): the pod's mounts are then made slaves of the host's
+    /// instead of private. Never the other way: nothing the pod mounts
+    /// reaches the host.
+    #[serde(default)]
+    pub receive_mounts: bool,
 }
 
 /// One `emptyDir` with `medium: Memory`.
@@ -614,6 +623,7 @@ pub fn plan(pod: &PodSpec, inputs: &PlanInputs) -> Plan {
         resolv_conf: inputs.resolv_conf.clone(),
         hosts: inputs.hosts.clone(),
         private_tmpfs,
+        receive_mounts: false,
     }
 }
 

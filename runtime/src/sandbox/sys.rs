@@ -333,6 +333,16 @@ pub(crate) fn make_mounts_private() -> Result<()> {
         .map_err(|e| SysError::at("mount(MS_REC|MS_PRIVATE)", Path::new("/"), e))
 }
 
+/// `mount("", "/", MS_REC | MS_SLAVE)`: as [`make_mounts_private`], nothing
+/// we mount propagates back to the host, but what the host mounts later under
+/// a shared mount still appears here (the shim's pod folder, see
+/// `sandbox::host`).
+pub(crate) fn make_mounts_slave() -> Result<()> {
+    use rustix::mount::MountPropagationFlags as P;
+    rustix::mount::mount_change("/", P::DOWNSTREAM | P::REC)
+        .map_err(|e| SysError::at("mount(MS_REC|MS_SLAVE)", Path::new("/"), e))
+}
+
 /// Opens a bind source as an `O_PATH` descriptor: the mount then binds what
 /// was opened here, not whatever the path names later (no symlink swap
 /// between the check and the mount; runc mounts from /proc/self/fd too).

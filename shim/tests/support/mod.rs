@@ -130,7 +130,7 @@ state = "{dir}/state"
   level = "info"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "docker.io/wpod-test/pause:latest"
-  disable_cgroup = true
+  disable_cgroup = false
   disable_apparmor = true
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
@@ -315,6 +315,27 @@ state = "{dir}/state"
         self.dir.join("state/io.containerd.runtime.v2.task/k8s.io")
     }
 
+    /// Fails unless nothing of the pods is left, once their tasks and
+    /// containers are removed: no shim, no mount under the test's folder,
+    /// no pod folder.
+    pub fn assert_nothing_left(&self) {
+        self.wait_no_shims();
+        assert_eq!(self.mounts(), Vec::<PathBuf>::new());
+        self.assert_no_pod_folders();
+    }
+
+    /// Fails unless the pods' folders (`<state>/wpod/...`) are all gone.
+    pub fn assert_no_pod_folders(&self) {
+        let folders = self.dir.join("state").join("wpod");
+        let left: Vec<PathBuf> = std::fs::read_dir(&folders)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        assert_eq!(left, Vec::<PathBuf>::new(), "pod folders left");
+    }
+
     /// The mounts under the test's folder, deepest first.
     pub fn mounts(&self) -> Vec<PathBuf> {
         mounts_under(&self.dir)
@@ -356,6 +377,10 @@ impl Drop for Containerd {
             let _ = rustix::mount::unmount(&namespace, rustix::mount::UnmountFlags::DETACH);
             let _ = std::fs::remove_file(&namespace);
         }
+        // `ctr run`'s tasks have the cgroup `/default/<id>` (containerd's
+        // namespace, then the task), whose parent the shim makes as runc
+        // does and, as runc, leaves: removed here once empty.
+        drop(CgroupParent::new("default"));
         // The TempDir removes the folder.
     }
 }
@@ -394,7 +419,7 @@ fn netns_of(bundle: &Path) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-fn kill(pid: u32, signal: rustix::process::Signal) {
+pub fn kill(pid: u32, signal: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, signal);
     }
@@ -509,6 +534,150 @@ pub fn pss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("Pss:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The descendants of process `pid` (children first), from `/proc`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `PID (COMM) STATE PPID ...`: the name may hold spaces.
+            let parent = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((child, parent))
+        })
+        .collect();
+    let mut found = vec![pid];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        next += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// The cgroup paths process `pid` is in, one per hierarchy (as
+/// `/proc/PID/cgroup` names them from this test's cgroup namespace).
+pub fn cgroups_of(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.splitn(3, ':').nth(2).map(str::to_owned))
+        .collect()
+}
+
+/// A cgroup parent of the test's own (as the kubelet's cgroup of a pod),
+/// `/NAME` in every v1 hierarchy or in cgroup v2, removed on drop.
+pub struct CgroupParent {
+    pub path: String,
+}
+
+impl CgroupParent {
+    pub fn new(name: &str) -> CgroupParent {
+        CgroupParent {
+            path: format!("/{name}"),
+        }
+    }
+
+    /// Its directories, where they are (made by the shim).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|hierarchy| hierarchy.path().join(self.path.trim_start_matches('/')))
+            .chain(std::iter::once(
+                Path::new("/sys/fs/cgroup").join(self.path.trim_start_matches('/')),
+            ))
+            .filter(|dir| dir.is_dir())
+            .collect()
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        for dir in self.dirs() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// The pod's walled processes among the shim's descendants, by name: its
+/// helper (`wpod pod-init`, the shim's child) and PID 1 of the pod's
+/// namespaces (`wpod pod <sandbox>`, the helper's child).
+pub fn walled_processes(shim: u32) -> Vec<u32> {
+    descendants(shim)
+        .into_iter()
+        .filter(|pid| process_name(*pid).starts_with("wpod pod"))
+        .collect()
+}
+
+/// A process's name (`/proc/PID/comm`), empty once it is gone.
+pub fn process_name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|name| name.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+/// What shows that process `pid` runs behind the OS wall, as
+/// `(what, holds)`: seccomp's filter mode, no_new_privs, no capabilities,
+/// a user and a mount namespace not the host's (this test's), a root
+/// without the host's `/etc/shadow`.
+pub fn wall_of(pid: u32) -> Vec<(String, bool)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|value| value.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let namespace = |kind: &str, of: &str| std::fs::read_link(format!("/proc/{of}/ns/{kind}")).ok();
+    let mut checks = vec![
+        (
+            format!("Seccomp: {}", field("Seccomp:")),
+            field("Seccomp:") == "2",
+        ),
+        (
+            format!("NoNewPrivs: {}", field("NoNewPrivs:")),
+            field("NoNewPrivs:") == "1",
+        ),
+        (
+            format!("CapEff: {}", field("CapEff:")),
+            field("CapEff:") == "0000000000000000",
+        ),
+    ];
+    for kind in ["user", "mnt"] {
+        let (theirs, ours) = (namespace(kind, &pid.to_string()), namespace(kind, "self"));
+        checks.push((
+            format!("{kind} namespace {theirs:?}, the host's {ours:?}"),
+            theirs.is_some() && theirs != ours,
+        ));
+    }
+    let shadow = Path::new("/proc")
+        .join(pid.to_string())
+        .join("root/etc/shadow");
+    checks.push((
+        format!("{} absent", shadow.display()),
+        Path::new("/etc/shadow").exists() && !shadow.exists(),
+    ));
+    checks
 }
 
 /// A CNI bridge the CRI plugin makes on the host, deleted on drop.
