@@ -214,7 +214,7 @@ pub enum HostEvent {
 /// cgroupfs form: `/kubepods/pod<uid>/<sandbox id>`), below the kubelet's
 /// cgroup of the pod, whose limits then apply to the pod host; made by the
 /// caller before the host starts (the host joins it before it unshares),
-/// with wpod's pids limit ([`crate::sandbox::PIDS_LIMIT`]) and no other.
+/// with wpod's pids limit (`PIDS_LIMIT`, as `wpod run`'s pods have) and no other.
 /// Dropped, it is removed, anything left in it killed first.
 #[derive(Debug)]
 pub struct HostCgroup(crate::sandbox::cgroup::PodCgroup);
