@@ -836,10 +836,12 @@ fn an_idle_pod_wakes_no_thread() {
             })
             .collect::<Vec<_>>()
     };
-    assert!(
-        !tickers().is_empty(),
-        "no wpod-epoch thread in the pod process"
-    );
+    // The pid file is written once the wall is up; the engine (and its
+    // ticker) comes a moment later, later still on a busy machine.
+    wait_for(Duration::from_secs(60), || {
+        (!tickers().is_empty()).then_some(())
+    })
+    .expect("a wpod-epoch thread in the pod process within 60 s");
     let switches = || -> u64 {
         tickers()
             .into_iter()
@@ -853,8 +855,17 @@ fn an_idle_pod_wakes_no_thread() {
             })
             .sum()
     };
-    std::thread::sleep(Duration::from_millis(500));
-    let before = switches();
+    // Until the guest is asleep (it compiles, starts and reaches its
+    // sleep), the tickers run: wait for a quiet half second first.
+    let mut before = switches();
+    wait_for(Duration::from_secs(60), || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = switches();
+        let quiet = now - before <= 2;
+        before = now;
+        quiet.then_some(())
+    })
+    .expect("the tickers quiet within 60 s");
     std::thread::sleep(Duration::from_secs(2));
     let woken = switches() - before;
     assert!(woken <= 10, "the epoch tickers woke {woken} times in 2 s");
