@@ -120,6 +120,27 @@ impl Walled {
         Path::new("/proc").join(self.pid.to_string()).join(name)
     }
 
+    /// The pod process's parent (`PPid:` of its status).
+    pub(crate) fn parent(&self) -> u32 {
+        self.read("status")
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|pid| pid.trim().parse().ok())
+            .expect("a PPid line")
+    }
+
+    /// [`Walled::terminate`], which must end it with SIGTERM's 143 and leave
+    /// nothing of it on the host.
+    pub(crate) fn terminate_leaving_nothing(self, workspace: &Workspace) {
+        let (code, output) = self.terminate();
+        assert_eq!(code, 143, "{output}");
+        assert!(
+            workspace.leftovers().is_empty(),
+            "left behind: {:?}",
+            workspace.leftovers()
+        );
+    }
+
     pub(crate) fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.proc(name))
             .unwrap_or_else(|e| panic!("/proc/{}/{name}: {e}", self.pid))
@@ -274,21 +295,44 @@ fn every_namespace_differs_from_the_hosts_and_sigterm_stops_the_pod() {
     }
     // `ps` tells the pod processes apart from wpod itself.
     assert_eq!(pod.read("comm").trim(), "pod walled");
-    let pod_init = status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let pod_init_name = std::fs::read_to_string(format!("/proc/{pod_init}/comm")).unwrap();
-    assert_eq!(pod_init_name.trim(), "wpod pod-init");
-    let (code, output) = pod.terminate();
-    assert_eq!(code, 143, "{output}");
-    assert!(
-        workspace.leftovers().is_empty(),
-        "left behind: {:?}",
-        workspace.leftovers()
-    );
+    // Its parent is wpod itself: pod-init made it with CLONE_PARENT and
+    // exited, one process fewer a pod.
+    assert_eq!(pod.parent(), pod.wpod.id(), "{status}");
+    pod.terminate_leaving_nothing(&workspace);
+}
+
+#[test]
+fn where_clone3_is_refused_pod_init_stays_the_parent_of_pid_1() {
+    if !wall_available() {
+        return;
+    }
+    // Docker's default seccomp profile answers ENOSYS to clone3 (so that
+    // the C library falls back to clone); wpod, run under such a filter,
+    // forks PID 1 as before, pod-init waits for it, and the pod ends
+    // cleanly all the same.
+    let refuse_clone3: seccompiler::BpfProgram = seccompiler::SeccompFilter::new(
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap()
+    .try_into()
+    .unwrap();
+    let workspace = Workspace::new();
+    let mut command = workspace.wpod();
+    // SAFETY: the closure runs in the forked child before exec; it makes two
+    // system calls (prctl, seccomp) on a program built before the fork, and
+    // allocates nothing.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            seccompiler::apply_filter(&refuse_clone3).map_err(std::io::Error::other)
+        });
+    }
+    let pod = Walled::start_with(&workspace, SLEEPER, &[], command);
+    let parent_name = std::fs::read_to_string(format!("/proc/{}/comm", pod.parent())).unwrap();
+    assert_eq!(parent_name.trim(), "wpod pod-init");
+    pod.terminate_leaving_nothing(&workspace);
 }
 
 #[test]

@@ -14,10 +14,16 @@
 //! 3. `unshare` every namespace at once, the user namespace among them, so
 //!    that it owns the others (bubblewrap clones with all the flags at once).
 //! 4. Map our uid and gid to root inside (`setgroups` denied first).
-//! 5. `fork`: a new PID namespace applies to children only; the child is
-//!    PID 1. pod-init waits for it and exits with its status.
-//! 6. PID 1: `PR_SET_PDEATHSIG` again (a fork clears it), and a lifeline pipe
-//!    to notice a parent that died before that.
+//! 5. `clone3(CLONE_PARENT)`: a new PID namespace applies to children only;
+//!    the child is PID 1, and the supervisor's child, not ours. pod-init
+//!    tells the supervisor its pid and exits at once: one process fewer a
+//!    pod, and the supervisor learns of the pod's end from PID 1 itself.
+//!    Where the kernel refuses `clone3` or pidfds (before 5.3, or a
+//!    seccomp filter), a plain `fork`: pod-init waits for PID 1 and exits
+//!    with its status.
+//! 6. PID 1: `PR_SET_PDEATHSIG` again (a fork clears it), and a check that
+//!    its parent did not die before that: the supervisor's pidfd, or a
+//!    lifeline pipe that pod-init holds.
 //! 7. Mounts private; open every bind source (`O_PATH`) while the host's
 //!    tree is in view; a tmpfs as the new root (on `/tmp`, as bubblewrap
 //!    does); each source bound at its own path, restricted (ro, nosuid, nodev,
@@ -108,6 +114,9 @@ pub(super) fn pod_init(
         // The supervisor died before PR_SET_PDEATHSIG took effect.
         sys::exit_now(1);
     }
+    // PID 1 is to be the supervisor's own child (step 5): this tells it,
+    // once its PR_SET_PDEATHSIG is set, whether the supervisor died before.
+    let supervisor_fd = sys::pidfd(supervisor);
     if let Err(error) = sys::new_session() {
         fail(&error);
     }
@@ -139,26 +148,45 @@ pub(super) fn pod_init(
         Ok(pipe) => pipe,
         Err(error) => fail(&error),
     };
-    // SAFETY: pod-init has one thread (a fork of the single-threaded
-    // supervisor that has started none).
-    match unsafe { sys::fork() } {
+    let sibling = match supervisor_fd {
+        // SAFETY: pod-init has one thread (a fork of the single-threaded
+        // supervisor that has started none).
+        Some(_) => unsafe { sys::fork_sibling() },
+        None => None,
+    };
+    let supervisor_is_parent = sibling.is_some();
+    let forked = match sibling {
+        Some(forked) => forked,
+        // SAFETY: as above, one thread.
+        None => unsafe { sys::fork() },
+    };
+    match forked {
         Err(error) => fail(&error),
         Ok(sys::Forked::Parent(pid)) => {
             drop(lifeline_read);
             channel.send(&Message::Started {
                 pid: pid.as_raw_nonzero().get() as u32,
+                supervisor_is_parent,
             });
+            if supervisor_is_parent {
+                sys::exit_now(0);
+            }
             let code = sys::wait_for(pid).unwrap_or(1);
             drop(lifeline_write);
             sys::exit_now(code)
         }
         Ok(sys::Forked::Child) => {
             drop(lifeline_write);
-            if sys::die_with_parent().is_err()
-                || sys::hung_up(rustix::fd::AsFd::as_fd(&lifeline_read))
-            {
+            // Our parent may have died before PR_SET_PDEATHSIG took effect:
+            // the supervisor (its pidfd), or pod-init (the lifeline).
+            let orphaned = |()| match &supervisor_fd {
+                Some(fd) if supervisor_is_parent => sys::has_ended(fd.as_fd()),
+                _ => sys::hung_up(lifeline_read.as_fd()),
+            };
+            if sys::die_with_parent().map_or(true, orphaned) {
                 sys::exit_now(1);
             }
+            drop(supervisor_fd);
             drop(lifeline_read);
             sys::set_process_name(&format!("pod {}", request.pod.name));
             let relay = match build_wall(&request.plan) {

@@ -40,8 +40,14 @@ pub(crate) struct Request {
 /// What the pod process reports, in order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Message {
-    /// From pod-init: the host PID of PID 1 of the pod's namespaces.
-    Started { pid: u32 },
+    /// From pod-init: the host PID of PID 1 of the pod's namespaces, and
+    /// whether it is the supervisor's child (pod-init made it with
+    /// `CLONE_PARENT` and has exited); if not, it is pod-init's, which
+    /// exits with its status.
+    Started {
+        pid: u32,
+        supervisor_is_parent: bool,
+    },
     /// The wall is up and the pod process handles SIGTERM and SIGINT.
     Ready,
     /// The pod's status changed.
@@ -148,7 +154,11 @@ mod tests {
     #[test]
     fn messages_survive_the_pipe_split_anywhere() {
         let channel_bytes = {
-            let mut bytes = serde_json::to_vec(&Message::Started { pid: 42 }).unwrap();
+            let mut bytes = serde_json::to_vec(&Message::Started {
+                pid: 42,
+                supervisor_is_parent: true,
+            })
+            .unwrap();
             bytes.push(b'\n');
             let report = ErrorReport {
                 message: "mount(MS_BIND)(/x): Permission denied".into(),
@@ -164,7 +174,7 @@ mod tests {
             let mut got = reader.push(&channel_bytes[..split]);
             got.extend(reader.push(&channel_bytes[split..]));
             assert_eq!(got.len(), 2, "split at {split}");
-            assert!(matches!(got[0], Message::Started { pid: 42 }));
+            assert!(matches!(got[0], Message::Started { pid: 42, .. }));
             match &got[1] {
                 Message::Failed(report) => assert_eq!(
                     report.to_string(),

@@ -8,7 +8,9 @@
 //!    resolved, hostPaths checked and created (`prepare_host_paths`), so errors
 //!    name host paths and exit 125 as they do without the wall.
 //! 4. Per pod: its private folder, its [`Plan`], its cgroup; then fork
-//!    pod-init, which carries on in `inside.rs` with the pod in memory.
+//!    pod-init, which carries on in `inside.rs` with the pod in memory. It
+//!    makes PID 1 of the pod's namespaces our child (`CLONE_PARENT`) and
+//!    exits; we wait for PID 1 (on old kernels pod-init waits for it).
 //! 5. Poll: messages from the pods, signals, and their exits (SIGCHLD, read
 //!    from the same signalfd: no pidfd, so kernels before 5.3 do). A signal
 //!    is forwarded to each pod process that handles it (it said `Ready`):
@@ -568,8 +570,13 @@ fn prepare(
 /// A pod process and what we know of it.
 struct Running {
     name: String,
-    /// pod-init's pid (our child); PID 1 of the pod's namespaces is its child.
+    /// pod-init's pid (our child).
     process: u32,
+    /// pod-init's status, once reaped.
+    init_exited: Option<i32>,
+    /// Whether PID 1 is our child too (pod-init made it with `CLONE_PARENT`
+    /// and exited), or pod-init's (which then exits with its status).
+    supervisor_is_parent: bool,
     /// The read end of the status pipe; `None` after end of file.
     messages: Option<OwnedFd>,
     reader: Reader,
@@ -626,6 +633,8 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
     Ok(Running {
         name: prepared.name.clone(),
         process,
+        init_exited: None,
+        supervisor_is_parent: false,
         messages: Some(read),
         reader: Reader::default(),
         exited: None,
@@ -741,9 +750,8 @@ fn supervise(
             while let Some(number) = signals.take() {
                 if number == libc::SIGCHLD {
                     // Signals coalesce: look at every pod not known to be gone.
-                    for pod in pods.iter_mut().filter(|p| p.exited.is_none()) {
-                        // PID 1 follows pod-init (PR_SET_PDEATHSIG).
-                        pod.exited = sys::try_wait(pod.process);
+                    for pod in pods.iter_mut() {
+                        pod.reap();
                     }
                 } else {
                     // The first signal stops the pods gracefully and a second
@@ -772,7 +780,10 @@ fn supervise(
             let Some(fd) = &pod.messages else { continue };
             let mut buffer = [0u8; 64 * 1024];
             match rustix::io::read(fd, &mut buffer) {
-                Ok(0) | Err(_) => pod.messages = None,
+                Ok(0) | Err(_) => {
+                    pod.messages = None;
+                    pod.reap();
+                }
                 Ok(n) => {
                     for message in pod.reader.push(&buffer[..n]) {
                         if let (Some(sink), Message::Status(status) | Message::Ended(status)) =
@@ -852,7 +863,15 @@ impl Running {
     /// Takes a message in; true if the pod failed to start.
     fn handle(&mut self, message: Message) -> bool {
         match message {
-            Message::Started { pid } => self.pid = Some(pid),
+            Message::Started {
+                pid,
+                supervisor_is_parent,
+            } => {
+                self.pid = Some(pid);
+                self.supervisor_is_parent = supervisor_is_parent;
+                // Its end may have been signalled before this was read.
+                self.reap();
+            }
             Message::Ready => self.ready = true,
             Message::Status(status) => self.last = status,
             Message::Ended(status) => self.ended = Some(status),
@@ -864,6 +883,27 @@ impl Running {
         false
     }
 
+    /// Reaps what of the pod's processes has ended, and notes the pod's
+    /// end: PID 1's where it is our child, else pod-init's (which waits for
+    /// PID 1, or ended before making it).
+    fn reap(&mut self) {
+        if self.init_exited.is_none() {
+            self.init_exited = sys::try_wait(self.process);
+        }
+        if self.exited.is_some() {
+            return;
+        }
+        self.exited = match self.pid {
+            Some(pid) if self.supervisor_is_parent => sys::try_wait(pid),
+            Some(_) => self.init_exited,
+            // No PID 1 and no more messages: pod-init ended before it.
+            None if self.messages.is_none() => self.init_exited,
+            // pod-init's `Started` may still be unread: its own end says
+            // nothing yet.
+            None => None,
+        };
+    }
+
     fn kill(&mut self) {
         if self.exited.is_some() {
             return;
@@ -872,7 +912,10 @@ impl Running {
         if let Some(pid) = self.pid {
             sys::send_signal(pid, libc::SIGKILL);
         }
-        sys::send_signal(self.process, libc::SIGKILL);
+        // Not once reaped: its pid may be another process's by now.
+        if self.init_exited.is_none() {
+            sys::send_signal(self.process, libc::SIGKILL);
+        }
     }
 
     /// The pod's final status: as it reported it, or, if the pod process was
@@ -958,6 +1001,11 @@ impl Drop for Running {
     fn drop(&mut self) {
         if self.exited.is_none() {
             self.kill();
+            if let Some(pid) = self.pid.filter(|_| self.supervisor_is_parent) {
+                let _ = sys::wait_for_pid(pid);
+            }
+        }
+        if self.init_exited.is_none() {
             let _ = sys::wait_for_pid(self.process);
         }
     }

@@ -151,6 +151,95 @@ pub(crate) unsafe fn fork() -> Result<Forked> {
     }
 }
 
+/// `clone3(CLONE_PARENT)`: [`fork`], except that the child's parent is our
+/// own parent. pod-init makes PID 1 so, and exits at once: the supervisor
+/// waits for PID 1 itself, one process fewer a pod, and no pod-init exit
+/// between the pod's end and the supervisor's. `None` where the kernel
+/// (before 5.3) or a seccomp filter (Docker's default answers `ENOSYS`)
+/// refuses `clone3`: the caller forks instead.
+///
+/// The child's C library believes it has the thread id of its parent:
+/// glibc's `fork` corrects that, a raw `clone3` does not. glibc (2.34 and
+/// later) asks the kernel for the id where it signals itself (`raise`,
+/// `abort`), and nothing in the pod process signals its main thread by
+/// its handle.
+///
+/// # Safety
+///
+/// As [`fork`]: the calling process must have one thread.
+pub(crate) unsafe fn fork_sibling() -> Option<Result<Forked>> {
+    /// `struct clone_args` as of Linux 5.3 (`CLONE_ARGS_SIZE_VER0`).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    let args = CloneArgs {
+        flags: libc::CLONE_PARENT as u64,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        // With CLONE_PARENT the kernel takes ours (SIGCHLD, as fork made
+        // us) and refuses any other.
+        exit_signal: 0,
+        // No stack: the child goes on on a copy of ours, as after `fork`.
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+    };
+    // SAFETY: `args` is a valid `clone_args` of the size passed, alive for
+    // the call; without CLONE_VM the child gets a copy of our memory, and
+    // the caller guarantees one thread (see # Safety).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match pid {
+        -1 => match errno() {
+            libc::ENOSYS | libc::EPERM => None,
+            code => Some(Err(SysError::new("clone3", Errno::from_raw_os_error(code)))),
+        },
+        0 => Some(Ok(Forked::Child)),
+        pid => Some(Ok(Forked::Parent(
+            rustix::process::Pid::from_raw(pid as i32).expect("a positive pid"),
+        ))),
+    }
+}
+
+/// A pidfd of `pid` (Linux 5.3): readable once that process has ended.
+/// `None` where the kernel or a seccomp filter refuses it.
+pub(crate) fn pidfd(pid: u32) -> Option<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+/// Whether the process behind `pidfd` has ended, without waiting.
+pub(crate) fn has_ended(pidfd: BorrowedFd<'_>) -> bool {
+    poll_now(pidfd).is_none_or(|events| !events.is_empty())
+}
+
+/// What `poll` says of `fd` (asked for input) right now; `None` if it
+/// failed.
+fn poll_now(fd: BorrowedFd<'_>) -> Option<rustix::event::PollFlags> {
+    use rustix::event::{PollFd, PollFlags};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&zero)).ok()?;
+    Some(fds[0].revents())
+}
+
 /// In a forked child: closes every descriptor but stdin, stdout, stderr and
 /// `keep`. The supervisor's other descriptors (its signalfd, other pods'
 /// pipes) must not cross the wall.
@@ -313,16 +402,7 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 
 /// Whether the other end of a pipe is closed, without waiting.
 pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> bool {
-    use rustix::event::{PollFd, PollFlags};
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    let zero = rustix::time::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    match rustix::event::poll(&mut fds, Some(&zero)) {
-        Ok(_) => fds[0].revents().contains(PollFlags::HUP),
-        Err(_) => true,
-    }
+    poll_now(fd).is_none_or(|events| events.contains(rustix::event::PollFlags::HUP))
 }
 
 /// `mount("", "/", MS_REC | MS_PRIVATE)`: nothing we mount propagates back to
