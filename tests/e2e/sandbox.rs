@@ -57,7 +57,10 @@ pub(crate) fn is_root() -> bool {
 /// A pod running behind the wall, its supervisor and the pod process's PID.
 pub(crate) struct Walled {
     wpod: Child,
+    /// The first pod's process.
     pid: u32,
+    /// Every pod's, in the order of the file.
+    pids: Vec<u32>,
     /// wpod's standard output so far, once [`Walled::wait_for_output`] has
     /// started reading it.
     stdout: Option<(
@@ -108,10 +111,14 @@ impl Walled {
                 .filter(|t| t.ends_with('\n'))
         })
         .expect("the pid file within 120 s");
-        let pid = text.trim().parse().expect("a pid");
+        let pids: Vec<u32> = text
+            .lines()
+            .map(|line| line.parse().expect("a pid"))
+            .collect();
         Walled {
             wpod,
-            pid,
+            pid: pids[0],
+            pids,
             stdout: None,
         }
     }
@@ -299,6 +306,69 @@ fn every_namespace_differs_from_the_hosts_and_sigterm_stops_the_pod() {
     // exited, one process fewer a pod.
     assert_eq!(pod.parent(), pod.wpod.id(), "{status}");
     pod.terminate_leaving_nothing(&workspace);
+}
+
+#[test]
+fn a_run_of_many_pods_forks_them_from_a_fork_server_that_then_ends() {
+    if !wall_available() {
+        return;
+    }
+    // Three pods in one file: the first is forked by wpod, the others by
+    // the fork server; every pod process is wpod's child all the same, and
+    // once all are up, wpod's only children are the pod processes (no
+    // pod-init, no server).
+    let workspace = Workspace::new();
+    let three = [SLEEPER, SLEEPER, SLEEPER]
+        .iter()
+        .enumerate()
+        .map(|(n, yaml)| yaml.replace("name: walled", &format!("name: walled-{n}")))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let mut command = workspace.wpod();
+    command.env("WPOD_LOG", "wpod=debug");
+    let pod = Walled::start_with(&workspace, &three, &[], command);
+    assert_eq!(pod.pids.len(), 3);
+    let wpod = pod.wpod.id();
+    for pid in &pod.pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(status.contains(&format!("\nPPid:\t{wpod}\n")), "{status}");
+    }
+    // What else wpod has as children, by name (the background compiler
+    // may be one).
+    let others = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{wpod}/task"))
+            .unwrap()
+            .flatten()
+            .flat_map(|task| {
+                std::fs::read_to_string(task.path().join("children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(|pid| pid.parse::<u32>().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|pid| !pod.pids.contains(pid))
+            .map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default())
+            .collect()
+    };
+    let settled = wait_for(Duration::from_secs(10), || {
+        let others = others();
+        (!others
+            .iter()
+            .any(|name| name.starts_with("wpod pod-init") || name.starts_with("wpod forks")))
+        .then_some(())
+    });
+    assert!(settled.is_some(), "wpod's other children: {:?}", others());
+    let (code, output) = pod.terminate();
+    assert_eq!(code, 143, "{output}");
+    assert!(
+        output.contains("forked from a fork server pods=2"),
+        "{output}"
+    );
+    assert!(
+        workspace.leftovers().is_empty(),
+        "left behind: {:?}",
+        workspace.leftovers()
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@
 
 use super::broker::Broker;
 use super::cgroup::{Hierarchies, PodCgroup};
+use super::forker::ForkServer;
 use super::protocol::{ErrorReport, Message, Reader, Request};
 use super::{
     Isolation, PlanInputs, PodMain, SandboxConfig, SandboxError, SandboxedPod, SandboxedRun, sys,
@@ -86,8 +87,14 @@ pub(super) fn run(
     // Killed on every way out but the end below (and with the supervisor).
     let mut optimiser = OptimiserGuard(optimiser);
     let mut running = Vec::new();
-    for prepared in prepared {
-        let mut pod = start(prepared, pod_main)?;
+    let count = prepared.len();
+    let mut prepared: Vec<Option<Prepared>> = prepared.into_iter().map(Some).collect();
+    let mut server = None;
+    for index in 0..count {
+        let Some(next) = prepared[index].take() else {
+            continue;
+        };
+        let mut pod = start(next, pod_main, server.as_ref().map(|s| (s, index)))?;
         if running.is_empty() {
             // The first pod process's `unshare` tells whether this kernel
             // allows the wall: wait for it before starting the others.
@@ -101,13 +108,25 @@ pub(super) fn run(
                 );
                 return Ok(None);
             }
+            if count > FORK_SERVER_FROM {
+                server = start_fork_server(&mut prepared, pod_main).map_err(|e| {
+                    SandboxError::Supervisor {
+                        pod: pod.name.clone(),
+                        what: "starting the fork server".into(),
+                        source: e,
+                    }
+                })?;
+            }
         }
         running.push(pod);
     }
+    // Every pod has started: the server exits.
+    drop(server);
     let sink = config.status_sink.as_deref();
     // A Job's next pod: prepared and started as the first ones were (its
     // programs are compiled: they are its first pods' programs).
-    let mut spawn = |pod: &PodSpec| prepare(config, cgroups, pod).and_then(|p| start(p, pod_main));
+    let mut spawn =
+        |pod: &PodSpec| prepare(config, cgroups, pod).and_then(|p| start(p, pod_main, None));
     let signal = supervise(
         &mut running,
         &signals,
@@ -599,7 +618,61 @@ struct Running {
     _folder: PrivateFolder,
 }
 
-fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError> {
+/// Runs with more pods than this fork all but the first from a fork server
+/// (see `forker.rs`); for fewer, its own fork costs more than sharing its
+/// heap saves.
+const FORK_SERVER_FROM: usize = 2;
+
+/// Forks the fork server, a copy of this process and of `pods`.
+fn start_fork_server(
+    pods: &mut Vec<Option<Prepared>>,
+    pod_main: PodMain,
+) -> std::io::Result<Option<ForkServer>> {
+    let _ = std::io::stdout().flush();
+    let supervisor = std::process::id();
+    // SAFETY: `run` checked that this process has one thread, and nothing
+    // since started one (the compiler runs in a child of its own).
+    let server = unsafe {
+        ForkServer::start(
+            pods,
+            supervisor,
+            |pods, index, status| match pods[index].take() {
+                Some(prepared) => become_pod_init(prepared, status, supervisor, pod_main),
+                None => sys::exit_now(1),
+            },
+            |pods, index| {
+                // Its copies of the pod process's descriptors closed, and
+                // nothing freed: a freed chunk is written to, and the pods
+                // forked after would find the heap they share strewn with
+                // free chunks, and copy a page for each they reuse (at
+                // 1,000 pods, the last ones held 3 MiB of heap of their own
+                // where the first held 0.7). The broker's end stays open
+                // until the server exits.
+                if let Some(prepared) = pods[index].as_mut() {
+                    if let Some((broker, pod_end)) = prepared.broker.take() {
+                        std::mem::forget(broker);
+                        drop(pod_end);
+                    }
+                    for fd in prepared.dns_upstreams.drain(..) {
+                        drop(fd);
+                    }
+                }
+            },
+        )
+    }?;
+    tracing::debug!(
+        pods = pods.iter().flatten().count(),
+        "the run's other pods are forked from a fork server"
+    );
+    Ok(Some(server))
+}
+
+/// Starts a pod's pod-init: forked from here, or from `server`.
+fn start(
+    prepared: Prepared,
+    pod_main: PodMain,
+    server: Option<(&ForkServer, usize)>,
+) -> Result<Running, SandboxError> {
     let error = |what: &str, source: std::io::Error| SandboxError::Supervisor {
         pod: prepared.name.clone(),
         what: what.into(),
@@ -610,28 +683,36 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
     let _ = std::io::stdout().flush();
     let supervisor = std::process::id();
     let limits = prepared.request.plan.limits;
-    // SAFETY: `run` checked that this process has one thread, and nothing
-    // since started one (the compiler runs in a child of its own).
-    let forked = unsafe { sys::fork() };
-    let (broker, pod_end) = prepared.broker.unzip();
-    let process = match forked.map_err(|e| error("starting the pod process", e.source))? {
-        sys::Forked::Child => super::inside::pod_init(
-            prepared.request,
-            prepared.cgroup.as_ref(),
-            write,
-            super::inside::Outside {
-                broker: pod_end,
-                dns_upstreams: prepared.dns_upstreams,
-            },
-            supervisor,
-            pod_main,
-        ),
-        sys::Forked::Parent(pid) => pid.as_raw_nonzero().get() as u32,
+    let by_server = match server {
+        Some((server, index)) => server
+            .fork(index, write.as_fd())
+            .map_err(|e| error("starting the pod process (fork server)", e))?,
+        None => None,
+    };
+    let process = match by_server {
+        Some(pid) => pid,
+        None => {
+            // SAFETY: `run` checked that this process has one thread, and
+            // nothing since started one (the compiler runs in a child of its
+            // own).
+            let forked = unsafe { sys::fork() };
+            match forked.map_err(|e| error("starting the pod process", e.source))? {
+                sys::Forked::Child => become_pod_init(prepared, write, supervisor, pod_main),
+                sys::Forked::Parent(pid) => pid.as_raw_nonzero().get() as u32,
+            }
+        }
     };
     drop(write);
-    drop(pod_end);
+    let Prepared {
+        name,
+        cgroup,
+        folder,
+        initial,
+        broker,
+        ..
+    } = prepared;
     Ok(Running {
-        name: prepared.name.clone(),
+        name,
         process,
         init_exited: None,
         supervisor_is_parent: false,
@@ -640,16 +721,40 @@ fn start(prepared: Prepared, pod_main: PodMain) -> Result<Running, SandboxError>
         exited: None,
         pid: None,
         ready: false,
-        last: prepared.initial,
+        last: initial,
         ended: None,
         outcome: None,
         failed: None,
         killed: false,
-        broker,
-        cgroup: prepared.cgroup,
+        broker: broker.map(|(broker, _)| broker),
+        cgroup,
         limits,
-        _folder: prepared.folder,
+        _folder: folder,
     })
+}
+
+/// In the child: pod-init of `prepared`. Nothing of the supervisor's is
+/// dropped here (pod-init leaves with `exit`).
+fn become_pod_init(prepared: Prepared, status: OwnedFd, supervisor: u32, pod_main: PodMain) -> ! {
+    let Prepared {
+        request,
+        cgroup,
+        broker,
+        dns_upstreams,
+        ..
+    } = prepared;
+    let (_broker, pod_end) = broker.unzip();
+    super::inside::pod_init(
+        request,
+        cgroup.as_ref(),
+        status,
+        super::inside::Outside {
+            broker: pod_end,
+            dns_upstreams,
+        },
+        supervisor,
+        pod_main,
+    )
 }
 
 /// The Jobs of a run, and how to start their next pods.

@@ -40,7 +40,7 @@
 mod client;
 mod output;
 mod serve;
-mod wire;
+pub(in crate::sandbox) mod wire;
 
 pub use client::{PodHost, compile_ahead};
 pub use serve::main_if_helper;

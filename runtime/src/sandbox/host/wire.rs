@@ -137,7 +137,7 @@ pub(super) enum FromHost {
 }
 
 /// Sends `message` with `files` attached, as one packet.
-pub(super) fn send(
+pub(in crate::sandbox) fn send(
     socket: BorrowedFd<'_>,
     message: &impl Serialize,
     files: &[BorrowedFd<'_>],
@@ -159,7 +159,7 @@ pub(super) fn send(
 
 /// Receives one packet: its message and the files attached. `Ok(None)`:
 /// the other end is closed.
-pub(super) fn recv<T: serde::de::DeserializeOwned>(
+pub(in crate::sandbox) fn recv<T: serde::de::DeserializeOwned>(
     socket: BorrowedFd<'_>,
 ) -> std::io::Result<Option<(T, Vec<OwnedFd>)>> {
     let mut packet = vec![0u8; MAX_PACKET];
@@ -193,7 +193,7 @@ pub(super) fn recv<T: serde::de::DeserializeOwned>(
 }
 
 /// A socket pair: (ours, theirs), both close-on-exec.
-pub(super) fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub(in crate::sandbox) fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(
         rustix::net::AddressFamily::UNIX,
         rustix::net::SocketType::SEQPACKET,
