@@ -8,7 +8,7 @@ use super::{
     READY_TIMEOUT, plan, serve,
 };
 use crate::pod::ContainerUsage;
-use crate::sandbox::ErrorReport;
+use crate::sandbox::{ErrorReport, sys};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::collections::HashMap;
 use std::path::Path;
@@ -262,7 +262,7 @@ pub async fn compile_ahead(
     let spawned = std::thread::Builder::new()
         .name("wpod-compile".into())
         .spawn(move || {
-            use std::io::{Read, Write};
+            use std::io::Write;
             let mut command = std::process::Command::new(&program);
             command
                 .arg(COMPILE_ARG)
@@ -272,10 +272,7 @@ pub async fn compile_ahead(
             // SAFETY: the closure runs in the forked child before exec and
             // makes one async-signal-safe system call (prctl).
             unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                    die_with_parent_raw();
-                    Ok(())
-                });
+                std::os::unix::process::CommandExt::pre_exec(&mut command, die_with_parent);
             }
             let Ok(mut child) = command.spawn() else {
                 let _ = done.send(());
@@ -284,9 +281,11 @@ pub async fn compile_ahead(
             if let Some(mut stdin) = child.stdin.take() {
                 let _ = stdin.write_all(&input);
             }
-            let mut said = String::new();
+            // It says `compiled` and closes its output once the first tier
+            // is in the cache (it may go on with Cranelift's): that end of
+            // file is what is waited for, not the word.
             if let Some(mut stdout) = child.stdout.take() {
-                let _ = stdout.read_to_string(&mut said);
+                let _ = std::io::copy(&mut stdout, &mut std::io::sink());
             }
             let _ = done.send(());
             let _ = child.wait();
@@ -321,8 +320,7 @@ fn spawn_helper(
             unsafe {
                 std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
                     place_socket_raw(raw)?;
-                    die_with_parent_raw();
-                    Ok(())
+                    die_with_parent()
                 });
             }
             let child = command.spawn();
@@ -369,12 +367,10 @@ fn place_socket_raw(fd: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// In the forked child: `PR_SET_PDEATHSIG(SIGKILL)`.
-fn die_with_parent_raw() {
-    // SAFETY: prctl with integer arguments is async-signal-safe.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-    }
+/// In the forked child: `PR_SET_PDEATHSIG(SIGKILL)` (`sys`'s, a raw
+/// system call that allocates nothing), as `pre_exec` wants it.
+fn die_with_parent() -> std::io::Result<()> {
+    sys::die_with_parent().map_err(|error| error.source)
 }
 
 /// Sends SIGKILL to `pid`.
