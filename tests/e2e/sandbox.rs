@@ -308,6 +308,14 @@ fn every_namespace_differs_from_the_hosts_and_sigterm_stops_the_pod() {
     pod.terminate_leaving_nothing(&workspace);
 }
 
+/// `count` copies of [`SLEEPER`] in one file, named `walled-0`, ...
+fn several_sleepers(count: usize) -> String {
+    (0..count)
+        .map(|n| SLEEPER.replace("name: walled", &format!("name: walled-{n}")))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
 #[test]
 fn a_run_of_many_pods_forks_them_from_a_fork_server_that_then_ends() {
     if !wall_available() {
@@ -318,12 +326,7 @@ fn a_run_of_many_pods_forks_them_from_a_fork_server_that_then_ends() {
     // once all are up, wpod's only children are the pod processes (no
     // pod-init, no server).
     let workspace = Workspace::new();
-    let three = [SLEEPER, SLEEPER, SLEEPER]
-        .iter()
-        .enumerate()
-        .map(|(n, yaml)| yaml.replace("name: walled", &format!("name: walled-{n}")))
-        .collect::<Vec<_>>()
-        .join("---\n");
+    let three = several_sleepers(3);
     let mut command = workspace.wpod();
     command.env("WPOD_LOG", "wpod=debug");
     let pod = Walled::start_with(&workspace, &three, &[], command);
@@ -748,6 +751,11 @@ fn kill_9_at_random_points_leaves_nothing_behind() {
     }
     let workspace = Workspace::new();
     let pod = workspace.pod(SLEEPER);
+    // Every other run, four pods: three of them from the fork server.
+    let four = workspace.write(
+        "four.yaml",
+        crate::support::expand(&several_sleepers(4), workspace.path()),
+    );
     let mounts_before = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
@@ -757,7 +765,7 @@ fn kill_9_at_random_points_leaves_nothing_behind() {
         .unwrap()
         .subsec_nanos() as u64;
     let mut killed = Vec::new();
-    for _ in 0..10 {
+    for round in 0..10 {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -765,9 +773,10 @@ fn kill_9_at_random_points_leaves_nothing_behind() {
         // well after the guest runs (the pod takes ~20-80 ms to start).
         let delay = Duration::from_micros((seed >> 33) % 150_000);
         let tag = format!("kill-{}-{seed}", std::process::id());
+        let file = if round % 2 == 0 { &pod } else { &four };
         let mut wpod = workspace
             .wpod()
-            .args(["run", pod.to_str().unwrap()])
+            .args(["run", file.to_str().unwrap()])
             .env("WPOD_TEST_RUN", &tag)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
