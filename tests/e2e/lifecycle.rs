@@ -3,6 +3,7 @@
 //! signals stop the pod and clean up.
 
 use crate::support::{Workspace, container};
+#[cfg(target_os = "linux")]
 use std::time::{Duration, Instant};
 
 const SHARED: &str = "  volumes:\n  - {name: data, emptyDir: {}}\n";
@@ -416,6 +417,7 @@ fn json_status_has_kubernetes_fields_only_with_their_conditions() {
     assert_eq!(list["kind"], "List");
     for item in list["items"].as_array().unwrap() {
         check_keys(&item["status"], "status", "status");
+        #[cfg(target_os = "linux")]
         if crate::sandbox::wall_available() {
             assert!(
                 item["metadata"]["annotations"]["wpod.dev/pid"].is_string(),
@@ -427,6 +429,7 @@ fn json_status_has_kubernetes_fields_only_with_their_conditions() {
 
 /// A pod whose container works until asked to end, then writes a note into
 /// `dir` (a hostPath: it outlives the pod).
+#[cfg(target_os = "linux")]
 fn graceful_pod(dir: &std::path::Path, grace: u32, args: &str) -> String {
     format!(
         "apiVersion: v1
@@ -445,6 +448,8 @@ spec:
     )
 }
 
+// Signals reach the pod through the wall's supervisor (Linux).
+#[cfg(target_os = "linux")]
 #[test]
 fn sigterm_lets_a_guest_clean_up_before_the_pod_ends() {
     if !crate::sandbox::wall_available() {
@@ -473,6 +478,8 @@ fn sigterm_lets_a_guest_clean_up_before_the_pod_ends() {
     );
 }
 
+// Signals reach the pod through the wall's supervisor (Linux).
+#[cfg(target_os = "linux")]
 #[test]
 fn a_guest_that_ignores_the_stop_is_interrupted_after_its_grace_period() {
     if !crate::sandbox::wall_available() {
@@ -516,6 +523,8 @@ fn a_guest_that_ignores_the_stop_is_interrupted_after_its_grace_period() {
     );
 }
 
+// Signals reach the pod through the wall's supervisor (Linux).
+#[cfg(target_os = "linux")]
 #[test]
 fn pre_stop_runs_before_the_guest_is_told_and_post_start_failing_stops_it() {
     if !crate::sandbox::wall_available() {

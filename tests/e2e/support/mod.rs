@@ -248,12 +248,11 @@ pub fn free_port() -> u16 {
 /// How a test runs its pods both ways: in wpod's own process, and behind
 /// the OS wall where it can be had.
 pub fn isolations() -> Vec<&'static str> {
-    let mut modes = vec!["--isolation=none"];
     #[cfg(target_os = "linux")]
     if crate::sandbox::wall_available() {
-        modes.push("--isolation=required");
+        return vec!["--isolation=none", "--isolation=required"];
     }
-    modes
+    vec!["--isolation=none"]
 }
 
 /// Whether 127.0.0.2 can be bound (Linux and Windows: all of 127/8 is
