@@ -13,7 +13,7 @@
 //! 1,000 of them most of this machine's two.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::Thread;
 use std::time::Duration;
 use wasmtime::{CallHook, Engine, StoreContextMut};
@@ -31,6 +31,12 @@ static IN_WASM: AtomicUsize = AtomicUsize::new(0);
 /// The tickers of this process, to wake when a store starts running.
 static TICKERS: Mutex<Vec<Thread>> = Mutex::new(Vec::new());
 
+/// Whether a ticker parked (or is about to): only then does a store that
+/// starts running take the lock and wake them. A guest busy with host
+/// calls comes back to Wasm thousands of times a second, and most of those
+/// times no ticker is parked.
+static PARKED: AtomicBool = AtomicBool::new(false);
+
 /// Starts the thread that advances `engine`'s epoch while guests run; it
 /// ends (within [`PARKED_CHECK`]) after the last clone of the engine.
 pub(crate) fn start_ticker(engine: &Engine) {
@@ -41,9 +47,16 @@ pub(crate) fn start_ticker(engine: &Engine) {
             loop {
                 std::thread::sleep(EPOCH_TICK);
                 if IN_WASM.load(Ordering::Acquire) == 0 {
-                    // Woken by the first store that runs (an unpark before
-                    // this park makes it return at once), or to check below.
-                    std::thread::park_timeout(PARKED_CHECK);
+                    // The flag first, then the count again (both SeqCst,
+                    // as the store's side): either the store that comes in
+                    // sees the flag and wakes us (an unpark before this
+                    // park makes it return at once), or we see it in.
+                    PARKED.store(true, Ordering::SeqCst);
+                    if IN_WASM.load(Ordering::SeqCst) == 0 {
+                        // Woken by the first store that runs, or to check
+                        // below.
+                        std::thread::park_timeout(PARKED_CHECK);
+                    }
                     if weak.upgrade().is_none() {
                         break;
                     }
@@ -93,7 +106,7 @@ impl Running {
         }
         self.0 = running;
         if running {
-            if IN_WASM.fetch_add(1, Ordering::AcqRel) == 0 {
+            if IN_WASM.fetch_add(1, Ordering::SeqCst) == 0 && PARKED.swap(false, Ordering::SeqCst) {
                 for ticker in lock_tickers().iter() {
                     ticker.unpark();
                 }
