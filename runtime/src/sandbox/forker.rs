@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 pub(super) struct ForkServer {
     socket: OwnedFd,
     pid: rustix::process::Pid,
+    /// It said `clone3` is refused: not asked again.
+    refused: std::cell::Cell<bool>,
 }
 
 /// Start pod `pod`; its status pipe's write end is attached.
@@ -49,9 +51,10 @@ enum Forked {
 
 impl ForkServer {
     /// Forks the server, which works on its copy of `pods` (the caller's
-    /// stay the caller's): `start` runs in each pod-init it makes (and should never
-    /// return: the process exits if it does), `done` in the server after each, to drop its copies of that
-    /// pod's descriptors.
+    /// stay the caller's): `start` runs in each pod-init it makes and should
+    /// never return (the process exits if it does); `done` runs in the
+    /// server after each fork, to close its copies of that pod's
+    /// descriptors.
     ///
     /// # Safety
     ///
@@ -69,7 +72,11 @@ impl ForkServer {
         match unsafe { sys::fork() }.map_err(|e| e.source)? {
             sys::Forked::Parent(pid) => {
                 drop(theirs);
-                Ok(ForkServer { socket: ours, pid })
+                Ok(ForkServer {
+                    socket: ours,
+                    pid,
+                    refused: std::cell::Cell::new(false),
+                })
             }
             sys::Forked::Child => {
                 drop(ours);
@@ -85,10 +92,16 @@ impl ForkServer {
     /// Asks for pod `pod`'s pod-init, with `status` (the write end of its
     /// status pipe). `Ok(None)`: refused, fork it yourself.
     pub(super) fn fork(&self, pod: usize, status: BorrowedFd<'_>) -> std::io::Result<Option<u32>> {
+        if self.refused.get() {
+            return Ok(None);
+        }
         wire::send(self.socket.as_fd(), &Fork { pod }, &[status])?;
         match wire::recv::<Forked>(self.socket.as_fd())? {
             Some((Forked::Started { pid }, _)) => Ok(Some(pid)),
-            Some((Forked::Refused, _)) => Ok(None),
+            Some((Forked::Refused, _)) => {
+                self.refused.set(true);
+                Ok(None)
+            }
             Some((Forked::Failed { errno }, _)) => Err(std::io::Error::from_raw_os_error(errno)),
             None => Err(std::io::Error::other("the fork server ended")),
         }

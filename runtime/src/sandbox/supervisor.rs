@@ -109,13 +109,14 @@ pub(super) fn run(
                 return Ok(None);
             }
             if count > FORK_SERVER_FROM {
-                server = start_fork_server(&mut prepared, pod_main).map_err(|e| {
+                let started = start_fork_server(&mut prepared, pod_main).map_err(|e| {
                     SandboxError::Supervisor {
                         pod: pod.name.clone(),
                         what: "starting the fork server".into(),
                         source: e,
                     }
                 })?;
+                server = Some(started);
             }
         }
         running.push(pod);
@@ -627,7 +628,7 @@ const FORK_SERVER_FROM: usize = 2;
 fn start_fork_server(
     pods: &mut Vec<Option<Prepared>>,
     pod_main: PodMain,
-) -> std::io::Result<Option<ForkServer>> {
+) -> std::io::Result<ForkServer> {
     let _ = std::io::stdout().flush();
     let supervisor = std::process::id();
     // SAFETY: `run` checked that this process has one thread, and nothing
@@ -664,7 +665,7 @@ fn start_fork_server(
         pods = pods.iter().flatten().count(),
         "the run's other pods are forked from a fork server"
     );
-    Ok(Some(server))
+    Ok(server)
 }
 
 /// Starts a pod's pod-init: forked from here, or from `server`.
