@@ -133,8 +133,8 @@ impl Walled {
     }
 
     /// [`Walled::terminate`], which must end it with SIGTERM's 143 and leave
-    /// nothing of it on the host.
-    pub(crate) fn terminate_leaving_nothing(self, workspace: &Workspace) {
+    /// nothing of it on the host. Returns wpod's output.
+    pub(crate) fn terminate_leaving_nothing(self, workspace: &Workspace) -> String {
         let (code, output) = self.terminate();
         assert_eq!(code, 143, "{output}");
         assert!(
@@ -142,6 +142,7 @@ impl Walled {
             "left behind: {:?}",
             workspace.leftovers()
         );
+        output
     }
 
     pub(crate) fn read(&self, name: &str) -> String {
@@ -366,16 +367,10 @@ fn a_run_of_many_pods_forks_them_from_a_fork_server_that_then_ends() {
         .then_some(())
     });
     assert!(settled.is_some(), "wpod's other children: {:?}", others());
-    let (code, output) = pod.terminate();
-    assert_eq!(code, 143, "{output}");
+    let output = pod.terminate_leaving_nothing(&workspace);
     assert!(
         output.contains("forked from a fork server pods=2"),
         "{output}"
-    );
-    assert!(
-        workspace.leftovers().is_empty(),
-        "left behind: {:?}",
-        workspace.leftovers()
     );
 }
 
@@ -940,13 +935,7 @@ fn the_private_folder_touches_the_hosts_disk_only_for_an_empty_dir_there() {
         "{:?}",
         workspace.leftovers()
     );
-    let (code, output) = pod.terminate();
-    assert_eq!(code, 143, "{output}");
-    assert!(
-        workspace.leftovers().is_empty(),
-        "left behind: {:?}",
-        workspace.leftovers()
-    );
+    pod.terminate_leaving_nothing(&workspace);
 }
 
 #[test]
